@@ -1,0 +1,46 @@
+"""Open the built book in headless Chromium and check what a reader sees on the chapter page.
+
+Checks the rendered DOM (after JavaScript, so MathJax has typeset): the chapter title, at least one
+figure image that loaded, at least one table, typeset maths, and no raw TeX left on the page.
+"""
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+site = Path(sys.argv[1] if len(sys.argv) > 1 else "_build/html").resolve()
+checks = {"book/white-box.html": ["White-box attacks"], "book/intro.html": ["Threat models and notation"]}
+failed = False
+for page, titles in checks.items():
+    path = site / page
+    if not path.is_file():
+        print(f"check_site: {path} missing")
+        failed = True
+        continue
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = ["timeout", "120", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--disable-component-update", "--no-first-run",
+               "--disable-sync", "--disable-quic", f"--user-data-dir={profile}", "--window-size=1280,900",
+               "--virtual-time-budget=10000", "--dump-dom", path.as_uri()]
+        dom = subprocess.run(cmd, capture_output=True, text=True).stdout
+    problems = []
+    for t in titles:
+        if t not in dom:
+            problems.append(f"title {t!r} not rendered")
+    if "mjx-container" not in dom:
+        problems.append("no typeset maths (MathJax did not run)")
+    if page.endswith("white-box.html"):
+        imgs = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+        figs = [s for s in imgs if s.endswith(".png") or s.startswith("data:image/png")]
+        missing = [s for s in figs if not s.startswith("data:") and not (path.parent / s).is_file()]
+        if not figs:
+            problems.append("no figure")
+        if missing:
+            problems.append(f"figures not found: {missing}")
+        if "<table" not in dom:
+            problems.append("no table")
+    status = "ok" if not problems else "FAILED: " + "; ".join(problems)
+    print(f"check_site: {page}: {status}")
+    failed |= bool(problems)
+sys.exit(1 if failed else 0)

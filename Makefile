@@ -1,0 +1,50 @@
+# advlab: `make book` builds the book, `make test` runs the tests; both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+MATHJAX_VERSION := 3.2.2
+MATHJAX := book/_static/mathjax/tex-mml-chtml.js
+
+# The shared data folder beside the repository, and a cache of trained models inside it.
+export ADVLAB_DATA ?= $(abspath ../shared/data)
+export ADVLAB_CACHE ?= $(abspath .cache)
+
+.PHONY: env test book references benchmark clean help
+
+help:
+	@echo "make test        tests: pytest + nbval regression of the notebooks (creates .venv if missing)"
+	@echo "make book        execute changed chapters (PROFILE=$(PROFILE)) and render _build/html"
+	@echo "make references  re-execute the smoke profile into tests/notebooks (nbval references)"
+	@echo "make benchmark   attack overhead against bare forward+backward passes"
+	@echo "make clean       remove _build and executed pages (keeps .venv and the model cache)"
+
+$(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -c requirements-lock.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+env: $(VENV)/.installed
+
+# MathJax from the npm registry, served from the book's _static so maths renders offline.
+$(MATHJAX):
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz) \
+	  && mkdir -p book/_static/mathjax && cp -r $$tmp/package/es5/. book/_static/mathjax/ && rm -rf $$tmp
+
+test: env
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/notebooks/sanitize.cfg
+
+book: env $(MATHJAX)
+	$(BIN)/advlab book --profile $(PROFILE)
+
+references: env
+	$(BIN)/advlab references
+
+benchmark: env
+	$(BIN)/python benchmarks/attack_overhead.py
+
+clean:
+	rm -rf _build book/*.ipynb

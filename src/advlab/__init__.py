@@ -1,0 +1,13 @@
+"""advlab: a reproducible laboratory for adversarial robustness of neural networks."""
+__version__ = "0.1.0"
+
+from .threat import ThreatModel  # noqa: E402
+
+__all__ = ["ThreatModel", "__version__"]
+
+
+def default_device():
+    """CUDA when available, else CPU: for notebooks and scripts; library kernels follow their inputs."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

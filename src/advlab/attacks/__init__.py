@@ -1,0 +1,10 @@
+"""Attacks: plain functions ``attack(model, x, y, *, threat, ..., generator=None) -> AttackResult``.
+
+``ATTACKS`` maps the names papermill and the CLI use to the functions; ``run_attack(name, ...)``
+checks parameter names against the function's signature.
+"""
+from .base import ATTACKS, AttackResult, attack_params, eval_mode, get_attack, run_attack
+from .fgsm import fgsm
+from .pgd import pgd
+
+__all__ = ["ATTACKS", "AttackResult", "attack_params", "eval_mode", "fgsm", "get_attack", "pgd", "run_attack"]

@@ -1,0 +1,99 @@
+"""Projected gradient descent (Madry et al. 2018) on the cross-entropy, L∞ or L2."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..checks import check_choice, check_positive
+from ..errors import InputError
+from ..threat import ThreatModel
+from .base import (AttackResult, PassCounter, attacker_loss, check_attack_inputs, eval_mode, fooled,
+                   loss_and_grad, register)
+
+SCHEDULES = ("constant", "cosine")
+
+
+def _better(f_new, l_new, f_old, l_old):
+    """Lexicographic: fooling the model beats not fooling it; then a higher loss wins."""
+    return (f_new & ~f_old) | ((f_new == f_old) & (l_new > l_old))
+
+
+@register("pgd")
+def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: int = 10,
+        step_size: float | None = None, restarts: int = 1, random_start: bool = True,
+        schedule: str = "constant", loss: str = "ce", targeted: bool = False,
+        target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+    """Projected steepest ascent on the loss inside the threat model, with random restarts.
+
+    Paper: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+    Threat model: ``threat`` (L∞ or L2 ball of radius ε intersected with [0, 1]).
+
+    Each step is x ← Π(x + step_size · d), with d the unit steepest-ascent direction of the
+    threat's norm (sign of the gradient for L∞, normalised gradient for L2) and Π the projection.
+    Per example and over all restarts the attack keeps the worst case seen: an iterate that fools
+    the model if any did, otherwise the one of highest loss (single restart: the last iterate).
+    Iterates are judged with the logits of the forward pass that computes their gradient, so
+    tracking costs no extra passes; with several restarts each final iterate takes one forward.
+
+    Parameters
+    ----------
+    model : callable, images (N, C, H, W) in [0, 1] -> logits (N, K)
+    x : Tensor (N, C, H, W), float in [0, 1];  y : Tensor (N,), int
+    threat : ThreatModel
+    steps : int, default 10
+    step_size : float, default 2.5 · ε / steps (Madry et al.'s rule: enough to cross the ball)
+        In pixel units, measured in the threat's norm.
+    restarts : int, default 1
+    random_start : bool, default True
+        Start uniformly inside the ball (else at x).
+    schedule : {"constant", "cosine"}, default "constant"
+        Step size per step: fixed, or decayed as step_size · (1 + cos(π t / steps)) / 2.
+    loss : {"ce", "dlr"}, default "ce"
+    targeted : bool;  target : Tensor (N,), required when targeted
+    generator : torch.Generator on x's device, for the random starts
+
+    Returns
+    -------
+    AttackResult; ``success`` is filled when restarts > 1.
+    """
+    labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
+    for name, v in (("steps", steps), ("restarts", restarts)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    check_choice(schedule, SCHEDULES, "step-size schedule")
+    if loss == "dlr" and targeted:
+        raise InputError("the DLR loss here is untargeted; use loss='ce' for a targeted attack")
+    if step_size is None:
+        step_size = 2.5 * threat.eps / steps
+    check_positive(step_size, "step_size", allow_zero=True)
+    sizes = [step_size if schedule == "constant" else step_size * 0.5 * (1 + math.cos(math.pi * t / steps))
+             for t in range(steps)]
+
+    counter = PassCounter()
+    n = x.shape[0]
+    best_x = x.clone()
+    best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    best_loss = torch.full((n,), -float("inf"), device=x.device)
+    success = None
+    with eval_mode(model):
+        for _ in range(restarts):
+            x_adv = threat.random_start(x, generator) if random_start else x.clone()
+            for t in range(steps):
+                l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, counter, loss)
+                if t > 0 or random_start:  # x itself is no candidate
+                    upd = fooled(logits, y, targeted, target) & ~best_fooled
+                    best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], True, l[upd]
+                x_adv = threat.project(x, threat.step(x_adv, grad, sizes[t]))
+            if restarts == 1:  # the last iterate is kept unevaluated unless an earlier one fooled
+                best_x = torch.where(best_fooled.view(-1, 1, 1, 1), best_x, x_adv)
+                break
+            with torch.no_grad():
+                logits = model(x_adv)
+            counter.forwards += n
+            f = fooled(logits, y, targeted, target)
+            l = attacker_loss(logits, labels, targeted, loss)
+            upd = _better(f, l, best_fooled, best_loss)
+            best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], f[upd], l[upd]
+            success = best_fooled
+    return counter.result(best_x, success)

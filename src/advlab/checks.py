@@ -1,0 +1,55 @@
+"""Input checks shared by attacks, evaluation and training (one place, one wording)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from .errors import InputError
+
+
+def check_images(x: torch.Tensor, name: str = "x") -> None:
+    """Require a float batch of shape (N, C, H, W) with finite pixels in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise InputError(f"{name} must have shape (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(
+            f"{name} must be a floating-point tensor of pixels in [0, 1], got dtype {x.dtype}"
+            " (convert uint8 images with x.float() / 255)"
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name} holds NaN or infinite values")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"{name} must hold pixels in [0, 1], found values in [{lo:.4g}, {hi:.4g}]")
+
+
+def check_labels(y: torch.Tensor, x: torch.Tensor, name: str = "y", num_classes: int | None = None) -> None:
+    """Require integer labels of shape (N,) on the images' device."""
+    if not isinstance(y, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise InputError(f"{name} must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise InputError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if y.device != x.device:
+        raise InputError(f"{name} is on {y.device} but the images are on {x.device}")
+    if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
+        raise InputError(f"{name} must hold labels in [0, {num_classes}), found [{y.min()}, {y.max()}]")
+
+
+def check_choice(value: str, choices: Iterable[str], what: str) -> None:
+    choices = sorted(choices)
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
+
+
+def check_positive(value, name: str, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InputError(f"{name} must be {bound}, got {value}")
