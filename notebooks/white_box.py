@@ -43,7 +43,6 @@
 # is not linear over the ball.
 
 # %% tags=["remove-cell"]
-import matplotlib.pyplot as plt
 from myst_nb import glue
 
 import advlab
@@ -113,7 +112,7 @@ accuracy_table(clean_acc, index=())
 rows = sweep(net, test, attacks={"fgsm": {}}, norm=cfg.norm, eps_grid=cfg.eps_grid,
              batch_size=cfg.batch_size, seed=cfg.seed)
 fgsm_acc = accuracy(rows, by=["attack", "norm", "eps"])
-plotting.accuracy_vs_eps(fgsm_acc, title=f"FGSM on {cfg.model} ({cfg.dataset}, n = {len(test)})");
+ax = plotting.accuracy_vs_eps(fgsm_acc, title=f"FGSM on {cfg.model} ({cfg.dataset}, n = {len(test)})")
 
 # %% tags=["remove-input"]
 headline = accuracy(rows[rows.eps == cfg.eps], "adv_correct").iloc[0]
@@ -135,4 +134,4 @@ accuracy_table(fgsm_acc)
 # input and the model's prediction, in red when wrong.
 
 # %% tags=["remove-input"]
-plotting.attack_grid(net, test, attack="fgsm", threat=threat, n=cfg.n_show);
+fig = plotting.attack_grid(net, test, attack="fgsm", threat=threat, n=cfg.n_show)

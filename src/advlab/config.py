@@ -119,7 +119,7 @@ class Chapter:
     def resolve(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Config:
         """Profile defaults updated by non-None overrides, every name and type checked."""
         if profile not in self.profiles:
-            raise InputError(f"unknown profile {profile!r} for chapter {self.name!r}; valid: {sorted(self.profiles)}")
+            raise InputError(f"unknown profile {profile!r} for chapter {self.name!r}; valid: {', '.join(sorted(self.profiles))}")
         overrides = dict(overrides or {})
         unknown = set(overrides) - set(self.params)
         if unknown:

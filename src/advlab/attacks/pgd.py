@@ -74,7 +74,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
     n = x.shape[0]
     best_x = x.clone()
     best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
-    best_loss = torch.full((n,), -float("inf"), device=x.device)
+    best_loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
     success = None
     with eval_mode(model):
         for _ in range(restarts):

@@ -1,0 +1,201 @@
+"""Attacks: closed forms on a linear model, invariants, agreement with torchattacks, bad input."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advlab import ThreatModel
+from advlab.attacks import ATTACKS, attack_params, fgsm, get_attack, pgd, run_attack
+from advlab.errors import InputError
+
+# Cheap settings for the invariant tests, per attack.
+CHEAP = {"fgsm": {}, "pgd": {"steps": 3}}
+
+
+def _linear_batch(n=8):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 3, 4, 4, generator=g) * 0.6 + 0.2, torch.zeros(n, dtype=torch.long)
+
+
+# -- closed forms ---------------------------------------------------------------------------------
+def test_fgsm_linf_on_a_linear_model_is_the_sign_of_the_weight_difference(linear_model):
+    x, y = _linear_batch()
+    w = linear_model.w.detach()
+    out = fgsm(linear_model, x, y, threat=ThreatModel("linf", 0.1)).x_adv
+    expected = (x + 0.1 * (w[1] - w[0]).sign().view(1, 3, 4, 4)).clamp(0, 1)
+    assert torch.allclose(out, expected, atol=1e-7)
+
+
+def test_fgsm_l2_on_a_linear_model_is_the_normalised_weight_difference(linear_model):
+    x, y = _linear_batch()
+    d = (linear_model.w[1] - linear_model.w[0]).detach()
+    out = fgsm(linear_model, x, y, threat=ThreatModel("l2", 0.1)).x_adv
+    assert torch.allclose(out, x + 0.1 * (d / d.norm()).view(1, 3, 4, 4), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.15), ("l2", 0.3)])
+def test_pgd_reaches_the_optimal_attack_on_a_linear_model(linear_model, norm, eps):
+    """For logits Wx + b the loss is monotone in the margin (w_1 - w_0)·x, so the optimum over
+    ball ∩ box is known: each pixel pushed by ε toward sign(w_1 - w_0) and clipped (L∞), or a move
+    of length ε along w_1 - w_0 (L2; here the box does not bind)."""
+    # float64: in float32, 1 - p_y rounds once p_y ≈ 1 and the CE gradient loses its direction.
+    linear_model = linear_model.double()
+    with torch.no_grad():
+        linear_model.b.copy_(torch.tensor([20.0, 0.0]))  # not fooled within ε (margin moves by ≤ 8)
+    x, y = _linear_batch()
+    x = x.double()
+    d = (linear_model.w[1] - linear_model.w[0]).detach().view(1, 3, 4, 4)
+    if norm == "linf":
+        optimum = (x + eps * d.sign()).clamp(0, 1)
+    else:
+        optimum = x + eps * d / d.norm()
+    # From a random start the L2 iterate turns toward the optimum by a factor ≈ ε/(ε+step) per step.
+    out = pgd(linear_model, x, y, threat=ThreatModel(norm, eps), steps=100, step_size=eps / 4,
+              generator=torch.Generator().manual_seed(0)).x_adv
+    assert torch.allclose(out, optimum, atol=2e-3 * eps)
+
+
+# -- invariants -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CHEAP))
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])
+def test_result_is_inside_ball_and_box(name, norm, eps, mnist_model, batch):
+    x, y = batch
+    threat = ThreatModel(norm, eps)
+    res = run_attack(name, mnist_model, x, y, threat=threat, generator=torch.Generator().manual_seed(0), **CHEAP[name])
+    assert threat.contains(x, res.x_adv).all()
+    assert not res.x_adv.requires_grad
+    assert res.forwards >= len(x) and res.backwards >= len(x)
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_model_parameters_mode_and_gradients_are_untouched(name, mnist_model, batch):
+    x, y = batch
+    model = copy.deepcopy(mnist_model)
+    model.train()
+    model[1].classifier.eval()  # a mixed-mode model: every submodule's own mode must come back
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    run_attack(name, model, x, y, threat=ThreatModel("linf", 0.1), **CHEAP[name])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [m.training for m in model.modules()] == modes
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_same_generator_same_result(name, mnist_model, batch):
+    x, y = batch
+    a, b = (run_attack(name, mnist_model, x, y, threat=ThreatModel("linf", 0.1),
+                       generator=torch.Generator().manual_seed(5), **CHEAP[name]).x_adv for _ in range(2))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name,params", [("fgsm", {}), ("pgd", {"steps": 3, "random_start": False})])
+def test_batch_size_invariance(name, params, mnist_model, batch):
+    x, y = batch
+    t = ThreatModel("linf", 0.1)
+    whole = run_attack(name, mnist_model, x, y, threat=t, **params).x_adv
+    parts = torch.cat([run_attack(name, mnist_model, x[i:i + 16], y[i:i + 16], threat=t, **params).x_adv
+                       for i in range(0, len(x), 16)])
+    assert torch.allclose(whole, parts, atol=1e-6)
+
+
+def test_eps_zero_changes_nothing(mnist_model, batch):
+    x, y = batch
+    for name in CHEAP:
+        out = run_attack(name, mnist_model, x, y, threat=ThreatModel("linf", 0.0), **CHEAP[name]).x_adv
+        assert torch.equal(out, x)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm(mnist_model, mnist_test):
+    sub = mnist_test.subset(300, seed=2)
+    x, y = sub.images(), sub.y
+    t = ThreatModel("linf", 0.15)
+    acc = {n: (mnist_model(run_attack(n, mnist_model, x, y, threat=t, **p).x_adv).argmax(1) == y).float().mean().item()
+           for n, p in [("fgsm", {}), ("pgd", {"steps": 10})]}
+    assert acc["pgd"] <= acc["fgsm"]
+
+
+def test_pgd_restarts_keep_each_examples_worst_case(mnist_model, batch):
+    x, y = batch
+    t = ThreatModel("linf", 0.1)
+    res = pgd(mnist_model, x, y, threat=t, steps=5, restarts=3, generator=torch.Generator().manual_seed(0))
+    fooled = mnist_model(res.x_adv).argmax(1) != y
+    assert torch.equal(fooled, res.success)
+    one = pgd(mnist_model, x, y, threat=t, steps=5, restarts=1, generator=torch.Generator().manual_seed(0))
+    assert fooled.sum() >= (mnist_model(one.x_adv).argmax(1) != y).sum()
+    assert res.forwards == 3 * (5 + 1) * len(x) and res.backwards == 3 * 5 * len(x)
+
+
+def test_targeted_attacks_move_toward_the_target(mnist_model, batch):
+    x, y = batch
+    target = (y + 1) % 10
+    t = ThreatModel("linf", 0.3)  # the standard MNIST budget
+    ce = lambda z: F.cross_entropy(mnist_model(z), target, reduction="none")  # noqa: E731
+    for name, p in [("fgsm", {}), ("pgd", {"steps": 10})]:
+        adv = run_attack(name, mnist_model, x, y, threat=t, targeted=True, target=target, **p).x_adv
+        assert (ce(adv) < ce(x)).float().mean() > 0.9
+    hit = (mnist_model(pgd(mnist_model, x, y, threat=t, steps=40, targeted=True, target=target).x_adv).argmax(1) == target)
+    assert hit.float().mean() > 0.5
+
+
+# -- an independent implementation ----------------------------------------------------------------
+def test_fgsm_matches_torchattacks_image_for_image(mnist_model, mnist_test):
+    torchattacks = pytest.importorskip("torchattacks")
+    sub = mnist_test.subset(200, seed=3)
+    x, y = sub.images(), sub.y
+    ours = fgsm(mnist_model, x, y, threat=ThreatModel("linf", 0.1)).x_adv
+    theirs = torchattacks.FGSM(mnist_model, eps=0.1)(x, y)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_pgd_robust_accuracy_matches_torchattacks(mnist_model, mnist_test):
+    torchattacks = pytest.importorskip("torchattacks")
+    sub = mnist_test.subset(500, seed=4)
+    x, y = sub.images(), sub.y
+    torch.manual_seed(0)  # torchattacks draws its random start from the global RNG
+    theirs = torchattacks.PGD(mnist_model, eps=0.1, alpha=0.01, steps=10, random_start=True)(x, y)
+    ours = pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), steps=10, step_size=0.01,
+               generator=torch.Generator().manual_seed(0)).x_adv
+    acc = lambda z: (mnist_model(z).argmax(1) == y).float().mean().item()  # noqa: E731
+    assert abs(acc(ours) - acc(theirs)) <= 0.01 or acc(ours) < acc(theirs)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_bad_inputs_are_clear_errors(name, mnist_model, batch):
+    x, y = batch
+    t = ThreatModel("linf", 0.1)
+    p = CHEAP.get(name, {})
+    with pytest.raises(InputError, match=r"shape \(N, C, H, W\)"):
+        run_attack(name, mnist_model, x[0], y, threat=t, **p)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        run_attack(name, mnist_model, x * 2, y, threat=t, **p)
+    with pytest.raises(InputError, match="floating-point"):
+        run_attack(name, mnist_model, (x * 255).to(torch.uint8), y, threat=t, **p)
+    with pytest.raises(InputError, match=r"y must have shape"):
+        run_attack(name, mnist_model, x, y[:3], threat=t, **p)
+    with pytest.raises(InputError, match="needs target labels"):
+        run_attack(name, mnist_model, x, y, threat=t, targeted=True, **p)
+    with pytest.raises(InputError, match="targeted=False"):
+        run_attack(name, mnist_model, x, y, threat=t, target=y, **p)
+    with pytest.raises(InputError, match="unknown parameter"):
+        run_attack(name, mnist_model, x, y, threat=t, epsilon=0.1)
+    with pytest.raises(InputError, match="ThreatModel"):
+        run_attack(name, mnist_model, x, y, threat=0.1, **p)
+
+
+def test_unknown_attack_lists_the_registry():
+    with pytest.raises(InputError, match="fgsm, pgd"):
+        get_attack("fsgm")
+    assert set(attack_params("pgd")) >= {"threat", "steps", "step_size", "restarts", "generator"}
+
+
+def test_pgd_rejects_bad_budgets(mnist_model, batch):
+    x, y = batch
+    with pytest.raises(InputError, match="steps"):
+        pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), steps=0)
+    with pytest.raises(InputError, match="step_size"):
+        pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), step_size=-1.0)
+    with pytest.raises(InputError, match="schedule"):
+        pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), schedule="linear")

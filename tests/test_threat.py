@@ -1,0 +1,93 @@
+"""Geometry of the threat model: projection, steps, random starts, bad arguments."""
+import math
+
+import pytest
+import torch
+
+from advlab import ThreatModel
+from advlab.errors import InputError
+
+
+@pytest.fixture(params=["linf", "l2"])
+def threat(request):
+    return ThreatModel(request.param, 0.3 if request.param == "linf" else 1.5)
+
+
+def _x(n=16, seed=0):
+    return torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_projection_lands_in_ball_and_box_and_is_idempotent(threat):
+    x = _x()
+    far = x + 5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    p = threat.project(x, far)
+    assert threat.contains(x, p).all()
+    assert torch.equal(threat.project(x, p), p)
+
+
+def test_projection_leaves_feasible_points_alone(threat):
+    x = _x() * 0.5 + 0.25
+    inside = threat.project(x, x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2)))
+    assert torch.allclose(threat.project(x, inside), inside)
+
+
+def test_linf_projection_is_the_euclidean_projection_onto_the_intersection():
+    t = ThreatModel("linf", 0.1)
+    x = _x()
+    z = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    lo, hi = (x - 0.1).clamp(0, 1), (x + 0.1).clamp(0, 1)
+    assert torch.allclose(t.project(x, z), torch.minimum(torch.maximum(z, lo), hi))
+
+
+def test_l2_projection_scales_onto_the_sphere():
+    t = ThreatModel("l2", 0.5)
+    x = torch.full((4, 1, 5, 5), 0.5)
+    d = torch.randn(x.shape, generator=torch.Generator().manual_seed(4)) * 0.02
+    d = d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * 2.0  # norm 2 > eps, stays in the box after scaling
+    p = t.project(x, x + d)
+    assert torch.allclose(t.distance(x, p), torch.full((4,), 0.5), atol=1e-6)
+    assert torch.allclose((p - x), d * 0.25, atol=1e-6)  # same direction
+
+
+def test_steepest_ascent_directions():
+    g = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(ThreatModel("linf", 1.0).direction(g), g.sign())
+    d = ThreatModel("l2", 1.0).direction(g)
+    assert torch.allclose(d.flatten(1).norm(dim=1), torch.ones(5))
+    # the direction maximises <g, d> over the unit ball: equals the dual norm of g
+    assert torch.allclose((g * d).flatten(1).sum(1), g.flatten(1).norm(dim=1), atol=1e-5)
+    assert torch.equal(ThreatModel("l2", 1.0).direction(torch.zeros(2, 1, 3, 3)), torch.zeros(2, 1, 3, 3))
+
+
+def test_random_start_is_inside_and_seeded(threat):
+    x = _x()
+    a = threat.random_start(x, torch.Generator().manual_seed(7))
+    b = threat.random_start(x, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert threat.contains(x, a).all()
+    assert not torch.equal(a, x)
+
+
+def test_l2_random_start_fills_the_ball():
+    # radius eps·U^(1/d): the median radius of a uniform draw in a d-ball is eps·0.5^(1/d)
+    t = ThreatModel("l2", 0.4)
+    x = torch.full((4000, 1, 2, 2), 0.5)  # d = 4; no coordinate moves by more than 0.4, so no clipping
+    r = t.distance(x, t.random_start(x, torch.Generator().manual_seed(8)))
+    assert (r <= 0.4 + 1e-6).all()
+    assert abs(r.median().item() - 0.4 * 0.5 ** 0.25) < 0.02
+
+
+@pytest.mark.parametrize("eps", [-0.1, float("nan"), "0.1", True])
+def test_bad_eps_is_an_error(eps):
+    with pytest.raises(InputError, match="eps"):
+        ThreatModel("linf", eps)
+
+
+def test_unknown_norm_lists_valid_ones():
+    with pytest.raises(InputError, match="l2, linf"):
+        ThreatModel("l1", 0.1)
+
+
+def test_str_states_norm_eps_and_pixel_range():
+    assert str(ThreatModel("linf", 0.1)) == "L∞ ball, ε = 0.1, pixels in [0, 1]"
+    assert math.isinf(ThreatModel("linf", 0.1).p)
