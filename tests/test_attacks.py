@@ -9,13 +9,19 @@ from advlab import ThreatModel
 from advlab.attacks import ATTACKS, attack_params, fgsm, get_attack, pgd, run_attack
 from advlab.errors import InputError
 
-# Cheap settings for the invariant tests, per attack.
-CHEAP = {"fgsm": {}, "pgd": {"steps": 3}}
+# Cheap settings for the invariant tests, per attack, and the norms each attack takes.
+CHEAP = {"fgsm": {}, "pgd": {"steps": 3}, "apgd": {"steps": 5}, "deepfool": {"steps": 5},
+         "cw": {"steps": 5, "binary_search_steps": 2}}
+NORMS = {"cw": ["l2"]}
 
 
 def _linear_batch(n=8):
     g = torch.Generator().manual_seed(1)
     return torch.rand(n, 3, 4, 4, generator=g) * 0.6 + 0.2, torch.zeros(n, dtype=torch.long)
+
+
+def _threat(name):
+    return ThreatModel(NORMS.get(name, ["linf"])[0], 0.1)
 
 
 # -- closed forms ---------------------------------------------------------------------------------
@@ -60,6 +66,8 @@ def test_pgd_reaches_the_optimal_attack_on_a_linear_model(linear_model, norm, ep
 @pytest.mark.parametrize("name", sorted(CHEAP))
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])
 def test_result_is_inside_ball_and_box(name, norm, eps, mnist_model, batch):
+    if norm not in NORMS.get(name, ["linf", "l2"]):
+        pytest.skip(f"{name} has no {norm} version")
     x, y = batch
     threat = ThreatModel(norm, eps)
     res = run_attack(name, mnist_model, x, y, threat=threat, generator=torch.Generator().manual_seed(0), **CHEAP[name])
@@ -76,7 +84,7 @@ def test_model_parameters_mode_and_gradients_are_untouched(name, mnist_model, ba
     model[1].classifier.eval()  # a mixed-mode model: every submodule's own mode must come back
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = [m.training for m in model.modules()]
-    run_attack(name, model, x, y, threat=ThreatModel("linf", 0.1), **CHEAP[name])
+    run_attack(name, model, x, y, threat=_threat(name), **CHEAP[name])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert [m.training for m in model.modules()] == modes
     assert all(p.grad is None for p in model.parameters())
@@ -85,15 +93,16 @@ def test_model_parameters_mode_and_gradients_are_untouched(name, mnist_model, ba
 @pytest.mark.parametrize("name", sorted(CHEAP))
 def test_same_generator_same_result(name, mnist_model, batch):
     x, y = batch
-    a, b = (run_attack(name, mnist_model, x, y, threat=ThreatModel("linf", 0.1),
+    a, b = (run_attack(name, mnist_model, x, y, threat=_threat(name),
                        generator=torch.Generator().manual_seed(5), **CHEAP[name]).x_adv for _ in range(2))
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name,params", [("fgsm", {}), ("pgd", {"steps": 3, "random_start": False})])
+@pytest.mark.parametrize("name,params", [("fgsm", {}), ("pgd", {"steps": 3, "random_start": False}),
+                                         ("deepfool", {}), ("cw", {"steps": 10, "binary_search_steps": 2})])
 def test_batch_size_invariance(name, params, mnist_model, batch):
     x, y = batch
-    t = ThreatModel("linf", 0.1)
+    t = _threat(name)
     whole = run_attack(name, mnist_model, x, y, threat=t, **params).x_adv
     parts = torch.cat([run_attack(name, mnist_model, x[i:i + 16], y[i:i + 16], threat=t, **params).x_adv
                        for i in range(0, len(x), 16)])
@@ -103,7 +112,8 @@ def test_batch_size_invariance(name, params, mnist_model, batch):
 def test_eps_zero_changes_nothing(mnist_model, batch):
     x, y = batch
     for name in CHEAP:
-        out = run_attack(name, mnist_model, x, y, threat=ThreatModel("linf", 0.0), **CHEAP[name]).x_adv
+        norm = NORMS.get(name, ["linf"])[0]
+        out = run_attack(name, mnist_model, x, y, threat=ThreatModel(norm, 0.0), **CHEAP[name]).x_adv
         assert torch.equal(out, x)
 
 
@@ -165,7 +175,7 @@ def test_pgd_robust_accuracy_matches_torchattacks(mnist_model, mnist_test):
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_bad_inputs_are_clear_errors(name, mnist_model, batch):
     x, y = batch
-    t = ThreatModel("linf", 0.1)
+    t = _threat(name)
     p = CHEAP.get(name, {})
     with pytest.raises(InputError, match=r"shape \(N, C, H, W\)"):
         run_attack(name, mnist_model, x[0], y, threat=t, **p)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto probes for ipywidgets and warns in notebooks
 
 
 def bar(iterable=None, *, enabled: bool = True, **kwargs):

@@ -104,6 +104,14 @@ class ThreatModel:
         n = _flat_norm(grad, 2.0)
         return grad / _per_example(n.clamp_min(1e-12), grad)
 
+    def dual_norm(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-example dual norm ‖v‖_q (1/p + 1/q = 1): max of <v, d> over the unit p-ball.
+
+        The linearised distance from x to the hyperplane {z : f + <w, z - x> = 0} in this norm is
+        |f| / ‖w‖_q, reached by moving |f| / ‖w‖_q along :meth:`direction` (w) (DeepFool).
+        """
+        return _flat_norm(v, 1.0 if self.norm == "linf" else 2.0)
+
     def random_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A point drawn uniformly from the ball around x, clipped to the pixel box.
 
