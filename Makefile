@@ -44,6 +44,7 @@ references: env
 	$(BIN)/advlab references
 
 benchmark: env
+	$(BIN)/pip install -q -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/attack_overhead.py
 
 clean:

@@ -27,7 +27,7 @@ def test_int_is_accepted_for_float_and_lists_are_checked():
     ({"eps": "0.2"}, r"parameter 'eps' must be float, got '0.2'"),
     ({"n_test": 10.5}, "must be int"),
     ({"dataset": "svhn"}, "must be str in"),
-    ({"norm": "l1"}, r"in \['linf', 'l2'\]"),
+    ({"cifar_model": "resnet"}, r"in \['vgg11', 'vgg13', 'vgg16', 'vgg19'\]"),
 ])
 def test_bad_parameters_list_the_valid_ones(over, match):
     with pytest.raises(InputError, match=match):

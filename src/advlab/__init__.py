@@ -11,3 +11,10 @@ def default_device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seeded_generator(seed: int, device=None):
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (attacks draw their random starts from it)."""
+    import torch
+
+    return torch.Generator(device=device or "cpu").manual_seed(seed)

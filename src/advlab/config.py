@@ -101,11 +101,20 @@ class Config(Mapping):
 
     def table(self) -> pd.DataFrame:
         rows = [{"parameter": "profile", "value": self._profile, "meaning": "named parameter set"}]
-        rows += [{"parameter": k, "value": repr(v), "meaning": self._schema[k].doc} for k, v in self._values.items()]
+        rows += [{"parameter": k, "value": _show(v), "meaning": self._schema[k].doc} for k, v in self._values.items()]
         return pd.DataFrame(rows).set_index("parameter")
 
     def __repr__(self):
         return f"Config({self._name!r}, profile={self._profile!r}, {dict(self._values)!r})"
+
+
+def _show(v) -> str:
+    """Readable values: floats to 4 significant digits (8/255 shows as 0.03137)."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(e) for e in v) + "]"
+    return repr(v)
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,18 @@ def accuracy_table(acc: pd.DataFrame, index=("attack", "eps"), digits: int = 1) 
     if cols:
         out.index = pd.MultiIndex.from_frame(acc[cols]) if len(cols) > 1 else pd.Index(acc[cols[0]])
     return out
+
+
+def format_columns(df: pd.DataFrame, formats: dict[str, str], default: str = "{:.3g}") -> pd.DataFrame:
+    """A display copy with every float column rendered by its format string (``default`` otherwise).
+
+    Plain strings rather than a pandas Styler: the Styler's HTML carries a random id, which a
+    regression test of the rendered table would flag on every run.
+    """
+    out = df.copy()
+    for col in out.columns:
+        if col in formats:
+            out[col] = [formats[col].format(v) for v in out[col]]
+        elif pd.api.types.is_float_dtype(out[col]):
+            out[col] = [default.format(v) for v in out[col]]
+    return out

@@ -67,16 +67,71 @@ def example_grid(x: torch.Tensor, x_adv: torch.Tensor, *, clean_pred, adv_pred, 
     return fig
 
 
-def attack_grid(model, data, *, attack: str, threat, n: int = 8, generator=None, title: str | None = None,
-                **params):
-    """Attack the first ``n`` examples of ``data`` and draw :func:`example_grid`."""
+def attack_grid(model, data, *, attack: str, threat=None, norm: str | None = None, n: int = 8,
+                generator=None, title: str | None = None, **params):
+    """Attack the first ``n`` examples of ``data`` and draw :func:`example_grid`.
+
+    ``threat`` bounds the attack (FGSM, PGD, APGD); minimum-norm attacks (DeepFool, CW) take
+    ``threat=None`` and the ``norm`` their perturbation is measured in.
+    """
     from .attacks import run_attack
     from .evaluate import check_adversarial, predict
 
     x, y = data.images()[:n], data.y[:n]
-    res = run_attack(attack, model, x, y, threat=threat, generator=generator, **params)
+    kwargs = dict(params, generator=generator)
+    if threat is not None:
+        kwargs["threat"] = threat
+    res = run_attack(attack, model, x, y, **kwargs)
     check_adversarial(x, res.x_adv, threat)
+    norm = threat.norm if threat is not None else (norm or "l2")
     return example_grid(x, res.x_adv, clean_pred=predict(model, x).tolist(),
                         adv_pred=predict(model, res.x_adv).tolist(), labels=y.tolist(),
-                        classes=data.classes, norm=threat.norm,
-                        title=title or f"{attack.upper()}, {threat}")
+                        classes=data.classes, norm=norm,
+                        title=title or (f"{attack}, {threat}" if threat else f"{attack} (minimum {NORM_LABEL[norm]} norm)"))
+
+
+def accuracy_panels(acc: pd.DataFrame, *, panel: str, hue: str, title: str | None = None):
+    """One :func:`accuracy_vs_eps` panel per value of ``panel`` (e.g. per attack), side by side."""
+    keys = list(dict.fromkeys(acc[panel]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        g = acc[acc[panel] == k]
+        accuracy_vs_eps(g, hue=hue, ax=ax, title=str(k), norm=g["norm"].iloc[0] if "norm" in g else None)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def transfer_heatmap(matrix: pd.DataFrame, *, title: str | None = None):
+    """Heatmap of accuracy (%) of each target model (columns) on inputs crafted on each source (rows)."""
+    pivot = 100 * matrix.pivot(index="source", columns="target", values="accuracy")
+    order = list(dict.fromkeys(matrix["source"]))
+    pivot = pivot.loc[order, order]
+    fig, ax = plt.subplots(figsize=(1.6 * len(order) + 2, 1.2 * len(order) + 1.2))
+    sns.heatmap(pivot, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", ax=ax,
+                cbar_kws={"label": "target accuracy (%)"})
+    ax.set_xlabel("target model (evaluated)")
+    ax.set_ylabel("source model (attacked)")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def norm_scatter(rows: pd.DataFrame, *, x_attack: str, y_attack: str, x_norm: str = "l2", y_norm: str = "linf",
+                 title: str | None = None):
+    """Per-example minimal norms of two attacks against each other, one colour per model."""
+    ok = rows[rows.clean_correct & rows.success]
+    a = ok[ok.attack == x_attack].set_index(["model", "example"])[x_norm]
+    b = ok[ok.attack == y_attack].set_index(["model", "example"])[y_norm]
+    both = pd.concat([a.rename("x"), b.rename("y")], axis=1, join="inner").reset_index()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    sns.scatterplot(data=both, x="x", y="y", hue="model", s=14, alpha=0.7, ax=ax)
+    ax.set_xlabel(f"{x_attack}: minimal {NORM_LABEL[x_norm]} norm (pixel units)")
+    ax.set_ylabel(f"{y_attack}: minimal {NORM_LABEL[y_norm]} norm (pixel units)")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,148 @@
+"""Attack cost against the bare forward+backward passes it needs, and against peer libraries.
+
+Everything is measured in one process, on one model and one batch, interleaved and repeated
+(median of ``--repeats``), so the ratios are comparable even on a noisy shared machine:
+
+* FGSM, PGD-k, APGD-k: time / (k bare forward+backward passes over the same batch).
+* DeepFool: time, success and median L2 of advlab, torchattacks and Foolbox on the same inputs.
+* Carlini-Wagner L2: time per Adam step / one bare step, advlab (with and without its binary
+  search) and torchattacks.
+
+    python benchmarks/attack_overhead.py [--device cuda] [--batch 256] [--repeats 5]
+
+Writes a Markdown table to stdout and, with --out, to a file.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from advlab import ThreatModel
+from advlab.attacks import apgd, carlini_wagner_l2, deepfool, fgsm, pgd
+from advlab.data import load_dataset
+from advlab.training import TrainConfig, load_or_train
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats):
+    fn()  # warm-up (allocator, kernels, lazy init)
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def bare(model, x, y, k):
+    """k forward+backward passes w.r.t. the input: the floor of a k-step gradient attack."""
+    for _ in range(k):
+        xr = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xr), y, reduction="sum")
+        torch.autograd.grad(loss, xr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--minimal-batch", type=int, default=100, help="examples for DeepFool and CW")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model, _ = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000,
+                                         eval_subset=500), device=device, progress=False)
+    model.eval()
+    data = load_dataset("mnist", "test", device=device).subset(args.batch, seed=0)
+    x, y = data.images(), data.y
+    t = ThreatModel("linf", 0.1)
+    gen = lambda: torch.Generator(device=device).manual_seed(0)  # noqa: E731
+    rows = []
+
+    b1 = timed(lambda: bare(model, x, y, 1), device, args.repeats)
+    for name, k, fn in [
+        ("FGSM", 1, lambda: fgsm(model, x, y, threat=t)),
+        ("PGD-10", 10, lambda: pgd(model, x, y, threat=t, steps=10, generator=gen())),
+        ("PGD-40", 40, lambda: pgd(model, x, y, threat=t, steps=40, generator=gen())),
+        ("APGD-CE-100", 100, lambda: apgd(model, x, y, threat=t, steps=100, generator=gen())),
+    ]:
+        floor = timed(lambda: bare(model, x, y, k), device, args.repeats)
+        ours = timed(fn, device, args.repeats)
+        rows.append((name, f"{1e3 * ours:.1f}", f"{1e3 * floor:.1f}", f"{ours / floor:.3f}"))
+
+    print(f"# attack overhead ({platform.processor() or platform.machine()}, device {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"MNIST small CNN, median of {args.repeats})\n")
+    lines = ["| attack | time (ms) | k bare fwd+bwd (ms) | ratio |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+
+    # DeepFool against peers
+    xm, ym = x[: args.minimal_batch], y[: args.minimal_batch]
+    peers = {"advlab": lambda: deepfool(model, xm, ym, steps=50, overshoot=0.02).x_adv}
+    try:
+        import torchattacks
+        peers["torchattacks 3.5.1"] = lambda: torchattacks.DeepFool(model, steps=50, overshoot=0.02)(xm, ym)
+    except ImportError:
+        pass
+    try:
+        import foolbox
+        fmodel = foolbox.PyTorchModel(model, bounds=(0, 1))
+        fb = foolbox.attacks.L2DeepFoolAttack(steps=50, overshoot=0.02, candidates=10)
+        peers["foolbox 3.3.4"] = lambda: fb(fmodel, xm, ym, epsilons=None)[0]
+    except ImportError:
+        pass
+    lines += ["", f"| DeepFool L2 ({len(xm)} examples) | time (ms) | success (%) | median L2 | advlab speed-up |",
+              "|---|---|---|---|---|"]
+    res = {}
+    for name, fn in peers.items():
+        sec = timed(fn, device, max(1, args.repeats // 2))
+        adv = fn()
+        fooled = model(adv).argmax(1) != ym
+        d = (adv - xm).flatten(1).norm(dim=1)
+        res[name] = sec
+        lines.append(f"| {name} | {1e3 * sec:.0f} | {100 * fooled.float().mean():.1f} | "
+                     f"{d[fooled].median():.3f} | {sec / res['advlab']:.1f}× |")
+
+    # CW: cost per Adam step against one bare step
+    steps = 50
+    b1m = timed(lambda: bare(model, xm, ym, 1), device, args.repeats)
+    cw_runs = {
+        "advlab, c = 1, no search": (steps, lambda: carlini_wagner_l2(model, xm, ym, steps=steps, initial_const=1.0,
+                                                                    binary_search_steps=1, abort_early=False)),
+        "advlab, 3 search steps": (3 * steps, lambda: carlini_wagner_l2(model, xm, ym, steps=steps, initial_const=1.0,
+                                                                      binary_search_steps=3, abort_early=False)),
+    }
+    try:
+        import torchattacks
+        cw_runs["torchattacks 3.5.1, c = 1"] = (steps, lambda: torchattacks.CW(model, c=1.0, kappa=0, steps=steps,
+                                                                                lr=0.01)(xm, ym))
+    except ImportError:
+        pass
+    lines += ["", f"| CW-L2 ({len(xm)} examples, {steps} steps per search step) | time per step (ms) | "
+              "/ bare fwd+bwd |", "|---|---|---|"]
+    for name, (n_steps, fn) in cw_runs.items():
+        sec = timed(fn, device, max(1, args.repeats // 2)) / n_steps
+        lines.append(f"| {name} | {1e3 * sec:.2f} | {sec / b1m:.3f} |")
+    lines.append(f"\nbare forward+backward, {len(xm)} examples: {1e3 * b1m:.2f} ms; {args.batch} examples: {1e3 * b1:.2f} ms")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
