@@ -1,7 +1,8 @@
 """Attack cost against the bare forward+backward passes it needs, and against peer libraries.
 
-Everything is measured in one process, on one model and one batch, interleaved and repeated
-(median of ``--repeats``), so the ratios are comparable even on a noisy shared machine:
+Everything is measured in one process, on one model and one batch. Each ratio is paired: every
+repeat runs the attack and its floor back to back (alternating which goes first), and the table
+gives the median ratio with its interquartile range, so drift of a shared machine cancels:
 
 * FGSM, PGD-k, APGD-k: time / (k bare forward+backward passes over the same batch).
 * DeepFool: time, success and median L2 of advlab, torchattacks and Foolbox on the same inputs.
@@ -33,16 +34,30 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def once(fn, device):
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
 def timed(fn, device, repeats):
     fn()  # warm-up (allocator, kernels, lazy init)
-    out = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+    return statistics.median(once(fn, device) for _ in range(repeats))
+
+
+def paired(fn, floor, device, repeats, fn_units=1.0, floor_units=1.0):
+    """Median and quartiles of (fn time / fn_units) / (floor time / floor_units) over repeats."""
+    fn(), floor()
+    ratios, times = [], []
+    for r in range(repeats):
+        order = (fn, floor) if r % 2 == 0 else (floor, fn)
+        t = {f: once(f, device) for f in order}
+        ratios.append((t[fn] / fn_units) / (t[floor] / floor_units))
+        times.append(t[fn] / fn_units)
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return statistics.median(times), statistics.median(ratios), q[0], q[2]
 
 
 def bare(model, x, y, k):
@@ -58,7 +73,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--minimal-batch", type=int, default=100, help="examples for DeepFool and CW")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -79,14 +94,13 @@ def main():
         ("PGD-40", 40, lambda: pgd(model, x, y, threat=t, steps=40, generator=gen())),
         ("APGD-CE-100", 100, lambda: apgd(model, x, y, threat=t, steps=100, generator=gen())),
     ]:
-        floor = timed(lambda: bare(model, x, y, k), device, args.repeats)
-        ours = timed(fn, device, args.repeats)
-        rows.append((name, f"{1e3 * ours:.1f}", f"{1e3 * floor:.1f}", f"{ours / floor:.3f}"))
+        sec, ratio, lo, hi = paired(fn, lambda: bare(model, x, y, k), device, args.repeats)
+        rows.append((name, f"{1e3 * sec:.1f}", f"{ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]"))
 
     print(f"# attack overhead ({platform.processor() or platform.machine()}, device {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"MNIST small CNN, median of {args.repeats})\n")
-    lines = ["| attack | time (ms) | k bare fwd+bwd (ms) | ratio |", "|---|---|---|---|"]
+    lines = ["| attack (k passes) | time (ms) | time / k bare fwd+bwd (median) | IQR |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
 
     # DeepFool against peers
@@ -132,10 +146,11 @@ def main():
     except ImportError:
         pass
     lines += ["", f"| CW-L2 ({len(xm)} examples, {steps} steps per search step) | time per step (ms) | "
-              "/ bare fwd+bwd |", "|---|---|---|"]
+              "/ bare fwd+bwd (median) | IQR |", "|---|---|---|---|"]
     for name, (n_steps, fn) in cw_runs.items():
-        sec = timed(fn, device, max(1, args.repeats // 2)) / n_steps
-        lines.append(f"| {name} | {1e3 * sec:.2f} | {sec / b1m:.3f} |")
+        sec, ratio, lo, hi = paired(fn, lambda: bare(model, xm, ym, n_steps), device, max(3, args.repeats // 2),
+                                    fn_units=n_steps, floor_units=n_steps)
+        lines.append(f"| {name} | {1e3 * sec:.2f} | {ratio:.3f} | [{lo:.3f}, {hi:.3f}] |")
     lines.append(f"\nbare forward+backward, {len(xm)} examples: {1e3 * b1m:.2f} ms; {args.batch} examples: {1e3 * b1:.2f} ms")
     text = "\n".join(lines)
     print(text)

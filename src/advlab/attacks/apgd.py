@@ -4,20 +4,19 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
-from ..threat import ThreatModel
+from ..threat import ThreatModel, keep_layout
 from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, fooled, loss_and_grad, register
 
 
 def _unit_start(threat: ThreatModel, x, generator):
     """The reference start: a random direction scaled to the sphere of radius ε, then clipped."""
-    shape = x.shape
     if threat.norm == "linf":
-        t = 2 * torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype) - 1
+        t = 2 * torch.empty_like(x).uniform_(generator=generator) - 1
         t = t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
     else:
-        t = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        t = torch.empty_like(x).normal_(generator=generator)
         t = t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-    return (x + threat.eps * t).clamp(0, 1)
+    return keep_layout((x + threat.eps * t).clamp(0, 1), x)
 
 
 def _apgd_run(model, x, y, labels, threat, steps, loss, rho, momentum, targeted, target, generator, counter):

@@ -1,10 +1,12 @@
 """Carlini-Wagner L2 attack (Carlini & Wagner 2017), batched with per-example search and stopping."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import InputError
-from ..threat import ThreatModel
+from ..threat import ThreatModel, keep_layout
 from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, register
 
 _BIG = 1e10
@@ -86,7 +88,7 @@ def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: Threat
             for t in range(1, steps + 1):
                 w_a = w.requires_grad_(True)
                 with torch.enable_grad():
-                    x_adv = (torch.tanh(w_a) + 1) / 2
+                    x_adv = keep_layout((torch.tanh(w_a) + 1) / 2, x)
                     logits = model(x_adv)
                     f, gap = _margin(logits, labels[idx], targeted, confidence)
                     l2sq = (x_adv - x[idx]).flatten(1).pow(2).sum(1)
@@ -108,9 +110,8 @@ def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: Threat
                     w = w.detach()
                     m.mul_(beta1).add_(g, alpha=1 - beta1)
                     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    mhat = m / (1 - beta1 ** t)
-                    vhat = v / (1 - beta2 ** t)
-                    w = w - lr * mhat / (vhat.sqrt() + adam_eps)
+                    bc2 = math.sqrt(1 - beta2 ** t)  # bias corrections folded into scalars
+                    w.addcdiv_(m, v.sqrt().div_(bc2).add_(adam_eps), value=-lr / (1 - beta1 ** t))
                     if abort_early and t % check_every == 0:
                         keep = loss <= prev[idx] * 0.9999
                         prev[idx] = loss
