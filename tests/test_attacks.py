@@ -209,3 +209,13 @@ def test_pgd_rejects_bad_budgets(mnist_model, batch):
         pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), step_size=-1.0)
     with pytest.raises(InputError, match="schedule"):
         pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), schedule="linear")
+    with pytest.raises(InputError, match="unknown loss 'hinge'; valid: ce, dlr"):
+        pgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), loss="hinge")
+
+
+def test_pgd_cosine_schedule_and_dlr_loss_stay_in_budget(mnist_model, batch):
+    x, y = batch
+    t = ThreatModel("l2", 1.0)
+    for kw in ({"schedule": "cosine"}, {"loss": "dlr"}):
+        res = pgd(mnist_model, x, y, threat=t, steps=5, generator=torch.Generator().manual_seed(0), **kw)
+        assert t.contains(x, res.x_adv).all()

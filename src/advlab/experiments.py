@@ -84,7 +84,8 @@ def rho_adv_table(models: dict, data: Dataset, *, deepfool_params: dict | None =
             "ρ_adv DeepFool": r_df[df.success].mean().item(),
             "DeepFool success (%)": 100 * df.success.float().mean().item(),
             "DeepFool time": 1e3 * t_df / len(x),
-            "ρ_adv FGSM": r_fg[fooled].mean().item(), "FGSM ε (L∞)": eps, "FGSM time": 1e3 * t_fg / len(x),
+            "ρ_adv FGSM": r_fg[fooled].mean().item(), "FGSM ε (L∞)": eps,
+            "FGSM fooled (%)": 100 * fooled.float().mean().item(), "FGSM time": 1e3 * t_fg / len(x),
         })
     return pd.DataFrame(rows).set_index("model")
 

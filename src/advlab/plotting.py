@@ -96,7 +96,8 @@ def accuracy_panels(acc: pd.DataFrame, *, panel: str, hue: str, title: str | Non
     fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
     for ax, k in zip(axes[0], keys):
         g = acc[acc[panel] == k]
-        accuracy_vs_eps(g, hue=hue, ax=ax, title=str(k), norm=g["norm"].iloc[0] if "norm" in g else None)
+        accuracy_vs_eps(g, hue=hue, ax=ax, title=NORM_LABEL.get(k, str(k)),
+                        norm=g["norm"].iloc[0] if "norm" in g else None)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

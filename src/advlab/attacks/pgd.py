@@ -8,7 +8,7 @@ import torch
 from ..checks import check_choice, check_positive
 from ..errors import InputError
 from ..threat import ThreatModel
-from .base import (AttackResult, PassCounter, attacker_loss, check_attack_inputs, eval_mode, fooled,
+from .base import (LOSSES, AttackResult, PassCounter, attacker_loss, check_attack_inputs, eval_mode, fooled,
                    loss_and_grad, register)
 
 SCHEDULES = ("constant", "cosine")
@@ -62,6 +62,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise InputError(f"{name} must be a positive integer, got {v!r}")
     check_choice(schedule, SCHEDULES, "step-size schedule")
+    check_choice(loss, LOSSES, "loss")
     if loss == "dlr" and targeted:
         raise InputError("the DLR loss here is untargeted; use loss='ce' for a targeted attack")
     if step_size is None:
