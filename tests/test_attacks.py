@@ -169,6 +169,11 @@ def test_pgd_robust_accuracy_matches_torchattacks(mnist_model, mnist_test):
                generator=torch.Generator().manual_seed(0)).x_adv
     acc = lambda z: (mnist_model(z).argmax(1) == y).float().mean().item()  # noqa: E731
     assert abs(acc(ours) - acc(theirs)) <= 0.01 or acc(ours) < acc(theirs)
+    torch.manual_seed(0)
+    theirs = torchattacks.PGDL2(mnist_model, eps=1.5, alpha=0.15, steps=10, random_start=True)(x, y)
+    ours = pgd(mnist_model, x, y, threat=ThreatModel("l2", 1.5), steps=10, step_size=0.15,
+               generator=torch.Generator().manual_seed(0)).x_adv
+    assert abs(acc(ours) - acc(theirs)) <= 0.01 or acc(ours) < acc(theirs)
 
 
 # -- bad input ------------------------------------------------------------------------------------

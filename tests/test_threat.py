@@ -68,13 +68,16 @@ def test_random_start_is_inside_and_seeded(threat):
     assert not torch.equal(a, x)
 
 
-def test_l2_random_start_fills_the_ball():
-    # radius eps·U^(1/d): the median radius of a uniform draw in a d-ball is eps·0.5^(1/d)
+def test_l2_random_start_has_a_uniform_radius_and_direction():
+    # radius uniform in [0, eps] (median eps/2), direction uniform on the sphere (mean ≈ 0)
     t = ThreatModel("l2", 0.4)
-    x = torch.full((4000, 1, 2, 2), 0.5)  # d = 4; no coordinate moves by more than 0.4, so no clipping
-    r = t.distance(x, t.random_start(x, torch.Generator().manual_seed(8)))
+    x = torch.full((4000, 1, 2, 2), 0.5)  # no coordinate moves by more than 0.4, so no clipping
+    start = t.random_start(x, torch.Generator().manual_seed(8))
+    r = t.distance(x, start)
     assert (r <= 0.4 + 1e-6).all()
-    assert abs(r.median().item() - 0.4 * 0.5 ** 0.25) < 0.02
+    assert abs(r.median().item() - 0.2) < 0.01
+    unit = (start - x).flatten(1) / r[:, None]
+    assert unit.mean(0).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("eps", [-0.1, float("nan"), "0.1", True])

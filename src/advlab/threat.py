@@ -128,9 +128,12 @@ class ThreatModel:
         return _flat_norm(v, 1.0 if self.norm == "linf" else 2.0)
 
     def random_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A point drawn uniformly from the ball around x, clipped to the pixel box.
+        """A random point of the ball around x, clipped to the pixel box.
 
-        L∞: uniform in the cube. L2: uniform in the ball (Gaussian direction, radius eps·U^(1/d)).
+        L∞: uniform in the cube. L2: a uniformly random direction at a radius drawn uniformly in
+        [0, ε]. This is deliberately not uniform in the ball: in d = 784 dimensions a uniform draw
+        lies within 1% of the sphere, so an attack would start with its whole budget spent on a
+        random direction (PGD-L2 at ε = 1.5 on MNIST left 4.4 points more accuracy that way).
         ``generator`` must live on x's device (or be None for the global RNG).
         """
         if self.norm == "linf":
@@ -138,7 +141,6 @@ class ThreatModel:
             delta = (2 * u - 1) * self.eps
         else:
             g = torch.empty_like(x).normal_(generator=generator)
-            d = g[0].numel()
-            r = torch.empty(x.shape[0], device=x.device, dtype=x.dtype).uniform_(generator=generator) ** (1.0 / d)
+            r = torch.empty(x.shape[0], device=x.device, dtype=x.dtype).uniform_(generator=generator)
             delta = g / _per_example(_flat_norm(g, 2.0).clamp_min(1e-12), g) * _per_example(r * self.eps, g)
         return keep_layout((x + delta).clamp(0.0, 1.0), x)
