@@ -97,18 +97,20 @@ class VGG(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
+    """Pre-activation residual block (BN-ReLU-conv twice), with optional dropout between (WRN)."""
+
+    def __init__(self, cin, cout, stride, dropout=0.0):
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
                          if stride != 1 or cin != cout else None)
 
     def forward(self, x):
         out = F.relu(self.bn1(x))
         skip = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv2(self.dropout(F.relu(self.bn2(self.conv1(out)))))
         return out + skip
 
 
@@ -132,22 +134,6 @@ class PreActResNet18(nn.Module):
         return self.linear(out)
 
 
-class WideBlock(nn.Module):
-    def __init__(self, cin, cout, stride, dropout):
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
-                         if stride != 1 or cin != cout else None)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        skip = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(self.dropout(F.relu(self.bn2(self.conv1(out)))))
-        return out + skip
-
-
 class WideResNet(nn.Module):
     def __init__(self, shape, num_classes, depth=28, widen_factor=10, dropout=0.0):
         super().__init__()
@@ -159,7 +145,7 @@ class WideResNet(nn.Module):
         blocks, prev = [], widths[0]
         for i, wd in enumerate(widths[1:]):
             for j in range(n):
-                blocks.append(WideBlock(prev, wd, 2 if (i > 0 and j == 0) else 1, dropout))
+                blocks.append(PreActBlock(prev, wd, 2 if (i > 0 and j == 0) else 1, dropout))
                 prev = wd
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(prev)
