@@ -66,9 +66,7 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     Budgets are asserted before returning (:func:`check_adversarial`); a violation is an error,
     never a silently reported number.
     """
-    get_attack(attack)
-    if threat is None and "threat" in params:
-        threat = params.pop("threat")
+    get_attack(attack)  # an unknown name fails before any work
     rows = []
     it = range(0, len(data), batch_size)
     for i in bar(it, desc=f"{attack} {threat.norm + ' ε=' + format(threat.eps, '.4g') if threat else ''}",
