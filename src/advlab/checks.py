@@ -48,6 +48,13 @@ def check_choice(value: str, choices: Iterable[str], what: str) -> None:
         raise InputError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
 
 
+def check_positive_int(**values) -> None:
+    """Require each keyword's value to be an int >= 1 (bools are not counts)."""
+    for name, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+
+
 def check_positive(value, name: str, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok:

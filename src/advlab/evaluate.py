@@ -91,7 +91,6 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
             "clean_pred": clean.cpu().numpy(), "clean_correct": (clean == y).cpu().numpy(),
             "adv_pred": adv.cpu().numpy(), "adv_correct": (adv == y).cpu().numpy(),
             "linf": delta.abs().amax(1).cpu().numpy(), "l2": delta.norm(dim=1).cpu().numpy(),
-            "x_norm": x.flatten(1).norm(dim=1).cpu().numpy(),
             "forwards": res.forwards / n, "backwards": res.backwards / n, "seconds": seconds / n,
         }))
     df = pd.concat(rows, ignore_index=True)

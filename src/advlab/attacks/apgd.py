@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
+from ..checks import check_positive_int
 from ..threat import ThreatModel, keep_layout
-from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, fooled, loss_and_grad, register
+from .base import (AttackResult, PassCounter, check_attack_inputs, check_loss, eval_mode, fooled, loss_and_grad,
+                   register)
 
 
 def _unit_start(threat: ThreatModel, x, generator):
@@ -95,13 +96,8 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps:
     Other arguments as in :func:`advlab.attacks.pgd`.
     """
     labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
-    for name, v in (("steps", steps), ("restarts", restarts)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
-    if loss not in ("ce", "dlr"):
-        raise InputError(f"unknown loss {loss!r}; valid: ce, dlr")
-    if loss == "dlr" and targeted:
-        raise InputError("the DLR loss here is untargeted; use loss='ce' for a targeted attack")
+    check_positive_int(steps=steps, restarts=restarts)
+    check_loss(loss, targeted)
     counter = PassCounter()
     out = x.clone()
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)

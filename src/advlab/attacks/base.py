@@ -129,6 +129,13 @@ def attacker_loss(logits, labels, targeted, loss="ce"):
     return -value if targeted else value
 
 
+def check_loss(loss: str, targeted: bool) -> None:
+    """A known loss name; DLR only untargeted (its targeted variant is a different loss)."""
+    check_choice(loss, LOSSES, "loss")
+    if loss == "dlr" and targeted:
+        raise InputError("the DLR loss here is untargeted; use loss='ce' for a targeted attack")
+
+
 def fooled(logits, y, targeted, target=None) -> torch.Tensor:
     pred = logits.argmax(1)
     return pred == target if targeted else pred != y

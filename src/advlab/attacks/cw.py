@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..checks import check_positive_int
 from ..errors import InputError
 from ..threat import ThreatModel, keep_layout
 from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, register
@@ -60,9 +61,7 @@ def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: Threat
     labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
     if threat is not None and threat.norm != "l2":
         raise InputError(f"Carlini-Wagner L2 takes an L2 threat model, got {threat.norm}")
-    for name, v in (("steps", steps), ("binary_search_steps", binary_search_steps)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    check_positive_int(steps=steps, binary_search_steps=binary_search_steps)
     if lr <= 0 or initial_const <= 0 or confidence < 0:
         raise InputError("lr and initial_const must be > 0 and confidence >= 0")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import check_positive_int
 from ..errors import InputError
 from ..threat import ThreatModel
 from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, register
@@ -73,8 +74,7 @@ def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | N
     if threat is not None:
         norm = threat.norm
     geom = ThreatModel(norm, float("inf"))  # validates the norm; geometry without a radius
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
+    check_positive_int(steps=steps)
     if overshoot < 0:
         raise InputError(f"overshoot must be >= 0, got {overshoot}")
 

@@ -5,10 +5,9 @@ import math
 
 import torch
 
-from ..checks import check_choice, check_positive
-from ..errors import InputError
+from ..checks import check_choice, check_positive, check_positive_int
 from ..threat import ThreatModel
-from .base import (LOSSES, AttackResult, PassCounter, attacker_loss, check_attack_inputs, eval_mode, fooled,
+from .base import (AttackResult, PassCounter, attacker_loss, check_attack_inputs, check_loss, eval_mode, fooled,
                    loss_and_grad, register)
 
 SCHEDULES = ("constant", "cosine")
@@ -58,13 +57,9 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
     AttackResult; ``success`` is filled when restarts > 1.
     """
     labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
-    for name, v in (("steps", steps), ("restarts", restarts)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    check_positive_int(steps=steps, restarts=restarts)
     check_choice(schedule, SCHEDULES, "step-size schedule")
-    check_choice(loss, LOSSES, "loss")
-    if loss == "dlr" and targeted:
-        raise InputError("the DLR loss here is untargeted; use loss='ce' for a targeted attack")
+    check_loss(loss, targeted)
     if step_size is None:
         step_size = 2.5 * threat.eps / steps
     check_positive(step_size, "step_size", allow_zero=True)
