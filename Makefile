@@ -7,14 +7,13 @@ PROFILE ?= quick
 MATHJAX_VERSION := 3.2.2
 MATHJAX := book/_static/mathjax/tex-mml-chtml.js
 
-# The shared data folder beside the repository, and a cache of trained models inside it.
-export ADVLAB_DATA ?= $(abspath ../shared/data)
-export ADVLAB_CACHE ?= $(abspath .cache)
+# Data and model cache: ADVLAB_DATA and ADVLAB_CACHE if set, else ../shared/data and .cache.
+# Those defaults live in one place, advlab.cli.repository_defaults, used by the CLI and the tests.
 
 .PHONY: env test book references benchmark clean help
 
 help:
-	@echo "make test        tests: pytest + nbval regression of the notebooks (creates .venv if missing)"
+	@echo "make test        tests: ruff, pytest + nbval regression of the notebooks (creates .venv if missing)"
 	@echo "make book        execute changed chapters (PROFILE=$(PROFILE)) and render _build/html"
 	@echo "make references  re-execute the smoke profile into tests/notebooks (nbval references)"
 	@echo "make benchmark   attack overhead against bare forward+backward passes"
@@ -35,6 +34,7 @@ $(MATHJAX):
 	  && mkdir -p book/_static/mathjax && cp -r $$tmp/package/es5/. book/_static/mathjax/ && rm -rf $$tmp
 
 test: env
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/notebooks/sanitize.cfg
 
 book: env $(MATHJAX)

@@ -84,7 +84,7 @@ def main():
     data = load_dataset("mnist", "test", device=device).subset(args.batch, seed=0)
     x, y = data.images(), data.y
     t = ThreatModel("linf", 0.1)
-    gen = lambda: torch.Generator(device=device).manual_seed(0)  # noqa: E731
+    gen = lambda: torch.Generator(device=device).manual_seed(0)
     rows = []
 
     b1 = timed(lambda: bare(model, x, y, 1), device, args.repeats)
@@ -151,7 +151,8 @@ def main():
         sec, ratio, lo, hi = paired(fn, lambda: bare(model, xm, ym, n_steps), device, max(3, args.repeats // 2),
                                     fn_units=n_steps, floor_units=n_steps)
         lines.append(f"| {name} | {1e3 * sec:.2f} | {ratio:.3f} | [{lo:.3f}, {hi:.3f}] |")
-    lines.append(f"\nbare forward+backward, {len(xm)} examples: {1e3 * b1m:.2f} ms; {args.batch} examples: {1e3 * b1:.2f} ms")
+    lines.append(f"\nbare forward+backward, {len(xm)} examples: {1e3 * b1m:.2f} ms; "
+                 f"{args.batch} examples: {1e3 * b1:.2f} ms")
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -1,18 +1,19 @@
-"""Test environment: the shared data beside the repository, a repo-local model cache, no tqdm.
+"""Test environment: the CLI's own data and cache defaults (../shared/data, .cache), no tqdm.
 
 Set before collection, so nbval's kernels inherit it too.
 """
 import os
 from pathlib import Path
 
+import pytest
+import torch
+
+from advlab.cli import configure_environment
+
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("ADVLAB_DATA", str(ROOT.parent / "shared" / "data"))
-os.environ.setdefault("ADVLAB_CACHE", str(ROOT / ".cache"))
+configure_environment(ROOT)
 os.environ["TQDM_DISABLE"] = "1"  # progress bars differ between runs; nbval compares outputs
 os.environ.setdefault("ADVLAB_DOWNLOAD", "0")  # tests never reach for the network
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """advlab: a reproducible laboratory for adversarial robustness of neural networks."""
-__version__ = "0.1.0"
+from .threat import ThreatModel
 
-from .threat import ThreatModel  # noqa: E402
+__version__ = "0.1.0"
 
 __all__ = ["ThreatModel", "__version__"]
 

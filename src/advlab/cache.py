@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -27,19 +28,71 @@ def config_key(config: dict, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: never half-written."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: temporary files are created 0600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path, legacy_age_s: float = 3600.0) -> None:
+    """Delete temporary files an interrupted write of ``path`` left behind.
+
+    Ours are named ``.NAME.PID.tmp``: removed once that process is gone. Earlier versions wrote
+    ``NAME.RANDOM.tmp``: removed when older than ``legacy_age_s``.
+    """
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+    for tmp in path.parent.glob(f"{path.name}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > legacy_age_s:
+                tmp.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` through ``write(tmp)`` into a temporary file beside it, then rename.
+
+    Readers see the old file or the new one, never a half-written one; a failed or interrupted
+    write leaves no temporary behind (or one that the next write to the same path removes).
+    The file gets the usual permissions (0666 less the umask), not a temporary file's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
+    remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`atomic_write`: never half-written."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:

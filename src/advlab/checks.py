@@ -28,18 +28,29 @@ def check_images(x: torch.Tensor, name: str = "x") -> None:
         raise InputError(f"{name} must hold pixels in [0, 1], found values in [{lo:.4g}, {hi:.4g}]")
 
 
+LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def check_labels(y: torch.Tensor, x: torch.Tensor, name: str = "y", num_classes: int | None = None) -> None:
-    """Require integer labels of shape (N,) on the images' device."""
+    """Require integer labels of shape (N,) on the images' device (any integer dtype; use ``y.long()``)."""
     if not isinstance(y, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise InputError(f"{name} must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+    if y.dtype not in LABEL_DTYPES:
         raise InputError(f"{name} must hold integer class labels, got dtype {y.dtype}")
     if y.device != x.device:
         raise InputError(f"{name} is on {y.device} but the images are on {x.device}")
-    if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
-        raise InputError(f"{name} must hold labels in [0, {num_classes}), found [{y.min()}, {y.max()}]")
+    if num_classes is not None:
+        check_label_range(y, num_classes, name)
+
+
+def check_label_range(y: torch.Tensor, num_classes: int, name: str = "y") -> None:
+    """Require labels in [0, num_classes) (the model's number of logits)."""
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise InputError(f"{name} must hold class labels in [0, {num_classes}) for a model with {num_classes} "
+                         f"logits, found labels in [{lo}, {hi}]")
 
 
 def check_choice(value: str, choices: Iterable[str], what: str) -> None:

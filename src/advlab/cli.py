@@ -5,14 +5,19 @@
     advlab book [--profile quick] [--force]
     advlab references [white-box ...]
 
-``run`` and ``book`` re-execute a chapter only when its notebook source, its parameters or the
-advlab library changed since the executed copy was written (a key kept in its metadata).
+Everything that can be checked is checked before a kernel starts: the chapter and profile, every
+parameter's name, type, range and its relations to the others, and the data and cache folders
+(made absolute here, so the kernel, which runs in ``notebooks/``, sees the same ones). ``run``
+and ``book`` re-execute a chapter only when its notebook, its parameters or the advlab code it
+imports changed since the executed copy was written (a key kept in its metadata).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,12 +25,18 @@ from pathlib import Path
 
 import yaml
 
-from .cache import config_key
+from .cache import CACHE_ENV, atomic_write, config_key
 from .chapters import CHAPTERS, get_chapter
-from .errors import AdvlabError
+from .data import DATA_ENV
+from .errors import AdvlabError, InputError
 
 BOOK_DIR = "book"
 REFERENCE_DIR = Path("tests") / "notebooks"
+PACKAGE = Path(__file__).resolve().parent
+
+
+class ChapterError(AdvlabError):
+    """A chapter's notebook raised while executing."""
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -37,41 +48,151 @@ def find_root(start: Path | None = None) -> Path:
     raise AdvlabError(f"no advlab book (a folder with _toc.yml and notebooks/) at or above {here}")
 
 
-def library_hash() -> str:
-    pkg = Path(__file__).parent
+def repository_defaults(root: Path) -> dict[str, Path]:
+    """The book's data and cache folders when the environment names none (``make`` uses the same)."""
+    return {DATA_ENV: root.parent / "shared" / "data", CACHE_ENV: root / ".cache"}
+
+
+def configure_environment(root: Path, environ=os.environ) -> dict[str, str]:
+    """Make ``ADVLAB_DATA`` and ``ADVLAB_CACHE`` absolute, defaulting to the repository's folders.
+
+    A relative value is taken relative to the current directory (where the user typed it), not to
+    ``notebooks/`` where the kernel runs. The data default applies only if that folder exists;
+    otherwise the library's own default (``~/.cache/advlab/data``, with a download) stands.
+    """
+    for var, default in repository_defaults(root).items():
+        value = environ.get(var)
+        if value:
+            environ[var] = str(Path(value).expanduser().resolve())
+        elif var == CACHE_ENV or default.is_dir():
+            environ[var] = str(default.resolve())
+    return {v: environ.get(v, "") for v in (DATA_ENV, CACHE_ENV)}
+
+
+# -- what a chapter depends on ---------------------------------------------------------------------
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] != "advlab":
+        return None
+    base = PACKAGE.joinpath(*parts[1:])
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
+    """Module names (advlab.*) imported anywhere in ``tree``, relative ones resolved."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                pkg = current.split(".") if is_package else current.split(".")[:-1]
+                pkg = pkg[:len(pkg) - node.level + 1]
+                base = ".".join(pkg + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
+    return {m for m in out if m.split(".")[0] == "advlab"}
+
+
+def chapter_dependencies(chapter: str, root: Path) -> list[Path]:
+    """The advlab source files chapter ``chapter``'s notebook imports, directly or through others.
+
+    Parent packages count (importing ``advlab.x.y`` runs ``advlab/__init__`` and
+    ``advlab/x/__init__``). The chapter registry imports every chapter's module; for this chapter
+    only its own module counts, so adding or editing another chapter does not re-run this one.
+    """
+    ch = get_chapter(chapter)
+    own = f"advlab.chapters.{Path(ch.notebook).stem}"
+    todo = sorted(_imports(ast.parse((root / "notebooks" / ch.notebook).read_text()), "", False))
+    seen: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            mod = ".".join(parts[:i])
+            if mod in seen or (mod.startswith("advlab.chapters.") and mod != own):
+                continue
+            f = _module_file(mod)
+            if f is None:
+                continue
+            seen[mod] = f
+            todo.extend(_imports(ast.parse(f.read_text()), mod, f.name == "__init__.py"))
+    return sorted(set(seen.values()))
+
+
+def code_hash(files) -> str:
+    """Hash of the code in ``files``: their syntax trees, so comments and blank lines do not count."""
     h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*.py")):
-        h.update(f.relative_to(pkg).as_posix().encode())
-        h.update(f.read_bytes())
+    for f in files:
+        h.update(_module_name(f).encode())
+        h.update(ast.dump(ast.parse(f.read_text())).encode())
     return h.hexdigest()[:16]
 
 
+# -- parameters --------------------------------------------------------------------------------------
 def parse_overrides(pairs) -> dict:
-    """``[("eps", "0.2"), ("eps_grid", "[0, 0.1]")]`` -> typed values (YAML scalars and lists)."""
+    """``[("eps", "0.2"), ("eps_grid", "[0, 0.1]")]`` -> typed values (YAML scalars and lists).
+
+    Numbers YAML 1.1 reads as strings (``1e-1``) are numbers. ``null`` is refused: in a notebook's
+    parameters cell None means "the profile's value", so it cannot also mean "no limit".
+    """
     out = {}
     for name, text in pairs or []:
         try:
-            out[name] = yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise AdvlabError(f"cannot parse the value of {name}: {text!r} ({e})") from e
+            raise InputError(f"cannot parse the value of {name}: {text!r} ({e})") from e
+        if isinstance(value, str):
+            try:
+                value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+            except ValueError:
+                pass
+        if value is None:
+            raise InputError(f"-p {name} {text}: null is not a value here (in a notebook it means 'the profile's "
+                             f"value': leave -p {name} out for that); pass 'all' where a parameter allows no limit")
+        out[name] = value
     return out
+
+
+# -- execution ---------------------------------------------------------------------------------------
+def _first_line(source: str) -> str:
+    lines = [ln for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return lines[0].strip() if lines else ""
 
 
 def execute_chapter(name: str, profile: str, overrides: dict | None = None, output: Path | None = None,
                     root: Path | None = None, force: bool = False, quiet: bool = False) -> tuple[Path, bool]:
-    """Execute chapter ``name`` with papermill; returns ``(output path, whether it ran)``."""
-    import jupytext
-    import nbformat
-    import papermill
+    """Execute chapter ``name`` with papermill; returns ``(output path, whether it ran)``.
 
+    The executed notebook is written to ``output`` atomically, so a killed run leaves the old page
+    (or none) and no temporary file where the book reads. An error inside the notebook raises
+    :class:`ChapterError` naming the cell and the chapter's own message.
+    """
     root = root or find_root()
     chapter = get_chapter(name)
     overrides = dict(overrides or {})
-    chapter.resolve(profile, overrides)  # fail on bad names or types before starting a kernel
+    chapter.resolve(profile, overrides)  # every name, type, range and relation, before a kernel starts
+    configure_environment(root)
     source = root / "notebooks" / chapter.notebook
-    output = Path(output) if output else root / BOOK_DIR / f"{name}.ipynb"
+    output = Path(output).resolve() if output else root / BOOK_DIR / f"{name}.ipynb"
     key = config_key({"source": source.read_text(), "profile": profile, "overrides": overrides,
-                      "library": library_hash()})
+                      "code": code_hash(chapter_dependencies(name, root))})
+
+    import jupytext  # heavy imports only once the run is known to be valid
+    import nbformat
+    import papermill
+
     if output.exists() and not force:
         try:
             if nbformat.read(output, as_version=4).metadata.get("advlab", {}).get("key") == key:
@@ -82,24 +203,39 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
             pass
     nb = jupytext.read(source)
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would be noise in the pages
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=".tmp-", suffix=".ipynb")
-    os.close(fd)
+    work = Path(tempfile.mkdtemp(prefix=f"advlab-{name}-"))
+    tmp = work / f"{name}.ipynb"
+    if not quiet:
+        print(f"{name}: executing with profile {profile!r} {overrides or ''} -> {output}")
     try:
-        if not quiet:
-            print(f"{name}: executing with profile {profile!r} {overrides or ''} -> {output}")
         executed = papermill.execute_notebook(
-            nb, tmp, parameters={"profile": profile, **overrides}, kernel_name="python3",
+            nb, str(tmp), parameters={"profile": profile, **overrides}, kernel_name="python3",
             cwd=str(root / "notebooks"), progress_bar=not quiet, log_output=False)
-        executed.metadata["advlab"] = {"chapter": name, "profile": profile, "overrides": overrides, "key": key}
-        nbformat.write(executed, tmp)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    except papermill.PapermillExecutionError as e:
+        raise ChapterError(f"chapter {name!r} stopped in cell {e.exec_count} ({_first_line(e.source)}): "
+                           f"{e.ename}: {e.evalue}. The executed notebook is kept in {tmp}.") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    executed.metadata["advlab"] = {"chapter": name, "profile": profile, "overrides": overrides, "key": key}
+    atomic_write(output, lambda p: nbformat.write(executed, str(p)))
+    shutil.rmtree(work, ignore_errors=True)
     return output, True
 
 
+def toc_text() -> str:
+    """``_toc.yml`` as the chapter registry orders the book."""
+    lines = ["format: jb-book", "root: book/intro", "chapters:"]
+    lines += [f"  - file: {BOOK_DIR}/{name}" for name in CHAPTERS]
+    return "\n".join(lines) + "\n"
+
+
 def build_book(root: Path, profile: str, force: bool = False) -> None:
+    for stale in (root / BOOK_DIR).glob(".tmp-*.ipynb"):  # left by killed runs of older versions
+        stale.unlink()
+    if (root / "_toc.yml").read_text() != toc_text():
+        atomic_write(root / "_toc.yml", lambda p: p.write_text(toc_text()))
+        print("book: _toc.yml regenerated from the chapter registry")
     for name in CHAPTERS:
         execute_chapter(name, profile, root=root, force=force)
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -108,15 +244,36 @@ def build_book(root: Path, profile: str, force: bool = False) -> None:
     print(f"book: {root / '_build' / 'html' / 'index.html'}")
 
 
+def _show(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(e) for e in v) + "]"
+    return "all" if v is None else str(v)
+
+
+def list_chapters() -> None:
+    for c in CHAPTERS.values():
+        print(f"{c.name}: {c.title} (notebooks/{c.notebook})")
+        values = {p: c.profile_values(p) for p in c.profiles}
+        rows = [("parameter", "type", *values, "meaning")]
+        rows += [(k, p.describe(), *(_show(values[prof][k]) for prof in values), p.doc) for k, p in c.params.items()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            print("  " + "  ".join(f"{cell:{w}s}" for cell, w in zip(r, widths)) + "  " + r[-1])
+        for r in c.relations:
+            print(f"  relation: {r.message}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="advlab", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="chapters, their parameters and profiles")
+    sub.add_parser("list", help="chapters, their parameters and every profile's values")
     run = sub.add_parser("run", help="execute one chapter")
     run.add_argument("chapter")
     run.add_argument("--profile", default="quick")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                     help="override a parameter (YAML value: 0.2, [0.1, 0.2], mnist)")
+                     help="override a parameter (YAML value: 0.2, [0.1, 0.2], mnist, all)")
     run.add_argument("-o", "--output", type=Path, help="executed notebook (default: book/CHAPTER.ipynb)")
     run.add_argument("--force", action="store_true", help="execute even if up to date")
     book = sub.add_parser("book", help="execute changed chapters and build the HTML book")
@@ -127,11 +284,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
-            for c in CHAPTERS.values():
-                print(f"{c.name}: {c.title} (notebooks/{c.notebook}); profiles: {', '.join(c.profiles)}")
-                for k, p in c.params.items():
-                    print(f"  {k:14s} {p.describe():28s} {p.doc}")
+            list_chapters()
         elif args.cmd == "run":
+            get_chapter(args.chapter)
             execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
                             force=args.force)
         elif args.cmd == "book":

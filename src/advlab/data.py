@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cache import atomic_write, atomic_write_bytes
 from .checks import check_choice
 from .errors import DatasetError, InputError
 
@@ -34,6 +35,11 @@ class DatasetSpec:
     mean: tuple[float, ...]  # per channel, of pixel/255 over the train split
     std: tuple[float, ...]
     sha256: dict = field(default_factory=dict)  # split -> (x sha256, y sha256, N)
+
+    @property
+    def title(self) -> str:
+        """The dataset's name as the field writes it (MNIST, Fashion-MNIST, CIFAR-10)."""
+        return {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[self.name]
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -107,6 +113,10 @@ class Dataset:
 
     def to(self, device) -> "Dataset":
         return Dataset(self.name, self.split, self.x.to(device), self.y.to(device), self.indices.to(device))
+
+    def take(self, idx: torch.Tensor) -> "Dataset":
+        """The examples at positions ``idx`` of this dataset (indices into the split kept)."""
+        return Dataset(self.name, self.split, self.x[idx], self.y[idx], self.indices[idx])
 
     def subset(self, n: int | None, seed: int = 0, stratified: bool = False) -> "Dataset":
         """``n`` examples drawn without replacement by a seeded permutation (all if n is None).
@@ -200,20 +210,9 @@ def _verified(path: Path, sig: dict) -> bool:
 def _mark_verified(path: Path, sig: dict) -> None:
     _VERIFIED.add(json.dumps([str(path), sig], sort_keys=True))
     try:  # a read-only data root just means hashing again next process
-        _atomic_write_bytes(_stamp_path(path), json.dumps(sig).encode())
+        atomic_write_bytes(_stamp_path(path), json.dumps(sig).encode())
     except OSError:
         pass
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _download(name: str, root: Path) -> None:
@@ -232,11 +231,12 @@ def _download(name: str, root: Path) -> None:
             x_sha, y_sha, _ = DATASETS[name].sha256[split]
             if _sha256(x) != x_sha or _sha256(y) != y_sha:
                 raise DatasetError(f"downloaded {name} {split} does not match the canonical checksums")
-            out = root / name / f"{split}.npz"
-            fd, tmp_npz = tempfile.mkstemp(dir=out.parent, suffix=".npz")
-            os.close(fd)
-            np.savez_compressed(tmp_npz, x=x, y=y)
-            os.replace(tmp_npz, out)
+            atomic_write(root / name / f"{split}.npz", lambda tmp: _savez(tmp, x, y))
+
+
+def _savez(path: Path, x, y) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a bare path
+        np.savez_compressed(f, x=x, y=y)
 
 
 @lru_cache(maxsize=8)

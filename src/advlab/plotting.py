@@ -7,7 +7,9 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-NORM_LABEL = {"linf": "L∞", "l2": "L2"}
+from .threat import NORM_SYMBOLS, geometry
+
+NORM_LABEL = NORM_SYMBOLS
 
 
 def accuracy_vs_eps(acc: pd.DataFrame, *, hue: str = "attack", ax=None, title: str | None = None,
@@ -46,10 +48,11 @@ def example_grid(x: torch.Tensor, x_adv: torch.Tensor, *, clean_pred, adv_pred, 
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
     gray = x.shape[1] == 1
     delta = (x_adv - x).detach().cpu()
+    dists = geometry(norm).norm(delta)
     for j in range(n):
         d = delta[j]
         scale = d.abs().max().clamp_min(1e-12)
-        dist = d.abs().max().item() if norm == "linf" else d.norm().item()
+        dist = dists[j].item()
         panels = [(_img(x[j]), f"y={classes[labels[j]]}\npred {classes[clean_pred[j]]}"),
                   (_img(d / (2 * scale) + 0.5), f"{NORM_LABEL[norm]} = {dist:.3f}"),
                   (_img(x_adv[j]), f"pred {classes[adv_pred[j]]}")]
@@ -67,27 +70,31 @@ def example_grid(x: torch.Tensor, x_adv: torch.Tensor, *, clean_pred, adv_pred, 
     return fig
 
 
-def attack_grid(model, data, *, attack: str, threat=None, norm: str | None = None, n: int = 8,
+def attack_grid(model, data, *, attack: str, threat=None, n: int = 8, seed: int | None = None,
                 generator=None, title: str | None = None, **params):
     """Attack the first ``n`` examples of ``data`` and draw :func:`example_grid`.
 
-    ``threat`` bounds the attack (FGSM, PGD, APGD); minimum-norm attacks (DeepFool, CW) take
-    ``threat=None`` and the ``norm`` their perturbation is measured in.
+    ``threat`` bounds the attack (required by bounded attacks, optional for minimum-norm ones,
+    which take their ``norm`` among ``params``); the perturbation row is measured in the norm
+    the attack works in. Random starts come from ``generator`` or a generator seeded with ``seed``.
     """
-    from .attacks import run_attack
-    from .evaluate import check_adversarial, predict
+    from .attacks import get_attack, run_attack
+    from .evaluate import check_adversarial
+    from .models import predict
 
+    if seed is not None:
+        generator = torch.Generator(device=data.x.device).manual_seed(seed)
     x, y = data.images()[:n], data.y[:n]
     kwargs = dict(params, generator=generator)
     if threat is not None:
         kwargs["threat"] = threat
     res = run_attack(attack, model, x, y, **kwargs)
     check_adversarial(x, res.x_adv, threat)
-    norm = threat.norm if threat is not None else (norm or "l2")
-    return example_grid(x, res.x_adv, clean_pred=predict(model, x).tolist(),
-                        adv_pred=predict(model, res.x_adv).tolist(), labels=y.tolist(),
-                        classes=data.classes, norm=norm,
-                        title=title or (f"{attack}, {threat}" if threat else f"{attack} (minimum {NORM_LABEL[norm]} norm)"))
+    norm = get_attack(attack).norm_for(threat, params)
+    return example_grid(x, res.x_adv, clean_pred=predict(model, x).tolist(), adv_pred=res.pred.tolist(),
+                        labels=y.tolist(), classes=data.classes, norm=norm,
+                        title=title or (f"{attack}, {threat}" if threat
+                                        else f"{attack} (minimum {NORM_LABEL[norm]} norm)"))
 
 
 def accuracy_panels(acc: pd.DataFrame, *, panel: str, hue: str, title: str | None = None):

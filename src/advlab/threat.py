@@ -1,8 +1,10 @@
-"""Threat models: Lp balls in pixel space intersected with the pixel box [0, 1].
+"""Lp geometry and threat models: Lp balls in pixel space intersected with the pixel box [0, 1].
 
-This is the only module that knows Lp geometry. Attacks, training and evaluation ask a
-:class:`ThreatModel` to project, to take a steepest-ascent step, to draw a random start and to
-measure a perturbation, so that adding a norm means changing one file.
+This is the only module that knows Lp geometry. :class:`LpGeometry` holds what depends on the
+norm alone (measuring, steepest-ascent directions, dual norms, scaling onto a sphere), so a
+minimum-norm attack gets a direction without a radius; :class:`ThreatModel` is a ball of radius ε
+in one geometry, cut by the pixel box. Attacks, training, evaluation and plotting ask these
+objects, so adding a norm means changing one file.
 """
 from __future__ import annotations
 
@@ -14,12 +16,9 @@ from .checks import check_choice
 from .errors import InputError
 
 NORMS = ("linf", "l2")
+NORM_SYMBOLS = {"linf": "L∞", "l2": "L2"}
 # Slack for float round-off when checking membership; one 8-bit grey level is 1/255 ≈ 3.9e-3.
 ATOL = 1e-5
-
-
-def _flat_norm(v: torch.Tensor, p: float) -> torch.Tensor:
-    return torch.linalg.vector_norm(v.flatten(1), ord=p, dim=1)
 
 
 def keep_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -37,9 +36,74 @@ def keep_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return out.copy_(t)
 
 
-def _per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_example(s: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape a (N,) tensor to broadcast against a (N, C, H, W) batch."""
     return s.view(-1, *([1] * (like.ndim - 1)))
+
+
+def in_pixel_box(x: torch.Tensor, atol: float = ATOL) -> torch.Tensor:
+    """Per-example: every value finite and inside [0, 1] up to ``atol`` (bool, shape (N,))."""
+    ok = (x >= -atol) & (x <= 1 + atol)  # NaN compares False
+    return ok.flatten(1).all(1)
+
+
+@dataclass(frozen=True)
+class LpGeometry:
+    """What depends on the norm alone: measuring, directions, dual norms (no radius)."""
+
+    name: str
+
+    def __post_init__(self):
+        check_choice(self.name, NORMS, "norm")
+
+    @property
+    def p(self) -> float:
+        return float("inf") if self.name == "linf" else 2.0
+
+    @property
+    def symbol(self) -> str:
+        return NORM_SYMBOLS[self.name]
+
+    def norm(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-example ‖v‖_p over all but the batch dimension, shape (N,)."""
+        return torch.linalg.vector_norm(v.flatten(1), ord=self.p, dim=1)
+
+    def dual_norm(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-example dual norm ‖v‖_q (1/p + 1/q = 1): max of <v, d> over the unit p-ball.
+
+        The linearised distance from x to the hyperplane {z : f + <w, z - x> = 0} in this norm is
+        |f| / ‖w‖_q, reached by moving |f| / ‖w‖_q along :meth:`direction` (w) (DeepFool).
+        """
+        return torch.linalg.vector_norm(v.flatten(1), ord=1.0 if self.name == "linf" else 2.0, dim=1)
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """Unit-norm steepest-ascent direction: argmax_{‖d‖_p <= 1} <grad, d>.
+
+        L∞: sign(grad); L2: grad / ‖grad‖₂. A zero gradient gives a zero direction.
+        """
+        if self.name == "linf":
+            return grad.sign()
+        return grad / per_example(self.norm(grad).clamp_min(1e-12), grad)
+
+    def normalize(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` scaled onto the unit sphere of this norm (per example; zero stays zero)."""
+        return v / per_example(self.norm(v).clamp_min(1e-12), v)
+
+
+LINF, L2 = LpGeometry("linf"), LpGeometry("l2")
+_GEOMETRIES = {"linf": LINF, "l2": L2}
+
+
+def geometry(norm: str) -> LpGeometry:
+    """The geometry of ``norm`` ("linf" or "l2"); unknown names list the valid ones."""
+    check_choice(norm, NORMS, "norm")
+    return _GEOMETRIES[norm]
+
+
+def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-example size of x_adv - x in every norm: ``{"linf": (N,), "l2": (N,)}``."""
+    delta = x_adv - x
+    return {name: g.norm(delta) for name, g in _GEOMETRIES.items()}
 
 
 @dataclass(frozen=True)
@@ -64,27 +128,37 @@ class ThreatModel:
             raise InputError(f"eps must be a number, got {type(self.eps).__name__}")
         if not self.eps >= 0:  # also rejects NaN
             raise InputError(f"eps must be >= 0, got {self.eps}")
+        if self.eps == float("inf"):
+            raise InputError("eps must be finite; a minimum-norm attack takes a norm, not a ball of radius ∞")
         object.__setattr__(self, "eps", float(self.eps))
 
     @property
+    def geometry(self) -> LpGeometry:
+        return _GEOMETRIES[self.norm]
+
+    @property
     def p(self) -> float:
-        return float("inf") if self.norm == "linf" else 2.0
+        return self.geometry.p
 
     def __str__(self) -> str:
-        sym = "L∞" if self.norm == "linf" else "L2"
-        return f"{sym} ball, ε = {self.eps:.4g}, pixels in [0, 1]"
+        return f"{self.geometry.symbol} ball, ε = {self.eps:.4g}, pixels in [0, 1]"
 
     # -- measuring -------------------------------------------------------------------------
     def distance(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Per-example ||x_adv - x||_p, shape (N,)."""
-        return _flat_norm(x_adv - x, self.p)
+        return self.geometry.norm(x_adv - x)
 
     def contains(self, x: torch.Tensor, x_adv: torch.Tensor, atol: float = ATOL) -> torch.Tensor:
         """Per-example membership in ball ∩ box (bool, shape (N,)), with float slack ``atol``."""
-        in_ball = self.distance(x, x_adv) <= self.eps + atol
-        in_box = ((x_adv >= -atol) & (x_adv <= 1 + atol)).flatten(1).all(1)
-        finite = torch.isfinite(x_adv).flatten(1).all(1)
-        return in_ball & in_box & finite
+        return (self.distance(x, x_adv) <= self.eps + atol) & in_pixel_box(x_adv, atol)
+
+    def bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elementwise lower and upper bounds of ball ∩ box: the input box bound propagation starts from.
+
+        Exact for L∞ (the set is this box); for L2 the smallest box containing the set, since no
+        coordinate can move by more than ε.
+        """
+        return (x - self.eps).clamp_min(0.0), (x + self.eps).clamp_max(1.0)
 
     # -- geometry --------------------------------------------------------------------------
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
@@ -99,9 +173,9 @@ class ThreatModel:
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
-            n = _flat_norm(delta, 2.0)
+            n = self.geometry.norm(delta)
             factor = torch.where(n > self.eps, self.eps / n.clamp_min(1e-12), torch.ones_like(n))
-            delta = delta * _per_example(factor, delta)
+            delta = delta * per_example(factor, delta)
         return keep_layout((x + delta).clamp(0.0, 1.0), x)
 
     def step(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
@@ -110,22 +184,11 @@ class ThreatModel:
         L∞: ``step_size * sign(grad)``; L2: ``step_size * grad / ||grad||_2``.
         Examples with a zero gradient do not move.
         """
-        return x_adv + step_size * self.direction(grad)
+        return x_adv + step_size * self.geometry.direction(grad)
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
-        """Unit-norm steepest-ascent direction: argmax_{||d||_p <= 1} <grad, d>."""
-        if self.norm == "linf":
-            return grad.sign()
-        n = _flat_norm(grad, 2.0)
-        return grad / _per_example(n.clamp_min(1e-12), grad)
-
-    def dual_norm(self, v: torch.Tensor) -> torch.Tensor:
-        """Per-example dual norm ‖v‖_q (1/p + 1/q = 1): max of <v, d> over the unit p-ball.
-
-        The linearised distance from x to the hyperplane {z : f + <w, z - x> = 0} in this norm is
-        |f| / ‖w‖_q, reached by moving |f| / ‖w‖_q along :meth:`direction` (w) (DeepFool).
-        """
-        return _flat_norm(v, 1.0 if self.norm == "linf" else 2.0)
+        """Unit-norm steepest-ascent direction of this threat's norm (see :class:`LpGeometry`)."""
+        return self.geometry.direction(grad)
 
     def random_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random point of the ball around x, clipped to the pixel box.
@@ -142,5 +205,17 @@ class ThreatModel:
         else:
             g = torch.empty_like(x).normal_(generator=generator)
             r = torch.empty(x.shape[0], device=x.device, dtype=x.dtype).uniform_(generator=generator)
-            delta = g / _per_example(_flat_norm(g, 2.0).clamp_min(1e-12), g) * _per_example(r * self.eps, g)
+            delta = self.geometry.normalize(g) * per_example(r * self.eps, g)
         return keep_layout((x + delta).clamp(0.0, 1.0), x)
+
+    def sphere_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random direction scaled onto the sphere of radius ε, then clipped (APGD's start).
+
+        L∞: a uniform draw in the cube scaled so its largest coordinate is ε; L2: a Gaussian
+        direction at radius ε.
+        """
+        if self.norm == "linf":
+            t = 2 * torch.empty_like(x).uniform_(generator=generator) - 1
+        else:
+            t = torch.empty_like(x).normal_(generator=generator)
+        return keep_layout((x + self.eps * self.geometry.normalize(t)).clamp(0, 1), x)

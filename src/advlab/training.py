@@ -6,27 +6,29 @@ valid checkpoint for exactly that configuration exists under the cache root.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import platform
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .attacks import attack_params, run_attack
+from .attacks import get_attack, run_attack
 from .cache import atomic_save, cache_root, config_key, load_checkpoint
 from .checks import check_choice
+from .config import coerce
 from .data import batches, dataset_spec, load_dataset
 from .errors import CheckpointError, InputError
-from .evaluate import predict
-from .models import build_model, model_options
+from .models import build_model, model_options, predict
 from .progress import bar as progress_bar
 from .threat import NORMS, ThreatModel
+from .timing import Stopwatch
 
 # Bump when a change makes old checkpoints mean something else (architecture, training loop).
 CHECKPOINT_FORMAT = 1
@@ -71,19 +73,20 @@ class TrainConfig:
         types = {"epochs": int, "batch_size": int, "seed": int, "lr": float, "momentum": float,
                  "weight_decay": float, "label_smoothing": float, "adv_fraction": float, "augment": bool}
         for name, tp in types.items():
+            object.__setattr__(self, name, coerce(getattr(self, name), tp, f"TrainConfig.{name}"))
+        for name in ("train_subset", "eval_subset"):
             v = getattr(self, name)
-            if tp is float and isinstance(v, int) and not isinstance(v, bool):
-                object.__setattr__(self, name, float(v))
-            elif not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
-                raise InputError(f"TrainConfig.{name} must be {tp.__name__}, got {v!r}")
+            if v is not None and coerce(v, int, f"TrainConfig.{name}") < 1:
+                raise InputError(f"TrainConfig.{name} must be a positive int or None (all), got {v!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError("epochs and batch_size must be positive")
         check_choice(self.schedule, SCHEDULES, "schedule")
         if self.adv_attack is not None:
-            valid = attack_params(self.adv_attack)
+            valid = get_attack(self.adv_attack).params()
             unknown = set(self.adv_params) - set(valid) | ({"threat", "generator"} & set(self.adv_params))
             if unknown:
-                raise InputError(f"unknown adv_params {sorted(unknown)} for {self.adv_attack!r}; valid: {sorted(valid)}")
+                raise InputError(f"unknown adv_params {sorted(unknown)} for {self.adv_attack!r}; "
+                                 f"valid: {sorted(valid)}")
             check_choice(self.adv_norm, NORMS, "adv_norm")
             ThreatModel(self.adv_norm, self.adv_eps)  # validates eps
             if not 0 < self.adv_fraction <= 1:
@@ -91,6 +94,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def __hash__(self):  # dict fields: hash the configuration key, consistent with ==
+        return hash(self.key)
 
     @property
     def key(self) -> str:
@@ -136,36 +142,36 @@ def train(config: TrainConfig, device=None, progress: bool = True):
                               lr=config.lr, momentum=config.momentum, nesterov=True)
         sched = _schedule(opt, config, total)
         threat = config.threat
-        t0 = time.perf_counter()
-        bar = progress_bar(total=total, desc=f"train {config.model} on {config.dataset}", enabled=progress)
-        model.train()
-        for epoch in range(config.epochs):
-            seen = loss_sum = correct = 0
-            for x, y in batches(train_set, config.batch_size, shuffle=True, augment=config.augment,
-                                generator=gen):
-                if threat is not None:
-                    k = max(1, round(config.adv_fraction * x.shape[0]))
-                    x_adv = run_attack(config.adv_attack, model, x[:k], y[:k], threat=threat,
-                                       generator=adv_gen, **config.adv_params).x_adv
-                    x = torch.cat([x_adv, x[k:]])
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                seen += x.shape[0]
-                # running sums stay on the device: no host sync per step on CUDA
-                loss_sum = loss_sum + loss.detach().float() * x.shape[0]
-                correct = correct + (logits.argmax(1) == y).sum()
-                bar.update(1)
-                if bar.n % 50 == 0:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss_sum) / seen:.3f}",
-                                    acc=f"{float(correct) / seen:.3f}")
-        bar.close()
-        model.eval()
-        seconds = time.perf_counter() - t0
+        with Stopwatch(device) as clock:
+            bar = progress_bar(total=total, desc=f"train {config.model} on {config.dataset}", enabled=progress)
+            model.train()
+            for epoch in range(config.epochs):
+                seen = loss_sum = correct = 0
+                for x, y in batches(train_set, config.batch_size, shuffle=True, augment=config.augment,
+                                    generator=gen):
+                    if threat is not None:
+                        k = max(1, round(config.adv_fraction * x.shape[0]))
+                        x_adv = run_attack(config.adv_attack, model, x[:k], y[:k], threat=threat,
+                                           generator=adv_gen, **config.adv_params).x_adv
+                        x = torch.cat([x_adv, x[k:]])
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        logits = model(x)
+                        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    seen += x.shape[0]
+                    # running sums stay on the device: no host sync per step on CUDA
+                    loss_sum = loss_sum + loss.detach().float() * x.shape[0]
+                    correct = correct + (logits.argmax(1) == y).sum()
+                    bar.update(1)
+                    if bar.n % 50 == 0:
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss_sum) / seen:.3f}",
+                                        acc=f"{float(correct) / seen:.3f}")
+            bar.close()
+            model.eval()
+        seconds = clock.seconds
     test = load_dataset(config.dataset, "test").subset(config.eval_subset, seed=config.seed).to(device)
     test_correct = int((predict(model, test.images()) == test.y).sum())
     metrics = {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen,
@@ -179,13 +185,36 @@ def _versions() -> dict:
             "platform": platform.platform()}
 
 
+def weights_digest(state_dict: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor of a state dict (key order)."""
+    h = hashlib.sha256()
+    for k, v in state_dict.items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_models(configs: dict[str, TrainConfig], device=None, progress: bool = True):
+    """``{name: model}`` and a table of their checkpoints (trained now or loaded)."""
+    models, rows = {}, []
+    for name, cfg in configs.items():
+        model, _ = load_or_train(cfg, device=device, progress=progress)
+        models[name] = model
+        rows.append({"model": name, "architecture": cfg.model, "dataset": cfg.dataset, "epochs": cfg.epochs,
+                     "train examples": cfg.train_subset or "all",
+                     "parameters": sum(p.numel() for p in model.parameters())})
+    return models, pd.DataFrame(rows).set_index("model")
+
+
 def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: bool = True,
                   retrain: bool = False):
     """The trained model for ``config`` (eval mode) and its checkpoint record.
 
     The checkpoint lives at ``config.checkpoint_path(cache_root)``; it carries the config, metrics
     and library versions and is written atomically. A truncated or foreign file is reported,
-    discarded and retrained, never loaded. Returns ``(model, info)`` where ``info`` holds
+    discarded and retrained, never loaded; so is one whose weights do not match the sha256 digest
+    stored beside them (flipped bytes that still unpickle). Returns ``(model, info)`` where ``info`` holds
     ``config``, ``metrics``, ``versions``, ``path`` and ``trained`` (False when loaded).
     """
     device = torch.device(device or "cpu")
@@ -195,6 +224,9 @@ def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: b
             ckpt = load_checkpoint(path, map_location=device)
             if ckpt.get("config") != config.to_dict() or ckpt.get("format") != CHECKPOINT_FORMAT:
                 raise CheckpointError(f"checkpoint {path} was written for another configuration")
+            if ckpt.get("weights_sha256") != weights_digest(ckpt["state_dict"]):
+                raise CheckpointError(f"checkpoint {path} fails its weights digest (corrupt, or written "
+                                      "before advlab stored digests)")
             model = build_model(config.model, config.dataset, **config.model_options).to(device)
             model.load_state_dict(ckpt["state_dict"])
             model.eval()
@@ -204,8 +236,9 @@ def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: b
             warnings.warn(f"{e}; retraining", stacklevel=2)
             path.unlink(missing_ok=True)
     model, metrics = train(config, device=device, progress=progress)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
     ckpt = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "metrics": metrics,
-            "versions": _versions(), "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+            "versions": _versions(), "state_dict": state, "weights_sha256": weights_digest(state)}
     atomic_save(ckpt, path)
     info = {k: ckpt[k] for k in ("config", "metrics", "versions")}
     return model, {**info, "path": str(path), "trained": True}

@@ -1,13 +1,15 @@
 """Attacks: plain functions ``attack(model, x, y, *, threat, ..., generator=None) -> AttackResult``.
 
-``ATTACKS`` maps the names papermill and the CLI use to the functions; ``run_attack(name, ...)``
-checks parameter names against the function's signature.
+``ATTACKS`` maps the names papermill and the CLI use to an :class:`AttackSpec` (the function, its
+kind and the norms it supports); ``run_attack(name, ...)`` checks parameter names against the
+function's signature. Black-box attacks will live in ``attacks/blackbox/`` and register the same way.
 """
-from .base import ATTACKS, AttackResult, attack_params, eval_mode, get_attack, run_attack
+from .base import ATTACKS, KINDS, AttackResult, AttackSpec, CountingModel, attack_params, get_attack, run_attack
 from .fgsm import fgsm
 from .pgd import pgd
 from .deepfool import deepfool
 from .cw import carlini_wagner_l2
 from .apgd import apgd
 
-__all__ = ["apgd", "ATTACKS", "AttackResult", "attack_params", "carlini_wagner_l2", "deepfool", "eval_mode", "fgsm", "get_attack", "pgd", "run_attack"]
+__all__ = ["apgd", "ATTACKS", "AttackResult", "AttackSpec", "attack_params", "carlini_wagner_l2", "CountingModel",
+           "deepfool", "fgsm", "get_attack", "KINDS", "pgd", "run_attack"]

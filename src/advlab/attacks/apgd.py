@@ -4,30 +4,18 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_positive_int
-from ..threat import ThreatModel, keep_layout
-from .base import (AttackResult, PassCounter, check_attack_inputs, check_loss, eval_mode, fooled, loss_and_grad,
-                   register)
+from ..threat import ThreatModel
+from .base import check_loss, fooled, loss_and_grad, register
 
 
-def _unit_start(threat: ThreatModel, x, generator):
-    """The reference start: a random direction scaled to the sphere of radius ε, then clipped."""
-    if threat.norm == "linf":
-        t = 2 * torch.empty_like(x).uniform_(generator=generator) - 1
-        t = t / t.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-    else:
-        t = torch.empty_like(x).normal_(generator=generator)
-        t = t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-    return keep_layout((x + threat.eps * t).clamp(0, 1), x)
-
-
-def _apgd_run(model, x, y, labels, threat, steps, loss, rho, momentum, targeted, target, generator, counter):
+def _apgd_run(model, x, y, labels, threat, steps, loss, rho, momentum, targeted, target, generator):
     """One run of Algorithm 1 of the paper on the batch; returns (best adversarial, fooled, best loss point)."""
     n = x.shape[0]
     view = (-1,) + (1,) * (x.ndim - 1)
     # checkpoints: the first after 22% of the steps, then periods shrinking by 3% to at least 6%
     period, min_period, shrink = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
-    x_adv = _unit_start(threat, x, generator)
-    l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, counter, loss)
+    x_adv = threat.sphere_start(x, generator)  # the reference code's start
+    l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, loss)
     is_fooled = fooled(logits, y, targeted, target)
     x_fool = torch.where(is_fooled.view(view), x_adv, x)
     x_best, grad_best, l_best = x_adv.clone(), grad.clone(), l.clone()
@@ -43,7 +31,7 @@ def _apgd_run(model, x, y, labels, threat, steps, loss, rho, momentum, targeted,
         z = threat.project(x, x_adv + step.view(view) * threat.direction(grad))
         x_new = threat.project(x, x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev))
         x_prev, x_adv = x_adv, x_new
-        l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, counter, loss)
+        l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, loss)
         f = fooled(logits, y, targeted, target)
         x_fool = torch.where((f & ~is_fooled).view(view), x_adv, x_fool)
         is_fooled |= f
@@ -71,11 +59,11 @@ def _apgd_run(model, x, y, labels, threat, steps, loss, rho, momentum, targeted,
     return x_fool, is_fooled, x_best, l_best
 
 
-@register("apgd")
+@register("apgd", kind="bounded")
 def apgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: int = 100,
          loss: str = "ce", restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
          targeted: bool = False, target: torch.Tensor | None = None,
-         generator: torch.Generator | None = None) -> AttackResult:
+         generator: torch.Generator | None = None) -> torch.Tensor:
     """Projected ascent with momentum and a step size adapted at checkpoints.
 
     Paper: Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of
@@ -95,27 +83,25 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps:
     generator : torch.Generator on x's device, for the random starts
     Other arguments as in :func:`advlab.attacks.pgd`.
     """
-    labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
+    labels = target if targeted else y
     check_positive_int(steps=steps, restarts=restarts)
     check_loss(loss, targeted)
-    counter = PassCounter()
     out = x.clone()
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device, dtype=x.dtype)
-    with eval_mode(model):
-        for _ in range(restarts):
-            todo = (~success).nonzero().squeeze(1)
-            if todo.numel() == 0:
-                break
-            t_sub = target[todo] if targeted else None
-            x_fool, f, x_best, l_best = _apgd_run(model, x[todo], y[todo], labels[todo], threat, steps, loss,
-                                                  rho, momentum, targeted, t_sub, generator, counter)
-            newly = todo[f]
-            out[newly] = x_fool[f]
-            success[newly] = True
-            # not fooled: keep the highest-loss point over restarts
-            nf = ~f
-            better = nf & (l_best > best_loss[todo])
-            out[todo[better]] = x_best[better]
-            best_loss[todo[better]] = l_best[better]
-    return counter.result(out, success)
+    for _ in range(restarts):
+        todo = (~success).nonzero().squeeze(1)
+        if todo.numel() == 0:
+            break
+        t_sub = target[todo] if targeted else None
+        x_fool, f, x_best, l_best = _apgd_run(model, x[todo], y[todo], labels[todo], threat, steps, loss,
+                                              rho, momentum, targeted, t_sub, generator)
+        newly = todo[f]
+        out[newly] = x_fool[f]
+        success[newly] = True
+        # not fooled: keep the highest-loss point over restarts
+        nf = ~f
+        better = nf & (l_best > best_loss[todo])
+        out[todo[better]] = x_best[better]
+        best_loss[todo[better]] = l_best[better]
+    return out

@@ -1,18 +1,34 @@
-"""What every attack shares: input checks, the model-mode guard, pass counting, the registry."""
+"""What every attack shares: the registry, input checks, the model-mode guard and pass counting.
+
+An attack is a plain function ``fn(model, x, y, *, threat, ..., targeted, target, generator)``
+that returns the adversarial batch. :func:`register` records its kind and norms and wraps it, so
+that every attack, however it is called, gets the same treatment in one place:
+
+- its arguments are checked (images, labels, the threat model its kind needs, targeting);
+- it sees the model through a :class:`CountingModel`, which counts forward and backward passes;
+- it runs in eval mode, and the caller's modes are restored afterwards;
+- the returned batch is evaluated once, so ``success`` and ``pred`` always describe the returned
+  inputs themselves.
+"""
 from __future__ import annotations
 
+import functools
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..checks import check_choice, check_images, check_labels
+from ..checks import check_choice, check_images, check_label_range, check_labels
 from ..errors import InputError
-from ..threat import ThreatModel
+from ..models import eval_mode
+from ..threat import NORMS, ThreatModel
+
+# bounded: best input inside a given ε-ball; minimum-norm: smallest perturbation that fools, in a
+# norm (an optional threat projects the result onto its ball); the black-box kinds see only
+# scores (score-based) or labels (decision-based); transfer attacks craft on a surrogate.
+KINDS = ("bounded", "minimum-norm", "score-based", "decision-based", "transfer")
 
 
 @dataclass
@@ -23,17 +39,20 @@ class AttackResult:
     ----------
     x_adv : Tensor (N, C, H, W)
         Detached adversarial inputs, inside the threat model's ball and the pixel box (for
-        minimum-norm attacks, which have no ε, inside the pixel box).
-    success : Tensor (N,) bool or None
-        Whether the returned input fools the model (misclassified, or classified as the target),
-        where the attack evaluated it; None where it did not need to (FGSM, single-restart PGD).
+        minimum-norm attacks without a threat, inside the pixel box).
+    success : Tensor (N,) bool
+        Whether the returned input fools the model (misclassified, or classified as the target).
+    pred : Tensor (N,) int64
+        The model's prediction on the returned input.
     forwards, backwards : int
         Forward and backward passes the attack spent, counted in examples (a pass over a batch of
-        128 counts 128), so ``forwards / N`` is the cost per example.
+        128 counts 128), so ``forwards / N`` is the cost per example. The final evaluation of the
+        returned batch is one of the forwards.
     """
 
     x_adv: torch.Tensor
-    success: torch.Tensor | None
+    success: torch.Tensor
+    pred: torch.Tensor
     forwards: int
     backwards: int
 
@@ -43,55 +62,144 @@ class AttackResult:
         return self.forwards / n, self.backwards / n
 
 
-class PassCounter:
-    """Counts forward and backward passes in examples."""
+class CountingModel:
+    """The model as an attack sees it: passes counted in examples, labels checked on first use.
 
-    def __init__(self):
+    A forward pass counts its batch size; a backward pass counts the batch size of the input whose
+    gradient it computes (a hook on that input), so k gradient calls through one retained graph
+    count k backward passes.
+    """
+
+    def __init__(self, model, labels: torch.Tensor | None = None):
+        self.model = model
         self.forwards = 0
         self.backwards = 0
+        self._labels = labels
 
-    def result(self, x_adv, success=None) -> AttackResult:
-        return AttackResult(x_adv.detach(), success, self.forwards, self.backwards)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        self.forwards += x.shape[0]
+        if x.requires_grad and torch.is_grad_enabled():
+            x.register_hook(self._count_backward)
+        if self._labels is not None:  # the number of classes is known after the first pass
+            check_label_range(self._labels, logits.shape[1])
+            self._labels = None
+        return logits
 
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Run the model in eval mode and restore every submodule's own mode afterwards.
-
-    Attacks never update batch-norm statistics or draw dropout masks: the attacked function is
-    the deployed (eval-mode) model, whatever mode the caller had it in.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
+    def _count_backward(self, grad):
+        self.backwards += grad.shape[0]
 
 
-def check_attack_inputs(model, x, y, threat, *, targeted=False, target=None) -> torch.Tensor:
-    """Validate the common arguments; return the labels the loss is taken against.
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registered attack: its function, kind, supported norms and whether it can be targeted."""
 
-    Untargeted attacks move away from ``y``; targeted attacks move toward ``target``.
-    """
-    if not isinstance(model, nn.Module) and not callable(model):
+    name: str
+    fn: Callable[..., AttackResult]
+    kind: str
+    norms: tuple[str, ...]
+    targeted: bool
+
+    @property
+    def needs_threat(self) -> bool:
+        return self.kind != "minimum-norm"
+
+    def params(self) -> dict:
+        """Keyword parameters and their defaults (the positional model, x, y excluded)."""
+        sig = inspect.signature(self.fn)
+        return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    def check_params(self, params) -> None:
+        """Refuse parameter names the attack does not take, listing the valid ones."""
+        valid = self.params()
+        unknown = set(params) - set(valid)
+        if unknown:
+            raise InputError(f"unknown parameter(s) {sorted(unknown)} for attack {self.name!r}; valid: {sorted(valid)}")
+
+    def norm_for(self, threat: ThreatModel | None, params: dict) -> str:
+        """The norm the attack's perturbations are measured in: the threat's, else its ``norm`` parameter."""
+        if threat is not None:
+            return threat.norm
+        return params.get("norm") or self.params().get("norm") or self.norms[0]
+
+
+ATTACKS: dict[str, AttackSpec] = {}
+
+
+def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target) -> None:
+    """Validate the arguments every attack shares, with messages that name the attack."""
+    if not callable(model):
         raise InputError(f"model must be a callable mapping images to logits, got {type(model).__name__}")
     check_images(x)
     check_labels(y, x)
-    if threat is not None and not isinstance(threat, ThreatModel):
+    if threat is None:
+        if spec.needs_threat:
+            raise InputError(f"{spec.name} is a {spec.kind} attack: pass threat=ThreatModel(norm, eps)")
+    elif not isinstance(threat, ThreatModel):
         raise InputError(f"threat must be an advlab.threat.ThreatModel, got {type(threat).__name__}")
+    elif threat.norm not in spec.norms:
+        raise InputError(f"{spec.name} supports the norms {list(spec.norms)}, got a {threat.norm} threat model")
     if targeted:
+        if not spec.targeted:
+            raise InputError(f"{spec.name} is untargeted only")
         if target is None:
             raise InputError("targeted=True needs target labels: pass target=<tensor of shape (N,)>")
         check_labels(target, x, name="target")
-        return target
-    if target is not None:
+    elif target is not None:
         raise InputError("target labels were given but targeted=False; pass targeted=True for a targeted attack")
-    return y
 
 
-def loss_and_grad(model, x_adv, labels, targeted, counter: PassCounter, loss: str = "ce"):
+def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: bool = True):
+    """Register ``fn`` under ``name`` and wrap it with the shared checks, counting and evaluation.
+
+    ``fn(model, x, y, *, threat, targeted, target, ...)`` receives a :class:`CountingModel` in
+    eval mode and int64 labels, and returns the adversarial batch.
+    """
+    check_choice(kind, KINDS, "attack kind")
+    for n in norms:
+        check_choice(n, NORMS, "norm")
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def attack(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | None = None,
+                   targeted: bool = False, target: torch.Tensor | None = None, **params) -> AttackResult:
+            spec = ATTACKS[name]
+            check_attack_inputs(spec, model, x, y, threat, targeted, target)
+            y = y.long()
+            target = target.long() if target is not None else None
+            counted = CountingModel(model, target if targeted else y)
+            with eval_mode(model):
+                x_adv = fn(counted, x, y, threat=threat, targeted=targeted, target=target, **params).detach()
+                with torch.no_grad():  # the flags describe the returned inputs themselves
+                    pred = counted(x_adv).argmax(1)
+            success = pred == target if targeted else pred != y
+            return AttackResult(x_adv, success, pred, counted.forwards, counted.backwards)
+
+        ATTACKS[name] = AttackSpec(name, attack, kind, tuple(norms), targeted)
+        return attack
+    return deco
+
+
+def get_attack(name: str) -> AttackSpec:
+    """The attack registered under ``name``; unknown names list the valid ones."""
+    check_choice(name, ATTACKS, "attack")
+    return ATTACKS[name]
+
+
+def attack_params(name: str) -> dict:
+    """Keyword parameters of an attack and their defaults (the positional model, x, y excluded)."""
+    return get_attack(name).params()
+
+
+def run_attack(name: str, model, x, y, **params) -> AttackResult:
+    """Call the attack ``name`` with keyword ``params``, checking the names first."""
+    spec = get_attack(name)
+    spec.check_params(params)
+    return spec.fn(model, x, y, **params)
+
+
+# -- losses and gradients -----------------------------------------------------------------------
+def loss_and_grad(model, x_adv, labels, targeted, loss: str = "ce"):
     """Per-example loss the attacker ascends, its input gradient, and the logits (one fwd+bwd).
 
     The loss is summed over the batch so each example's gradient is its own (no 1/N scaling).
@@ -102,8 +210,6 @@ def loss_and_grad(model, x_adv, labels, targeted, counter: PassCounter, loss: st
         logits = model(x_adv)
         per_example = attacker_loss(logits, labels, targeted, loss)
         grad, = torch.autograd.grad(per_example.sum(), x_adv)
-    counter.forwards += x_adv.shape[0]
-    counter.backwards += x_adv.shape[0]
     return per_example.detach(), grad, logits.detach()
 
 
@@ -140,34 +246,3 @@ def fooled(logits, y, targeted, target=None) -> torch.Tensor:
     pred = logits.argmax(1)
     return pred == target if targeted else pred != y
 
-
-# -- registry -----------------------------------------------------------------------------------
-ATTACKS: dict[str, Callable[..., AttackResult]] = {}
-
-
-def register(name: str):
-    def deco(fn):
-        ATTACKS[name] = fn
-        return fn
-    return deco
-
-
-def get_attack(name: str) -> Callable[..., AttackResult]:
-    """The attack function registered under ``name``; unknown names list the valid ones."""
-    check_choice(name, ATTACKS, "attack")
-    return ATTACKS[name]
-
-
-def attack_params(name: str) -> dict:
-    """Keyword parameters of an attack and their defaults (the positional model, x, y excluded)."""
-    sig = inspect.signature(get_attack(name))
-    return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
-
-
-def run_attack(name: str, model, x, y, **params) -> AttackResult:
-    """Call the attack ``name`` with keyword ``params``, checking the names first."""
-    valid = attack_params(name)
-    unknown = set(params) - set(valid)
-    if unknown:
-        raise InputError(f"unknown parameter(s) {sorted(unknown)} for attack {name!r}; valid: {sorted(valid)}")
-    return get_attack(name)(model, x, y, **params)

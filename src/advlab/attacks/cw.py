@@ -8,7 +8,7 @@ import torch
 from ..checks import check_positive_int
 from ..errors import InputError
 from ..threat import ThreatModel, keep_layout
-from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, register
+from .base import register
 
 _BIG = 1e10
 
@@ -21,12 +21,12 @@ def _margin(logits, labels, targeted, confidence):
     return (gap + confidence).clamp_min(0), gap
 
 
-@register("cw")
+@register("cw", kind="minimum-norm", norms=("l2",))
 def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | None = None,
                       steps: int = 1000, lr: float = 0.01, initial_const: float = 1e-3,
                       binary_search_steps: int = 9, confidence: float = 0.0, abort_early: bool = True,
                       targeted: bool = False, target: torch.Tensor | None = None,
-                      generator: torch.Generator | None = None) -> AttackResult:
+                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Minimise ‖x' − x‖₂² + c·f(x') over x' = (tanh(w) + 1)/2 with Adam; binary search on c.
 
     Paper: Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks", IEEE S&P 2017
@@ -56,16 +56,13 @@ def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: Threat
 
     Returns
     -------
-    AttackResult; ``success`` (N,) bool.
+    AttackResult
     """
-    labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
-    if threat is not None and threat.norm != "l2":
-        raise InputError(f"Carlini-Wagner L2 takes an L2 threat model, got {threat.norm}")
+    labels = target if targeted else y
     check_positive_int(steps=steps, binary_search_steps=binary_search_steps)
     if lr <= 0 or initial_const <= 0 or confidence < 0:
         raise InputError("lr and initial_const must be > 0 and confidence >= 0")
 
-    counter = PassCounter()
     n, dev = x.shape[0], x.device
     view = (-1,) + (1,) * (x.ndim - 1)
     w0 = torch.atanh((2 * x - 1) * (1 - 1e-6))  # start at x itself
@@ -76,59 +73,50 @@ def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: Threat
     best_adv = x.clone()
     beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
     check_every = max(steps // 10, 1)
-    with eval_mode(model):
-        for _ in range(binary_search_steps):
-            idx = torch.arange(n, device=dev)  # examples still optimising in this search step
-            w = w0.clone()
-            m = torch.zeros_like(w)
-            v = torch.zeros_like(w)
-            found = torch.zeros(n, dtype=torch.bool, device=dev)
-            prev = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
-            for t in range(1, steps + 1):
-                w_a = w.requires_grad_(True)
-                with torch.enable_grad():
-                    x_adv = keep_layout((torch.tanh(w_a) + 1) / 2, x)
-                    logits = model(x_adv)
-                    f, gap = _margin(logits, labels[idx], targeted, confidence)
-                    l2sq = (x_adv - x[idx]).flatten(1).pow(2).sum(1)
-                    loss = l2sq + const[idx] * f
-                    g, = torch.autograd.grad(loss.sum(), w_a)
-                counter.forwards += idx.numel()
-                counter.backwards += idx.numel()
-                with torch.no_grad():
-                    x_adv, l2sq, loss = x_adv.detach(), l2sq.detach(), loss.detach()
-                    # the iterate just evaluated: successful (with margin κ) and smaller than the best?
-                    ok = gap.detach() + confidence < 0 if confidence > 0 else gap.detach() < 0
-                    found[idx] |= ok
-                    better = ok & (l2sq < best_l2[idx])
-                    if better.any():
-                        sel = idx[better]
-                        best_l2[sel] = l2sq[better]
-                        best_adv[sel] = x_adv[better]
-                    # Adam, by hand so per-example state can leave with its example
-                    w = w.detach()
-                    m.mul_(beta1).add_(g, alpha=1 - beta1)
-                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    bc2 = math.sqrt(1 - beta2 ** t)  # bias corrections folded into scalars
-                    w.addcdiv_(m, v.sqrt().div_(bc2).add_(adam_eps), value=-lr / (1 - beta1 ** t))
-                    if abort_early and t % check_every == 0:
-                        keep = loss <= prev[idx] * 0.9999
-                        prev[idx] = loss
-                        if not keep.all():
-                            idx, w, m, v = idx[keep], w[keep], m[keep], v[keep]
-                            if idx.numel() == 0:
-                                break
-            # per-example binary search on c
-            lower = torch.where(found, lower, torch.maximum(lower, const))
-            upper = torch.where(found, torch.minimum(upper, const), upper)
-            const = torch.where(upper < _BIG, (lower + upper) / 2, const * 10)
-        x_adv = torch.where(torch.isfinite(best_l2).view(view), best_adv, x)
-        if threat is not None:
-            x_adv = threat.project(x, x_adv)
-        with torch.no_grad():  # the flag comes from the returned inputs themselves
-            logits = model(x_adv)
-        counter.forwards += n
-        pred = logits.argmax(1)
-        success = (pred == target if targeted else pred != y) & torch.isfinite(best_l2)
-        x_adv = torch.where(success.view(view), x_adv, x)
-    return counter.result(x_adv, success)
+    for _ in range(binary_search_steps):
+        idx = torch.arange(n, device=dev)  # examples still optimising in this search step
+        w = w0.clone()
+        m = torch.zeros_like(w)
+        v = torch.zeros_like(w)
+        found = torch.zeros(n, dtype=torch.bool, device=dev)
+        prev = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
+        for t in range(1, steps + 1):
+            w_a = w.requires_grad_(True)
+            with torch.enable_grad():
+                x_adv = keep_layout((torch.tanh(w_a) + 1) / 2, x)
+                logits = model(x_adv)
+                f, gap = _margin(logits, labels[idx], targeted, confidence)
+                l2sq = (x_adv - x[idx]).flatten(1).pow(2).sum(1)
+                loss = l2sq + const[idx] * f
+                g, = torch.autograd.grad(loss.sum(), w_a)
+            with torch.no_grad():
+                x_adv, l2sq, loss = x_adv.detach(), l2sq.detach(), loss.detach()
+                # the iterate just evaluated: successful (with margin κ) and smaller than the best?
+                ok = gap.detach() + confidence < 0 if confidence > 0 else gap.detach() < 0
+                found[idx] |= ok
+                better = ok & (l2sq < best_l2[idx])
+                if better.any():
+                    sel = idx[better]
+                    best_l2[sel] = l2sq[better]
+                    best_adv[sel] = x_adv[better]
+                # Adam, by hand so per-example state can leave with its example
+                w = w.detach()
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                bc2 = math.sqrt(1 - beta2 ** t)  # bias corrections folded into scalars
+                w.addcdiv_(m, v.sqrt().div_(bc2).add_(adam_eps), value=-lr / (1 - beta1 ** t))
+                if abort_early and t % check_every == 0:
+                    keep = loss <= prev[idx] * 0.9999
+                    prev[idx] = loss
+                    if not keep.all():
+                        idx, w, m, v = idx[keep], w[keep], m[keep], v[keep]
+                        if idx.numel() == 0:
+                            break
+        # per-example binary search on c
+        lower = torch.where(found, lower, torch.maximum(lower, const))
+        upper = torch.where(found, torch.minimum(upper, const), upper)
+        const = torch.where(upper < _BIG, (lower + upper) / 2, const * 10)
+    x_adv = torch.where(torch.isfinite(best_l2).view(view), best_adv, x)  # never fooled: x itself
+    if threat is not None:
+        x_adv = threat.project(x, x_adv)
+    return x_adv

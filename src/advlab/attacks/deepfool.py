@@ -5,11 +5,11 @@ import torch
 
 from ..checks import check_positive_int
 from ..errors import InputError
-from ..threat import ThreatModel
-from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, register
+from ..threat import ThreatModel, geometry
+from .base import register
 
 
-def boundary_gradients(model, x: torch.Tensor, classes: torch.Tensor, counter: PassCounter):
+def boundary_gradients(model, x: torch.Tensor, classes: torch.Tensor):
     """Logits (B, K_all) and gradients (B, K-1, *x.shape[1:]) of f_k − f_{classes[:, 0]}.
 
     One forward pass over the batch, then one backward pass over the whole batch per candidate
@@ -26,23 +26,21 @@ def boundary_gradients(model, x: torch.Tensor, classes: torch.Tensor, counter: P
         for j in range(k - 1):
             g, = torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < k - 2)
             grads.append(g)
-    counter.forwards += x.shape[0]
-    counter.backwards += x.shape[0] * (k - 1)
     return logits.detach(), margins.detach(), torch.stack(grads, 1)
 
 
-@register("deepfool")
+@register("deepfool", kind="minimum-norm", targeted=False)
 def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | None = None,
-             norm: str = "l2", steps: int = 50, overshoot: float = 0.02, candidates: int | None = 10,
+             norm: str | None = None, steps: int = 50, overshoot: float = 0.02, candidates: int | None = 10,
              targeted: bool = False, target: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> AttackResult:
+             generator: torch.Generator | None = None) -> torch.Tensor:
     """Minimal perturbation that crosses the nearest linearised decision boundary, iterated.
 
     Paper: Moosavi-Dezfooli et al., "DeepFool: a simple and accurate method to fool deep neural
     networks", CVPR 2016 (Algorithm 2; the L∞ variant of Section 3.3).
     Threat model: a minimum-norm attack in the L2 or L∞ norm, kept in the pixel box [0, 1]. With a
-    ``threat``, its norm is used and the result is projected onto its ε-ball (then ``success``
-    says whether the projected point still fools the model).
+    ``threat``, the search runs in its norm and the result is projected onto its ε-ball (then
+    ``success`` says whether the projected point still fools the model).
 
     At x_i, for each candidate class k ≠ y, w_k = ∇f_k − ∇f_y and f'_k = f_k − f_y; the nearest
     linearised boundary is l = argmin_k |f'_k| / ‖w_k‖_q (q the dual norm) and the step reaches it:
@@ -55,7 +53,8 @@ def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | N
     model : callable, images (N, C, H, W) in [0, 1] -> logits (N, K)
     x : Tensor (N, C, H, W) in [0, 1];  y : Tensor (N,), int, true labels
     threat : ThreatModel, optional (see above)
-    norm : {"l2", "linf"}, default "l2" (ignored when ``threat`` is given)
+    norm : {"l2", "linf"}, optional
+        Default: the threat's norm, else "l2". A norm that contradicts the threat's is an error.
     steps : int, default 50 (the paper's max_iter)
     overshoot : float, default 0.02 (the paper's value)
     candidates : int or None, default 10
@@ -65,60 +64,45 @@ def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | N
 
     Returns
     -------
-    AttackResult with ``success`` (N,) bool: the returned input is misclassified. Per active
-    example and step, 1 forward and ``candidates - 1`` backward passes.
+    AttackResult. Per active example and step, 1 forward and ``candidates - 1`` backward passes.
     """
-    check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
-    if targeted:
-        raise InputError("DeepFool is untargeted: it moves toward the nearest boundary")
-    if threat is not None:
-        norm = threat.norm
-    geom = ThreatModel(norm, float("inf"))  # validates the norm; geometry without a radius
+    if threat is not None and norm is not None and norm != threat.norm:
+        raise InputError(f"deepfool got norm={norm!r} and a {threat.norm} threat model; pass one or make them agree")
+    geom = geometry(threat.norm if threat is not None else norm or "l2")
     check_positive_int(steps=steps)
     if overshoot < 0:
         raise InputError(f"overshoot must be >= 0, got {overshoot}")
 
-    counter = PassCounter()
-    n = x.shape[0]
     r_tot = torch.zeros_like(x)
     x_adv = x.clone()
-    with eval_mode(model):
-        with torch.no_grad():
-            logits0 = model(x)
-        counter.forwards += n
-        num_classes = logits0.shape[1]
-        k = num_classes if candidates is None else min(int(candidates), num_classes)
-        if k < 2:
-            raise InputError(f"candidates must be at least 2, got {candidates}")
-        # candidate classes: the true class first, then the highest other logits at x
-        others = logits0.scatter(1, y[:, None], -float("inf")).topk(k - 1, dim=1).indices
-        classes = torch.cat([y[:, None], others], dim=1)
-        success = logits0.argmax(1) != y  # misclassified from the start: nothing to do
-        active = (~success).nonzero().squeeze(1)
-        for _ in range(steps):
-            if active.numel() == 0:
-                break
-            logits, f, w = boundary_gradients(model, x_adv[active], classes[active], counter)
-            still = logits.argmax(1) == y[active]
-            success[active[~still]] = True
-            active, f, w = active[still], f[still], w[still]  # f (B, K-1), w (B, K-1, C, H, W)
-            if active.numel() == 0:
-                break
-            b, km1 = f.shape
-            w_flat = w.reshape(b * km1, *x.shape[1:])
-            dist = f.abs() / geom.dual_norm(w_flat).view(b, km1).clamp_min(1e-12)
-            l = dist.argmin(1)
-            w_l = w[torch.arange(b, device=x.device), l]
-            f_l = f.gather(1, l[:, None]).squeeze(1).abs()
-            step = (f_l + 1e-4) / geom.dual_norm(w_l).clamp_min(1e-12)
-            r_tot[active] += step.view(-1, 1, 1, 1) * geom.direction(w_l)
-            x_adv[active] = (x[active] + (1 + overshoot) * r_tot[active]).clamp(0, 1)
-        # examples that used every step were moved but not evaluated; after a projection, none were
-        if threat is not None:
-            x_adv = threat.project(x, x_adv)
-            active = torch.arange(n, device=x.device)
-        if active.numel():
-            with torch.no_grad():
-                success[active] = model(x_adv[active]).argmax(1) != y[active]
-            counter.forwards += active.numel()
-    return counter.result(x_adv, success)
+    with torch.no_grad():
+        logits0 = model(x)
+    num_classes = logits0.shape[1]
+    k = num_classes if candidates is None else min(int(candidates), num_classes)
+    if k < 2:
+        raise InputError(f"candidates must be at least 2, got {candidates}")
+    # candidate classes: the true class first, then the highest other logits at x
+    others = logits0.scatter(1, y[:, None], -float("inf")).topk(k - 1, dim=1).indices
+    classes = torch.cat([y[:, None], others], dim=1)
+    # misclassified from the start: nothing to do
+    active = (logits0.argmax(1) == y).nonzero().squeeze(1)
+    for _ in range(steps):
+        if active.numel() == 0:
+            break
+        logits, f, w = boundary_gradients(model, x_adv[active], classes[active])
+        still = logits.argmax(1) == y[active]
+        active, f, w = active[still], f[still], w[still]  # f (B, K-1), w (B, K-1, C, H, W)
+        if active.numel() == 0:
+            break
+        b, km1 = f.shape
+        w_flat = w.reshape(b * km1, *x.shape[1:])
+        dist = f.abs() / geom.dual_norm(w_flat).view(b, km1).clamp_min(1e-12)
+        l = dist.argmin(1)
+        w_l = w[torch.arange(b, device=x.device), l]
+        f_l = f.gather(1, l[:, None]).squeeze(1).abs()
+        step = (f_l + 1e-4) / geom.dual_norm(w_l).clamp_min(1e-12)
+        r_tot[active] += step.view(-1, 1, 1, 1) * geom.direction(w_l)
+        x_adv[active] = (x[active] + (1 + overshoot) * r_tot[active]).clamp(0, 1)
+    if threat is not None:
+        x_adv = threat.project(x, x_adv)
+    return x_adv

@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 
 from ..threat import ThreatModel
-from .base import AttackResult, PassCounter, check_attack_inputs, eval_mode, loss_and_grad, register
+from .base import loss_and_grad, register
 
 
-@register("fgsm")
+@register("fgsm", kind="bounded")
 def fgsm(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, targeted: bool = False,
-         target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+         target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """One steepest-ascent step of length ε on the cross-entropy, then projection.
 
     Paper: Goodfellow et al., "Explaining and Harnessing Adversarial Examples", ICLR 2015.
@@ -29,11 +29,8 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, target
 
     Returns
     -------
-    AttackResult with ``x_adv`` (N, C, H, W) in ball ∩ box; 1 forward + 1 backward per example.
+    AttackResult with ``x_adv`` (N, C, H, W) in ball ∩ box; per example 1 backward and 2 forward
+    passes (the gradient's, and the evaluation of the result).
     """
-    labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
-    counter = PassCounter()
-    with eval_mode(model):
-        _, grad, _ = loss_and_grad(model, x, labels, targeted, counter)
-        x_adv = threat.project(x, threat.step(x, grad, threat.eps))
-    return counter.result(x_adv)
+    _, grad, _ = loss_and_grad(model, x, target if targeted else y, targeted)
+    return threat.project(x, threat.step(x, grad, threat.eps))

@@ -7,8 +7,7 @@ import torch
 
 from ..checks import check_choice, check_positive, check_positive_int
 from ..threat import ThreatModel
-from .base import (AttackResult, PassCounter, attacker_loss, check_attack_inputs, check_loss, eval_mode, fooled,
-                   loss_and_grad, register)
+from .base import attacker_loss, check_loss, fooled, loss_and_grad, register
 
 SCHEDULES = ("constant", "cosine")
 
@@ -18,11 +17,11 @@ def _better(f_new, l_new, f_old, l_old):
     return (f_new & ~f_old) | ((f_new == f_old) & (l_new > l_old))
 
 
-@register("pgd")
+@register("pgd", kind="bounded")
 def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: int = 10,
         step_size: float | None = None, restarts: int = 1, random_start: bool = True,
         schedule: str = "constant", loss: str = "ce", targeted: bool = False,
-        target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+        target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Projected steepest ascent on the loss inside the threat model, with random restarts.
 
     Paper: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
@@ -34,6 +33,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
     the model if any did, otherwise the one of highest loss (single restart: the last iterate).
     Iterates are judged with the logits of the forward pass that computes their gradient, so
     tracking costs no extra passes; with several restarts each final iterate takes one forward.
+    The returned batch is evaluated once more to fill ``success``.
 
     Parameters
     ----------
@@ -45,7 +45,8 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
         In pixel units, measured in the threat's norm.
     restarts : int, default 1
     random_start : bool, default True
-        Start uniformly inside the ball (else at x).
+        Start at a random point of the ball (else at x): L∞ uniform in the cube; L2 a uniform
+        direction at a radius drawn uniformly in [0, ε] (:meth:`ThreatModel.random_start`).
     schedule : {"constant", "cosine"}, default "constant"
         Step size per step: fixed, or decayed as step_size · (1 + cos(π t / steps)) / 2.
     loss : {"ce", "dlr"}, default "ce"
@@ -54,9 +55,9 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
 
     Returns
     -------
-    AttackResult; ``success`` is filled when restarts > 1.
+    AttackResult
     """
-    labels = check_attack_inputs(model, x, y, threat, targeted=targeted, target=target)
+    labels = target if targeted else y
     check_positive_int(steps=steps, restarts=restarts)
     check_choice(schedule, SCHEDULES, "step-size schedule")
     check_loss(loss, targeted)
@@ -66,30 +67,24 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
     sizes = [step_size if schedule == "constant" else step_size * 0.5 * (1 + math.cos(math.pi * t / steps))
              for t in range(steps)]
 
-    counter = PassCounter()
     n = x.shape[0]
     best_x = x.clone()
     best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
     best_loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
-    success = None
-    with eval_mode(model):
-        for _ in range(restarts):
-            x_adv = threat.random_start(x, generator) if random_start else x.clone()
-            for t in range(steps):
-                l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, counter, loss)
-                if t > 0 or random_start:  # x itself is no candidate
-                    upd = fooled(logits, y, targeted, target) & ~best_fooled
-                    best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], True, l[upd]
-                x_adv = threat.project(x, threat.step(x_adv, grad, sizes[t]))
-            if restarts == 1:  # the last iterate is kept unevaluated unless an earlier one fooled
-                best_x = torch.where(best_fooled.view(-1, 1, 1, 1), best_x, x_adv)
-                break
-            with torch.no_grad():
-                logits = model(x_adv)
-            counter.forwards += n
-            f = fooled(logits, y, targeted, target)
-            l = attacker_loss(logits, labels, targeted, loss)
-            upd = _better(f, l, best_fooled, best_loss)
-            best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], f[upd], l[upd]
-            success = best_fooled
-    return counter.result(best_x, success)
+    for _ in range(restarts):
+        x_adv = threat.random_start(x, generator) if random_start else x.clone()
+        for t in range(steps):
+            l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, loss)
+            if t > 0 or random_start:  # x itself is no candidate
+                upd = fooled(logits, y, targeted, target) & ~best_fooled
+                best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], True, l[upd]
+            x_adv = threat.project(x, threat.step(x_adv, grad, sizes[t]))
+        if restarts == 1:  # the last iterate is kept unless an earlier one fooled
+            return torch.where(best_fooled.view(-1, 1, 1, 1), best_x, x_adv)
+        with torch.no_grad():
+            logits = model(x_adv)
+        f = fooled(logits, y, targeted, target)
+        l = attacker_loss(logits, labels, targeted, loss)
+        upd = _better(f, l, best_fooled, best_loss)
+        best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], f[upd], l[upd]
+    return best_x

@@ -6,6 +6,7 @@ Every model built here maps images in [0, 1] to logits, so every ε in advlab is
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -32,7 +33,8 @@ def _vgg(depth):
     def build(shape, num_classes, width: float = 1.0):
         return VGG(depth, shape, num_classes, width=width)
     build.__name__ = f"vgg{depth}"
-    build.__doc__ = f"VGG-{depth} with batch norm for 32×32 inputs (Simonyan & Zisserman 2015); width scales every layer."
+    build.__doc__ = (f"VGG-{depth} with batch norm for 32×32 inputs (Simonyan & Zisserman 2015); "
+                     "width scales every layer.")
     return build
 
 
@@ -94,3 +96,30 @@ def build_model(name: str, dataset: str, **options) -> nn.Sequential:
         raise InputError(f"unknown option(s) {sorted(unknown)} for model {name!r}; valid: {valid}")
     net = MODELS[name](spec.shape, len(spec.classes), **options)
     return nn.Sequential(Normalize(spec.mean, spec.std), net)
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run the model in eval mode and restore every submodule's own mode afterwards.
+
+    Attacks never update batch-norm statistics or draw dropout masks: the attacked function is
+    the deployed (eval-mode) model, whatever mode the caller had it in. A plain callable that is
+    no ``nn.Module`` has no mode and passes through.
+    """
+    if not isinstance(model, nn.Module):
+        yield model
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes (N,) of the eval-mode model; the caller's mode is restored."""
+    with eval_mode(model):
+        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import InputError
 

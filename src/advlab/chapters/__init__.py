@@ -1,0 +1,45 @@
+"""The book's chapters, in book order: one module per chapter (schema, profiles, plan, compositions).
+
+smoke: CI, under a minute per chapter on 2 CPU cores. quick: the CPU default of ``make book``.
+paper: the papers' scale (full test sets), meant for a GPU. ``_toc.yml`` lists the chapters in
+this order (a test checks it), and the CI page check reads the titles from here.
+"""
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from ..checks import check_choice
+from ..config import Chapter, Config
+from ..errors import InputError
+from . import white_box
+
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in (white_box.CHAPTER,)}
+# Names IPython puts in a notebook's globals that are not parameters.
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+def get_chapter(name: str) -> Chapter:
+    check_choice(name, CHAPTERS, "chapter")
+    return CHAPTERS[name]
+
+
+def chapter_config(chapter: str, namespace: Mapping[str, Any]) -> Config:
+    """Validate a notebook's parameters (its ``globals()``) for ``chapter``.
+
+    Every plain value defined so far must be ``profile`` or a parameter of the chapter; modules,
+    functions, classes and underscore names are ignored.
+    """
+    ch = get_chapter(chapter)
+    plain = {k: v for k, v in namespace.items()
+             if not k.startswith("_") and k not in _IPYTHON_NAMES
+             and not isinstance(v, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+             and not callable(v)}
+    if "profile" not in plain:
+        raise InputError("the parameters cell must set profile (one of: " + ", ".join(ch.profiles) + ")")
+    profile = plain.pop("profile")
+    return ch.resolve(profile, plain)
+
+
+__all__ = ["CHAPTERS", "chapter_config", "get_chapter"]

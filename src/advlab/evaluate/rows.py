@@ -1,0 +1,224 @@
+"""Per-example rows: one row per (attack, example), from which every table and curve is aggregated."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..attacks import get_attack, run_attack
+from ..checks import check_images
+from ..data import Dataset, to_float
+from ..errors import BudgetError, InputError
+from ..models import predict
+from ..progress import bar
+from ..threat import ATOL, ThreatModel, in_pixel_box, perturbation_norms
+from ..timing import Stopwatch
+from .stats import clopper_pearson
+
+
+def check_adversarial(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel | None = None,
+                      atol: float = ATOL) -> None:
+    """Refuse adversarial inputs with NaNs, outside the pixel box, or outside the threat's ball."""
+    if x_adv.shape != x.shape:
+        raise BudgetError(f"x_adv has shape {tuple(x_adv.shape)}, x has {tuple(x.shape)}")
+    finite = torch.isfinite(x_adv).flatten(1).all(1)
+    if not finite.all():
+        raise BudgetError(f"x_adv holds NaN or infinite values in {int((~finite).sum())} examples")
+    if not in_pixel_box(x_adv, atol).all():
+        raise BudgetError(f"x_adv leaves the pixel box [0, 1]: values in [{x_adv.min().item():.6g}, "
+                          f"{x_adv.max().item():.6g}]")
+    if threat is not None and not threat.contains(x, x_adv, atol).all():
+        raise BudgetError(f"x_adv leaves the {threat}: largest distance {threat.distance(x, x_adv).max().item():.6g}")
+
+
+def _generator(seed, generator, device):
+    if seed is not None and generator is not None:
+        raise InputError("pass seed or generator, not both")
+    if seed is not None:
+        return torch.Generator(device=device).manual_seed(seed)
+    return generator
+
+
+def clean_table(model, data: Dataset, batch_size: int = 1024) -> pd.DataFrame:
+    """One row per example: dataset index, label, prediction, correct."""
+    x, y = data.images(), data.y
+    pred = predict(model, x, batch_size)
+    return pd.DataFrame({
+        "example": data.indices.cpu().numpy(), "label": y.cpu().numpy(),
+        "pred": pred.cpu().numpy(), "correct": (pred == y).cpu().numpy(),
+    })
+
+
+def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | None = None,
+                    batch_size: int = 256, seed: int | None = None, generator: torch.Generator | None = None,
+                    progress: bool = True, **params) -> pd.DataFrame:
+    """Attack every example of ``data`` and return one row per example.
+
+    Columns: ``example`` (index in the split), ``label``, ``clean_pred``, ``clean_correct``,
+    ``adv_pred``, ``adv_correct``, ``success`` (the attack fooled the model), ``robust``
+    (correct clean *and* under the attack: the robust-accuracy column), ``linf`` and ``l2``
+    (perturbation norms in pixel units), ``forwards`` / ``backwards`` (passes spent, per example),
+    ``seconds`` (wall time per example, device synchronised), plus ``attack``, ``norm`` and ``eps``
+    so several runs concatenate into one long table.
+
+    ``threat`` is required by bounded attacks and optional for minimum-norm ones (a projection;
+    ``norm`` then records the norm the attack minimised). Random draws come from ``generator``,
+    or from a fresh generator seeded with ``seed`` on the data's device.
+    Budgets are asserted before returning (:func:`check_adversarial`); a violation is an error,
+    never a silently reported number.
+    """
+    spec = get_attack(attack)  # an unknown name fails before any work
+    if threat is None and spec.needs_threat:
+        raise InputError(f"{attack} is a {spec.kind} attack: evaluate it with threat=ThreatModel(norm, eps)")
+    spec.check_params(params)
+    generator = _generator(seed, generator, data.x.device)
+    norm = spec.norm_for(threat, params)
+    rows = []
+    it = range(0, len(data), batch_size)
+    label = f"{attack} {threat.norm} ε={threat.eps:.4g}" if threat else attack
+    for i in bar(it, desc=label, enabled=progress, leave=False):
+        x = to_float(data.x[i:i + batch_size])
+        y = data.y[i:i + batch_size]
+        check_images(x)
+        clean = predict(model, x)
+        kwargs = dict(params, generator=generator)
+        if threat is not None:
+            kwargs["threat"] = threat
+        with Stopwatch(x.device) as sw:
+            res = spec.fn(model, x, y, **kwargs)
+        check_adversarial(x, res.x_adv, threat)
+        sizes = perturbation_norms(x, res.x_adv)
+        n = x.shape[0]
+        clean_ok, adv_ok = clean == y, res.pred == y
+        rows.append(pd.DataFrame({
+            "example": data.indices[i:i + batch_size].cpu().numpy(),
+            "label": y.cpu().numpy(),
+            "clean_pred": clean.cpu().numpy(), "clean_correct": clean_ok.cpu().numpy(),
+            "adv_pred": res.pred.cpu().numpy(), "adv_correct": adv_ok.cpu().numpy(),
+            "success": res.success.cpu().numpy(), "robust": (clean_ok & adv_ok).cpu().numpy(),
+            "linf": sizes["linf"].cpu().numpy(), "l2": sizes["l2"].cpu().numpy(),
+            "forwards": res.forwards / n, "backwards": res.backwards / n, "seconds": sw.seconds / n,
+        }))
+    df = pd.concat(rows, ignore_index=True)
+    df.insert(0, "attack", attack)
+    df.insert(1, "norm", norm)
+    df.insert(2, "eps", threat.eps if threat else np.nan)
+    return df
+
+
+def sweep(models, data: Dataset, *, attacks: dict, norm: str, eps_grid, batch_size: int = 256,
+          seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Per-example rows for every (model, attack, ε); ``attacks`` maps a name to its parameters.
+
+    ``models`` is one model, or a mapping of names to models (the rows then carry a ``model``
+    column). Each (model, attack, ε) run draws its random starts from a generator seeded with
+    ``seed`` on the data's device, so adding a budget to the grid does not change the others'
+    numbers. ε = 0 is evaluated too (the attack then cannot move; its accuracy is the clean one).
+    """
+    named = models if isinstance(models, Mapping) else {None: models}
+    frames = []
+    for mname, model in named.items():
+        for name, params in attacks.items():
+            for eps in bar(list(eps_grid), desc=name if mname is None else f"{mname} {name}", enabled=progress):
+                rows = evaluate_attack(model, data, attack=name, threat=ThreatModel(norm, eps), batch_size=batch_size,
+                                       seed=seed, progress=False, **params)
+                frames.append(rows if mname is None else rows.assign(model=mname))
+    return pd.concat(frames, ignore_index=True)
+
+
+def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] | Sequence[tuple[str, dict]],
+               threat: ThreatModel, batch_size: int = 256, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Per-example worst case over an ensemble of attacks, run as a cascade (as AutoAttack does).
+
+    ``attacks`` maps a label to ``(attack name, parameters)`` (a sequence of pairs uses the names as
+    labels). The first attack runs on the correctly classified examples; each later one only on
+    the examples every earlier attack failed to fool, so the ensemble costs little more than its
+    first member on a non-robust model. Every attack draws from a generator seeded with ``seed``.
+
+    Returns one row per example: ``example``, ``label``, ``clean_correct``, ``robust`` (correct
+    clean and under every attack), ``fooled_by`` (label of the first attack that succeeded, or
+    None), ``linf`` / ``l2`` of that attack's perturbation, and ``forwards`` / ``backwards`` /
+    ``seconds`` summed over the attacks that ran on the example; plus ``norm`` and ``eps``.
+    """
+    pairs = list(attacks.items()) if isinstance(attacks, Mapping) else [(name, (name, p)) for name, p in attacks]
+    if not isinstance(threat, ThreatModel):
+        raise InputError(f"worst_case needs a threat model, got {type(threat).__name__}")
+    for _, (name, params) in pairs:
+        get_attack(name).check_params(params)  # every name checked before the first attack runs
+    clean = clean_table(model, data)
+    n = len(data)
+    robust = torch.as_tensor(clean["correct"].to_numpy())
+    out = pd.DataFrame({"example": clean["example"], "label": clean["label"], "clean_correct": clean["correct"],
+                        "robust": clean["correct"], "fooled_by": pd.Series([None] * n, dtype=object),
+                        "linf": 0.0, "l2": 0.0, "forwards": 0.0, "backwards": 0.0, "seconds": 0.0})
+    for label, (name, params) in bar(pairs, desc="worst case", enabled=progress):
+        todo = robust.nonzero().squeeze(1)
+        if todo.numel() == 0:
+            break
+        rows = evaluate_attack(model, data.take(todo.to(data.x.device)), attack=name, threat=threat,
+                               batch_size=batch_size, seed=seed, progress=False, **params)
+        pos = todo.numpy()
+        for col in ("forwards", "backwards", "seconds"):
+            out.loc[pos, col] += rows[col].to_numpy()
+        fooled = ~rows["robust"].to_numpy()
+        hit = pos[fooled]
+        out.loc[hit, "fooled_by"] = label
+        out.loc[hit, "linf"] = rows["linf"].to_numpy()[fooled]
+        out.loc[hit, "l2"] = rows["l2"].to_numpy()[fooled]
+        out.loc[hit, "robust"] = False
+        robust[hit] = False
+    out.insert(0, "norm", threat.norm)
+    out.insert(1, "eps", threat.eps)
+    return out
+
+
+def transfer_matrix(models: Mapping, data: Dataset, *, attack: str, threat: ThreatModel, batch_size: int = 500,
+                    seed: int = 0, progress: bool = True, **params) -> pd.DataFrame:
+    """Accuracy of every target model on adversarial inputs crafted on every source model.
+
+    One row per (source, target) with ``n``, ``correct``, ``accuracy``, ``ci_low``, ``ci_high``;
+    the diagonal is the white-box accuracy. An example counts as correct when the target
+    classifies the source's adversarial input correctly.
+    """
+    x, y = data.images(), data.y
+    rows = []
+    for src, m_src in bar(models.items(), desc="transfer", enabled=progress):
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        adv = torch.cat([run_attack(attack, m_src, x[i:i + batch_size], y[i:i + batch_size], threat=threat,
+                                    generator=gen, **params).x_adv for i in range(0, len(x), batch_size)])
+        check_adversarial(x, adv, threat)
+        for tgt, m_tgt in models.items():
+            k, n = int((predict(m_tgt, adv) == y).sum()), len(y)
+            lo, hi = clopper_pearson(k, n)
+            rows.append({"source": src, "target": tgt, "n": n, "correct": k, "accuracy": k / n,
+                         "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def minimal_norms(models: Mapping, data: Dataset, attacks: Mapping[str, tuple[str, dict]],
+                  progress: bool = True) -> pd.DataFrame:
+    """Per-example minimal perturbations: one row per (model, attack, example).
+
+    ``attacks`` maps a label to ``(attack name, parameters)``; columns ``l2`` and ``linf`` hold
+    the perturbation norms, ``success`` whether the returned input fools the model, and
+    ``clean_correct`` whether the clean input was classified correctly (summaries use the
+    examples with both, :func:`advlab.evaluate.norm_summary`).
+    """
+    x, y = data.images(), data.y
+    frames = []
+    for mname, model in bar(models.items(), desc="minimal norms", enabled=progress):
+        clean_ok = predict(model, x) == y
+        for label, (attack, params) in attacks.items():
+            with Stopwatch(x.device) as sw:
+                res = run_attack(attack, model, x, y, **params)
+            check_adversarial(x, res.x_adv, params.get("threat"))
+            sizes = perturbation_norms(x, res.x_adv)
+            frames.append(pd.DataFrame({
+                "model": mname, "attack": label, "example": data.indices.cpu().numpy(),
+                "clean_correct": clean_ok.cpu().numpy(), "success": res.success.cpu().numpy(),
+                "l2": sizes["l2"].cpu().numpy(), "linf": sizes["linf"].cpu().numpy(),
+                "seconds": sw.seconds / len(x),
+            }))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,67 @@
+"""Statistics of per-example rows: exact binomial intervals, accuracies, perturbation-size summaries."""
+from __future__ import annotations
+
+import pandas as pd
+from scipy import stats
+
+from ..checks import check_choice
+from ..errors import InputError
+
+ALTERNATIVES = ("two-sided", "greater", "less")
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95, alternative: str = "two-sided") -> tuple[float, float]:
+    """Exact (Clopper-Pearson) confidence interval for a proportion k / n, from scipy's ``binomtest``.
+
+    ``alternative="greater"`` gives the one-sided interval ``(lower, 1)``: with probability at
+    least ``confidence`` the true proportion is above ``lower`` (randomized smoothing's bound on
+    p_A); ``"less"`` gives ``(0, upper)``.
+    """
+    check_choice(alternative, ALTERNATIVES, "alternative")
+    if n <= 0:
+        raise InputError("an accuracy needs at least one example")
+    if not 0 <= k <= n:
+        raise InputError(f"k must be in [0, n], got k = {k}, n = {n}")
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must be in (0, 1), got {confidence}")
+    ci = stats.binomtest(int(k), int(n), alternative=alternative).proportion_ci(
+        confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def accuracy(df: pd.DataFrame, column: str = "robust", by=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Accuracy of a boolean column with its Clopper-Pearson interval, optionally per group.
+
+    The default column, ``robust``, counts an example only if it is classified correctly clean
+    and under the attack. Returns columns ``n``, ``correct``, ``accuracy``, ``ci_low``,
+    ``ci_high`` (fractions in [0, 1]).
+    """
+    def one(g):
+        k, n = int(g[column].sum()), len(g)
+        lo, hi = clopper_pearson(k, n, confidence)
+        return pd.Series({"n": n, "correct": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi})
+
+    if by is None:
+        return one(df).to_frame().T.astype({"n": int, "correct": int})
+    out = df.groupby(by, sort=True)[[column]].apply(one).reset_index()
+    return out.astype({"n": int, "correct": int})
+
+
+def norm_summary(rows: pd.DataFrame, by=("model", "attack")) -> pd.DataFrame:
+    """Minimal-perturbation statistics per group, from :func:`minimal_norms` rows.
+
+    The rule for every perturbation-size statistic in advlab: sizes are taken over the examples
+    that were classified correctly to begin with and that the attack fooled (a misclassified input
+    needs no perturbation, and counting its zero would shrink the average). The success rate is
+    over the correctly classified examples. Columns: ``n``, ``success``, ``ci_low``, ``ci_high``
+    (fractions), ``median_l2``, ``median_linf``, ``l2_q25``, ``l2_q75`` (pixel units).
+    """
+    ok = rows[rows.clean_correct]
+    out = []
+    for keys, g in ok.groupby(list(by), sort=False):
+        s = g[g.success]
+        lo, hi = clopper_pearson(int(g.success.sum()), len(g))
+        out.append({**dict(zip(by, keys)), "n": len(g), "success": g.success.mean(), "ci_low": lo, "ci_high": hi,
+                    "median_l2": s.l2.median(), "median_linf": s.linf.median(),
+                    "l2_q25": s.l2.quantile(0.25), "l2_q75": s.l2.quantile(0.75)})
+    return pd.DataFrame(out).set_index(list(by))
