@@ -225,9 +225,9 @@ glue("rho_ratio", f"{rho_ratio.min():.1f}–{rho_ratio.max():.1f}", display=Fals
 glue("fgsm_rate", f"{cfg.fgsm_fool_rate:.0%}", display=False)
 display_table(rho, {"n": ("n (correct)", None), "test_error": ("test error", "{:.1%}"),
                     "rho_deepfool": ("ρ_adv DeepFool", "{:.3f}"), "deepfool_success": ("DeepFool success", "{:.1%}"),
-                    "deepfool_seconds": ("DeepFool time", "{:.2e} s"), "rho_fgsm": ("ρ_adv FGSM", "{:.3f}"),
+                    "deepfool_ms": ("DeepFool time", "{:.2f} ms"), "rho_fgsm": ("ρ_adv FGSM", "{:.3f}"),
                     "fgsm_eps": ("FGSM ε (L∞)", "{:.3f}"), "fgsm_fooled": ("FGSM fooled", "{:.1%}"),
-                    "fgsm_seconds": ("FGSM time", "{:.2e} s")})
+                    "fgsm_ms": ("FGSM time", "{:.2f} ms")})
 
 # %% [markdown]
 # FGSM's perturbations are {glue:text}`rho_ratio` times larger than DeepFool's: a single

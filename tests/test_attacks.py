@@ -225,3 +225,91 @@ def test_pgd_cosine_schedule_and_dlr_loss_stay_in_budget(mnist_model, batch):
     for kw in ({"schedule": "cosine"}, {"loss": "dlr"}):
         res = pgd(mnist_model, x, y, threat=t, steps=5, generator=torch.Generator().manual_seed(0), **kw)
         assert t.contains(x, res.x_adv).all()
+
+
+# -- registry, labels, counting -------------------------------------------------------------------
+def test_registry_records_kind_and_norms():
+    assert {n: (s.kind, s.norms) for n, s in ATTACKS.items()} == {
+        "fgsm": ("bounded", ("linf", "l2")), "pgd": ("bounded", ("linf", "l2")), "apgd": ("bounded", ("linf", "l2")),
+        "deepfool": ("minimum-norm", ("linf", "l2")), "cw": ("minimum-norm", ("l2",))}
+    assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
+    assert get_attack("cw").norm_for(None, {}) == "l2"
+
+
+def test_bounded_attacks_need_a_threat(mnist_model, batch):
+    x, y = batch
+    with pytest.raises(InputError, match="pgd is a bounded attack: pass threat"):
+        run_attack("pgd", mnist_model, x, y, steps=2)
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.uint8])
+def test_narrow_integer_labels_give_the_int64_result(name, dtype, mnist_model, batch):
+    """Defect 2 / issue 7: int16 and int32 labels passed the checks, then crashed inside PyTorch."""
+    x, y = batch
+    t, p = _threat(name), CHEAP[name]
+    a = run_attack(name, mnist_model, x, y, threat=t, generator=torch.Generator().manual_seed(0), **p)
+    b = run_attack(name, mnist_model, x, y.to(dtype), threat=t, generator=torch.Generator().manual_seed(0), **p)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_labels_outside_the_models_classes_are_clear_errors(name, mnist_model, batch):
+    x, y = batch
+    for bad in (y.clone().fill_(10), y.clone().fill_(-1)):
+        with pytest.raises(InputError, match=r"labels in \[0, 10\) for a model with 10 logits"):
+            run_attack(name, mnist_model, x, bad, threat=_threat(name), **CHEAP[name])
+    with pytest.raises(InputError, match="integer class labels"):
+        run_attack(name, mnist_model, x, y.float(), threat=_threat(name), **CHEAP[name])
+
+
+@pytest.mark.parametrize("name", sorted(CHEAP))
+def test_every_attack_fills_success_from_its_returned_inputs(name, mnist_model, batch):
+    x, y = batch
+    res = run_attack(name, mnist_model, x, y, threat=_threat(name), generator=torch.Generator().manual_seed(0),
+                     **CHEAP[name])
+    pred = mnist_model(res.x_adv).argmax(1)
+    assert res.success.dtype == torch.bool and torch.equal(res.pred, pred) and torch.equal(res.success, pred != y)
+
+
+def test_passes_are_counted_by_the_wrapper_exactly():
+    """A model that counts its own calls and input gradients agrees with the attack's accounting."""
+    seen = {"fwd": 0, "bwd": 0}
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            seen["fwd"] += x.shape[0]
+            if x.requires_grad:
+                x.register_hook(lambda g: seen.__setitem__("bwd", seen["bwd"] + g.shape[0]))
+            return self.lin(x.flatten(1))
+
+    model = Counting()
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(5, dtype=torch.long)
+    for name, params in [("pgd", {"steps": 4, "restarts": 2}), ("apgd", {"steps": 6}), ("fgsm", {}),
+                         ("deepfool", {"steps": 3, "candidates": 3}),
+                         ("cw", {"steps": 4, "binary_search_steps": 2, "abort_early": False})]:
+        seen.update(fwd=0, bwd=0)
+        res = run_attack(name, model, x, y, threat=ThreatModel("l2", 0.5), generator=torch.Generator().manual_seed(0),
+                         **params)
+        assert (res.forwards, res.backwards) == (seen["fwd"], seen["bwd"]), name
+
+
+def test_deepfool_refuses_a_norm_that_contradicts_its_threat(mnist_model, batch):
+    """Defect 4: deepfool silently ignored norm= when a threat was given."""
+    x, y = batch
+    with pytest.raises(InputError, match="norm='l2' and a linf threat model"):
+        run_attack("deepfool", mnist_model, x, y, threat=ThreatModel("linf", 0.1), norm="l2", steps=2)
+    res = run_attack("deepfool", mnist_model, x, y, threat=ThreatModel("linf", 0.1), norm="linf", steps=2)
+    assert ThreatModel("linf", 0.1).contains(x, res.x_adv).all()
+
+
+def test_pgd_docstring_states_its_random_start():
+    """Defect 10: the docstring said the L2 start was uniform in the ball; it is a uniform radius."""
+    doc = " ".join(pgd.__doc__.split())
+    assert "Start uniformly inside the ball" not in doc
+    assert "radius drawn uniformly in [0, ε]" in doc

@@ -4,8 +4,9 @@ import torch
 from scipy import stats
 
 from advlab import ThreatModel
-from advlab.errors import BudgetError
-from advlab.evaluate import accuracy, check_adversarial, clean_table, clopper_pearson, evaluate_attack, sweep
+from advlab.errors import BudgetError, InputError
+from advlab.evaluate import (accuracy, check_adversarial, clean_table, clopper_pearson, evaluate_attack, sweep,
+                             worst_case)
 
 
 def test_rows_per_example_and_robust_below_clean(mnist_model, mnist_test):
@@ -33,6 +34,66 @@ def test_clopper_pearson_is_scipys_exact_interval():
     lo, hi = clopper_pearson(29, 100)
     assert (lo, hi) == pytest.approx((stats.beta.ppf(0.025, 29, 72), stats.beta.ppf(0.975, 30, 71)))
     assert clopper_pearson(0, 50)[0] == 0.0 and clopper_pearson(50, 50)[1] == 1.0
+
+
+def test_one_sided_clopper_pearson_is_the_beta_quantile():
+    """The bound randomized smoothing needs: P(p >= lower) >= 1 - alpha."""
+    lo, hi = clopper_pearson(990, 1000, confidence=0.999, alternative="greater")
+    assert hi == 1.0 and lo == pytest.approx(stats.beta.ppf(0.001, 990, 11))
+    lo, hi = clopper_pearson(3, 1000, confidence=0.95, alternative="less")
+    assert lo == 0.0 and hi == pytest.approx(stats.beta.ppf(0.95, 4, 997))
+    with pytest.raises(InputError, match="alternative"):
+        clopper_pearson(3, 10, alternative="two")
+
+
+def test_robust_counts_only_examples_correct_clean_and_attacked(mnist_model, mnist_test):
+    sub = mnist_test.subset(200, seed=4)
+    df = evaluate_attack(mnist_model, sub, attack="fgsm", threat=ThreatModel("linf", 0.05), progress=False)
+    assert (df.robust == (df.clean_correct & df.adv_correct)).all()
+    assert accuracy(df).correct.item() == (df.clean_correct & df.adv_correct).sum()
+
+
+def test_worst_case_is_a_cascade_and_the_per_example_minimum(mnist_model, mnist_test):
+    sub = mnist_test.subset(150, seed=6)
+    t = ThreatModel("linf", 0.08)
+    attacks = {"FGSM": ("fgsm", {}), "PGD-5": ("pgd", {"steps": 5})}
+    wc = worst_case(mnist_model, sub, attacks=attacks, threat=t, seed=1, progress=False)
+    fg = evaluate_attack(mnist_model, sub, attack="fgsm", threat=t, progress=False)
+    assert len(wc) == len(sub) and (wc.robust <= wc.clean_correct).all()
+    assert (wc.robust <= fg.robust).all()  # never above any member
+    assert (wc.fooled_by[~fg.robust & fg.clean_correct] == "FGSM").all()
+    # PGD ran only on what FGSM left: its examples cost FGSM's passes plus PGD's
+    survivors = fg.robust.to_numpy()
+    assert wc.forwards[survivors].min() > wc.forwards[~survivors & fg.clean_correct.to_numpy()].max()
+    assert (wc.forwards[~fg.clean_correct.to_numpy()] == 0).all()  # misclassified: no attack ran
+    with pytest.raises(InputError, match="unknown parameter"):
+        worst_case(mnist_model, sub, attacks={"bad": ("pgd", {"stepz": 1})}, threat=t, progress=False)
+
+
+def test_stopwatch_synchronises_cuda(monkeypatch):
+    """Defect 5: timings on a GPU measured kernel launches; the stopwatch waits for the device."""
+    from advlab import timing
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(str(device)))
+    with timing.Stopwatch("cuda:0") as sw:
+        pass
+    assert calls == ["cuda:0", "cuda:0"] and sw.seconds >= 0
+    with timing.Stopwatch("cpu"):
+        pass
+    assert len(calls) == 2
+
+
+def test_no_timer_outside_the_stopwatch():
+    """Every wall-clock measurement in the package goes through timing.Stopwatch."""
+    from pathlib import Path
+
+    import advlab
+
+    pkg = Path(advlab.__file__).parent
+    offenders = [f.relative_to(pkg).as_posix() for f in pkg.rglob("*.py")
+                 if f.name != "timing.py" and "perf_counter" in f.read_text()]
+    assert offenders == []
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -94,3 +94,33 @@ def test_unknown_norm_lists_valid_ones():
 def test_str_states_norm_eps_and_pixel_range():
     assert str(ThreatModel("linf", 0.1)) == "L∞ ball, ε = 0.1, pixels in [0, 1]"
     assert math.isinf(ThreatModel("linf", 0.1).p)
+
+
+def test_geometry_needs_no_radius_and_the_ball_uses_it():
+    from advlab.threat import L2, LINF, geometry, perturbation_norms
+
+    g = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert geometry("l2") is L2 and geometry("linf") is LINF
+    assert torch.allclose(L2.norm(L2.direction(g)), torch.ones(3))
+    assert torch.equal(LINF.direction(g), g.sign())
+    assert torch.allclose(LINF.dual_norm(g), g.flatten(1).abs().sum(1))
+    assert torch.allclose(LINF.norm(LINF.normalize(g)), torch.ones(3))
+    t = ThreatModel("l2", 0.5)
+    assert t.geometry is L2 and torch.equal(t.direction(g), L2.direction(g))
+    sizes = perturbation_norms(torch.zeros_like(g), g)
+    assert torch.allclose(sizes["l2"], L2.norm(g)) and torch.allclose(sizes["linf"], LINF.norm(g))
+    with pytest.raises(InputError, match="finite"):
+        ThreatModel("l2", float("inf"))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_bounds_are_the_box_of_ball_and_pixels(norm):
+    x = torch.rand(4, 1, 5, 5, generator=torch.Generator().manual_seed(2))
+    t = ThreatModel(norm, 0.2)
+    lo, hi = t.bounds(x)
+    assert (lo >= 0).all() and (hi <= 1).all() and (lo <= x).all() and (x <= hi).all()
+    for _ in range(5):  # every point of ball ∩ box lies in the box
+        p = t.project(x, x + torch.randn_like(x))
+        assert (p >= lo - 1e-7).all() and (p <= hi + 1e-7).all()
+    if norm == "linf":  # exact: the corners are in the set
+        assert t.contains(x, lo).all() and t.contains(x, hi).all()

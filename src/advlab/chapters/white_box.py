@@ -133,8 +133,8 @@ def rho_adv_table(models: dict, data: Dataset, *, deepfool_params: dict | None =
     Both attacks run on the examples each model classifies correctly, and ρ_adv is averaged over
     those the attack fools (the rule of :func:`advlab.evaluate.norm_summary`). FGSM's budget is the
     smallest L∞ ε that fools ``fgsm_rate`` of them (bisection, its cost not counted in the time).
-    Columns (fractions, seconds): ``n``, ``test_error``, ``rho_deepfool``, ``deepfool_success``,
-    ``deepfool_seconds``, ``rho_fgsm``, ``fgsm_eps``, ``fgsm_fooled``, ``fgsm_seconds``.
+    Columns (fractions; times in milliseconds per example): ``n``, ``test_error``, ``rho_deepfool``,
+    ``deepfool_success``, ``deepfool_ms``, ``rho_fgsm``, ``fgsm_eps``, ``fgsm_fooled``, ``fgsm_ms``.
     """
     x, y = data.images(), data.y
     rows = []
@@ -151,8 +151,8 @@ def rho_adv_table(models: dict, data: Dataset, *, deepfool_params: dict | None =
         rows.append({
             "model": name, "n": len(yc), "test_error": 1 - correct.float().mean().item(),
             "rho_deepfool": (L2.norm(df.x_adv - xc) / xnorm)[df.success].mean().item(),
-            "deepfool_success": df.success.float().mean().item(), "deepfool_seconds": t_df.seconds / len(yc),
+            "deepfool_success": df.success.float().mean().item(), "deepfool_ms": 1e3 * t_df.seconds / len(yc),
             "rho_fgsm": (L2.norm(fg.x_adv - xc) / xnorm)[fg.success].mean().item(), "fgsm_eps": eps,
-            "fgsm_fooled": fg.success.float().mean().item(), "fgsm_seconds": t_fg.seconds / len(yc),
+            "fgsm_fooled": fg.success.float().mean().item(), "fgsm_ms": 1e3 * t_fg.seconds / len(yc),
         })
     return pd.DataFrame(rows).set_index("model")

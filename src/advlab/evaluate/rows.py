@@ -149,17 +149,16 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
         get_attack(name).check_params(params)  # every name checked before the first attack runs
     clean = clean_table(model, data)
     n = len(data)
-    robust = torch.as_tensor(clean["correct"].to_numpy())
+    robust = clean["correct"].to_numpy().copy()
     out = pd.DataFrame({"example": clean["example"], "label": clean["label"], "clean_correct": clean["correct"],
                         "robust": clean["correct"], "fooled_by": pd.Series([None] * n, dtype=object),
                         "linf": 0.0, "l2": 0.0, "forwards": 0.0, "backwards": 0.0, "seconds": 0.0})
     for label, (name, params) in bar(pairs, desc="worst case", enabled=progress):
-        todo = robust.nonzero().squeeze(1)
-        if todo.numel() == 0:
+        pos = robust.nonzero()[0]
+        if len(pos) == 0:
             break
-        rows = evaluate_attack(model, data.take(todo.to(data.x.device)), attack=name, threat=threat,
-                               batch_size=batch_size, seed=seed, progress=False, **params)
-        pos = todo.numpy()
+        rows = evaluate_attack(model, data.take(torch.as_tensor(pos, device=data.x.device)), attack=name,
+                               threat=threat, batch_size=batch_size, seed=seed, progress=False, **params)
         for col in ("forwards", "backwards", "seconds"):
             out.loc[pos, col] += rows[col].to_numpy()
         fooled = ~rows["robust"].to_numpy()
