@@ -91,19 +91,8 @@ import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, white_box
 from advlab.data import dataset_spec, load_dataset
-from advlab.evaluate import (
-                             accuracy,
-                             accuracy_table,
-                             clean_table,
-                             display_table,
-                             evaluate_attack,
-                             format_accuracy,
-                             interval,
-                             minimal_norms,
-                             norm_summary,
-                             sweep,
-                             transfer_matrix,
-)
+from advlab.evaluate import (accuracy, accuracy_table, clean_table, display_table, evaluate_attack, format_accuracy,
+                             minimal_norms, norm_summary, sweep, transfer_matrix)
 from advlab.training import load_models
 
 # %% tags=["parameters"]
@@ -281,11 +270,10 @@ norm_rows = minimal_norms(mnist_models, minimal_set, {
     "DeepFool-L∞": ("deepfool", {"norm": "linf", "steps": cfg.deepfool_steps}),
     "CW-L2": ("cw", cw_params),
 })
-norm_table = norm_summary(norm_rows).assign(ci=lambda t: [interval(lo, hi) for lo, hi in zip(t.ci_low, t.ci_high)],
-                                            iqr=lambda t: [f"[{a:.3f}, {b:.3f}]" for a, b in zip(t.l2_q25, t.l2_q75)])
-display_table(norm_table, {"n": ("n", None), "success": ("success", "{:.1%}"), "ci": ("95% CI (%)", None),
-                           "median_l2": ("median L2", "{:.3f}"), "median_linf": ("median L∞", "{:.3f}"),
-                           "iqr": ("L2 IQR", None)})
+display_table(norm_summary(norm_rows), {
+    "n": ("n", None), "success": ("success", "{:.1%}"), ("ci_low", "ci_high"): ("95% CI", "[{:.1%}, {:.1%}]"),
+    "median_l2": ("median L2", "{:.3f}"), "median_linf": ("median L∞", "{:.3f}"),
+    ("l2_q25", "l2_q75"): ("L2 IQR", "[{:.3f}, {:.3f}]")})
 
 # %% [markdown]
 # The two norms see different attacks. In $d$ dimensions

@@ -146,7 +146,8 @@ def test_targeted_attacks_move_toward_the_target(mnist_model, batch):
     for name, p in [("fgsm", {}), ("pgd", {"steps": 10})]:
         adv = run_attack(name, mnist_model, x, y, threat=t, targeted=True, target=target, **p).x_adv
         assert (ce(adv) < ce(x)).float().mean() > 0.9
-    hit = (mnist_model(pgd(mnist_model, x, y, threat=t, steps=40, targeted=True, target=target).x_adv).argmax(1) == target)
+    adv = pgd(mnist_model, x, y, threat=t, steps=40, targeted=True, target=target).x_adv
+    hit = mnist_model(adv).argmax(1) == target
     assert hit.float().mean() > 0.5
 
 

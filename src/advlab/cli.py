@@ -109,19 +109,20 @@ def chapter_dependencies(chapter: str, root: Path) -> list[Path]:
     """The advlab source files chapter ``chapter``'s notebook imports, directly or through others.
 
     Parent packages count (importing ``advlab.x.y`` runs ``advlab/__init__`` and
-    ``advlab/x/__init__``). The chapter registry imports every chapter's module; for this chapter
-    only its own module counts, so adding or editing another chapter does not re-run this one.
+    ``advlab/x/__init__``), and so does the chapter's own module. The chapter registry finds the
+    chapter modules at run time, not by import statements, so another chapter counts only if this
+    one imports it.
     """
     ch = get_chapter(chapter)
     own = f"advlab.chapters.{Path(ch.notebook).stem}"
-    todo = sorted(_imports(ast.parse((root / "notebooks" / ch.notebook).read_text()), "", False))
+    todo = sorted(_imports(ast.parse((root / "notebooks" / ch.notebook).read_text()), "", False) | {own})
     seen: dict[str, Path] = {}
     while todo:
         name = todo.pop()
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             mod = ".".join(parts[:i])
-            if mod in seen or (mod.startswith("advlab.chapters.") and mod != own):
+            if mod in seen:
                 continue
             f = _module_file(mod)
             if f is None:
@@ -141,6 +142,18 @@ def code_hash(files) -> str:
 
 
 # -- parameters --------------------------------------------------------------------------------------
+def _numbers(value):
+    """Strings that spell numbers (YAML 1.1 reads ``1e-1`` as one) as numbers, inside lists too."""
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def parse_overrides(pairs) -> dict:
     """``[("eps", "0.2"), ("eps_grid", "[0, 0.1]")]`` -> typed values (YAML scalars and lists).
 
@@ -152,12 +165,9 @@ def parse_overrides(pairs) -> dict:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise InputError(f"cannot parse the value of {name}: {text!r} ({e})") from e
-        if isinstance(value, str):
-            try:
-                value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-            except ValueError:
-                pass
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise InputError(f"cannot parse the value of {name}: {text!r} (YAML: {why})") from None
+        value = _numbers(value)
         if value is None:
             raise InputError(f"-p {name} {text}: null is not a value here (in a notebook it means 'the profile's "
                              f"value': leave -p {name} out for that); pass 'all' where a parameter allows no limit")
@@ -183,7 +193,10 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
     chapter = get_chapter(name)
     overrides = dict(overrides or {})
     chapter.resolve(profile, overrides)  # every name, type, range and relation, before a kernel starts
-    configure_environment(root)
+    env = configure_environment(root)
+    if env[DATA_ENV] and not Path(env[DATA_ENV]).is_dir():
+        raise InputError(f"{DATA_ENV}={env[DATA_ENV]} is not a folder; point it at the folder that holds "
+                         "<dataset>/{train,test}.npz (in this repository: ../shared/data)")
     source = root / "notebooks" / chapter.notebook
     output = Path(output).resolve() if output else root / BOOK_DIR / f"{name}.ipynb"
     key = config_key({"source": source.read_text(), "profile": profile, "overrides": overrides,
@@ -213,7 +226,7 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
             cwd=str(root / "notebooks"), progress_bar=not quiet, log_output=False)
     except papermill.PapermillExecutionError as e:
         raise ChapterError(f"chapter {name!r} stopped in cell {e.exec_count} ({_first_line(e.source)}): "
-                           f"{e.ename}: {e.evalue}. The executed notebook is kept in {tmp}.") from None
+                           f"{e.ename}: {e.evalue.rstrip('.')}. The executed notebook is kept in {tmp}.") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -185,6 +185,7 @@ class Chapter:
     name: str
     notebook: str  # file name under notebooks/
     title: str
+    position: int  # order in the book
     params: dict
     profiles: dict
     base: str = "quick"

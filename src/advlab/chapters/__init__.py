@@ -1,11 +1,15 @@
-"""The book's chapters, in book order: one module per chapter (schema, profiles, plan, compositions).
+"""The book's chapters: one module per chapter (schema, profiles, plan, compositions), found here.
 
+Every module of this package that defines ``CHAPTER`` is a chapter; ``CHAPTER.position`` orders
+the book. Adding a chapter therefore touches no shared file, and no other chapter re-executes.
 smoke: CI, under a minute per chapter on 2 CPU cores. quick: the CPU default of ``make book``.
-paper: the papers' scale (full test sets), meant for a GPU. ``_toc.yml`` lists the chapters in
-this order (a test checks it), and the CI page check reads the titles from here.
+paper: the papers' scale (full test sets), meant for a GPU. ``_toc.yml`` is generated from this
+registry (a test checks it), and the CI page check reads the titles from here.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -13,9 +17,19 @@ from typing import Any
 from ..checks import check_choice
 from ..config import Chapter, Config
 from ..errors import InputError
-from . import white_box
 
-CHAPTERS: dict[str, Chapter] = {c.name: c for c in (white_box.CHAPTER,)}
+
+def _discover() -> dict[str, Chapter]:
+    found = [getattr(importlib.import_module(f"{__name__}.{m.name}"), "CHAPTER", None)
+             for m in pkgutil.iter_modules(__path__)]
+    found = sorted((c for c in found if isinstance(c, Chapter)), key=lambda c: c.position)
+    positions = [c.position for c in found]
+    if len(set(positions)) != len(positions):
+        raise InputError(f"two chapters share a position: {[(c.name, c.position) for c in found]}")
+    return {c.name: c for c in found}
+
+
+CHAPTERS: dict[str, Chapter] = _discover()
 # Names IPython puts in a notebook's globals that are not parameters.
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 

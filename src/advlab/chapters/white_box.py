@@ -21,6 +21,7 @@ CHAPTER = Chapter(
     name="white-box",
     notebook="white_box.py",
     title="White-box attacks",
+    position=1,
     params={
         "seed": Param(int, "seed of training, subsets and random starts", minimum=0),
         "dataset": Param(str, "dataset of the MNIST-scale part", choices=("mnist", "fashion-mnist")),

@@ -1,0 +1,119 @@
+"""The shape of the house: thin notebooks, one atomic-write helper, imports flowing one way,
+declared dependencies, and re-execution keyed by the code a chapter uses."""
+import ast
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import advlab
+from advlab import cli
+from advlab.chapters import CHAPTERS
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = Path(advlab.__file__).parent
+
+
+def _code_cells(notebook: Path):
+    """(tags line, source) of every code cell of a py:percent notebook."""
+    parts = re.split(r"^# %%(.*)$", notebook.read_text(), flags=re.M)
+    return [(head, body) for head, body in zip(parts[1::2], parts[2::2]) if "[markdown]" not in head]
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_notebooks_are_thin(chapter):
+    """Defect 11: no numbers outside the parameters cell, no loops or definitions in a chapter."""
+    cells = _code_cells(ROOT / "notebooks" / CHAPTERS[chapter].notebook)
+    params = [body for head, body in cells if "parameters" in head]
+    assert len(params) == 1
+    for head, body in cells:
+        if "parameters" in head:
+            continue
+        for node in ast.walk(ast.parse(body)):
+            assert not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.Lambda)), \
+                f"{type(node).__name__} in a chapter cell:\n{body}"
+            assert not (isinstance(node, ast.Constant) and isinstance(node.value, float)), \
+                f"the number {node.value} belongs in the parameters cell:\n{body}"
+
+
+def test_one_atomic_write_helper():
+    """Defect 7: four hand-written atomic writes became one (advlab.cache.atomic_write)."""
+    offenders = [f.relative_to(PKG).as_posix() for f in PKG.rglob("*.py")
+                 if f.name != "cache.py" and re.search(r"os\.replace|mkstemp|NamedTemporaryFile", f.read_text())]
+    assert offenders == []
+
+
+def _imports_of(module: str) -> set[str]:
+    f = cli._module_file(module)
+    return cli._imports(ast.parse(f.read_text()), module, f.name == "__init__.py")
+
+
+def _package_imports(package: str) -> set[str]:
+    out = set()
+    for f in (PKG / package.split(".", 1)[1]).rglob("*.py"):
+        mod = cli._module_name(f)
+        out |= {m for m in _imports_of(mod)}
+    return out
+
+
+def test_imports_flow_one_way():
+    """The architecture section of the README: who may import whom."""
+    assert not any(m.startswith("advlab.training") for m in _package_imports("advlab.evaluate"))
+    assert not any(m.startswith("advlab.evaluate") for m in _imports_of("advlab.training"))
+    assert not any(m.startswith(("advlab.chapters", "advlab.cli")) for m in _imports_of("advlab.config"))
+    for low in ("advlab.threat", "advlab.cache", "advlab.checks", "advlab.timing"):
+        assert not any(m.startswith(("advlab.attacks", "advlab.evaluate", "advlab.training", "advlab.chapters"))
+                       for m in _imports_of(low)), low
+    assert not any(m.startswith(("advlab.evaluate", "advlab.training")) for m in _package_imports("advlab.attacks"))
+
+
+def test_third_party_imports_are_declared():
+    """Defect 6: PyYAML was used but not declared, so a bare `pip install .` broke `advlab list`."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps}
+    import_names = {"yaml": "pyyaml", "torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
+                    "scipy": "scipy", "pandas": "pandas", "matplotlib": "matplotlib", "seaborn": "seaborn",
+                    "tqdm": "tqdm"}
+    book_only = {"jupytext", "nbformat", "papermill"}  # imported lazily by `advlab run`, the [book] extra
+    import sys
+
+    used = set()
+    for f in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                used |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                used.add(node.module.split(".")[0])
+    third = used - set(sys.stdlib_module_names) - {"advlab"} - book_only
+    assert third <= set(import_names), third
+    assert {import_names[m] for m in third} <= declared
+
+
+def test_white_box_depends_on_what_it_imports_only():
+    deps = {f.relative_to(PKG).as_posix() for f in cli.chapter_dependencies("white-box", ROOT)}
+    assert {"attacks/pgd.py", "chapters/white_box.py", "chapters/__init__.py", "evaluate/rows.py", "threat.py",
+            "training.py", "__init__.py", "plotting.py"} <= deps
+    assert "cli.py" not in deps
+
+
+def test_a_comment_or_another_chapter_does_not_trigger_a_rerun(tmp_path, monkeypatch):
+    """Defect 12: any library edit re-executed every chapter (the whole 30-minute book for a comment)."""
+    pkg = tmp_path / "advlab"
+    shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cli, "PACKAGE", pkg)
+
+    def key():
+        return cli.code_hash(cli.chapter_dependencies("white-box", ROOT))
+
+    before = key()
+    pgd = pkg / "attacks" / "pgd.py"
+    pgd.write_text(pgd.read_text() + "\n# a comment\n\n")
+    assert key() == before
+    (pkg / "chapters" / "black_box.py").write_text("from ..attacks import fgsm\nCHAPTER = None\n")
+    assert key() == before  # another chapter: the registry finds it without an import statement
+    (pkg / "defenses.py").write_text("Y = 2\n")  # a module the chapter never imports
+    assert key() == before
+    pgd.write_text(pgd.read_text().replace("2.5 * threat.eps / steps", "2.0 * threat.eps / steps"))
+    assert key() != before  # code the chapter runs
