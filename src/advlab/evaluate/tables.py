@@ -42,13 +42,17 @@ def format_columns(df: pd.DataFrame, formats: dict[str, str], default: str = "{:
     return out
 
 
-def display_table(df: pd.DataFrame, columns: dict[str, tuple[str, str | None]]) -> pd.DataFrame:
+def display_table(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
     """Keep, rename and format columns for display: ``{data column: (label, format or None)}``.
 
-    A format may use ``{:.1%}``-style specs; ``None`` keeps the value as it is. Data columns keep
-    plain names; display names are chosen here, where the table is shown.
+    A format may use ``{:.1%}``-style specs; ``None`` keeps the value as it is. A tuple of columns
+    fills one displayed column, e.g. ``("ci_low", "ci_high"): ("95% CI", "[{:.1%}, {:.1%}]")``.
+    Data columns keep plain names; display names are chosen here, where the table is shown.
     """
     out = pd.DataFrame(index=df.index)
     for col, (label, fmt) in columns.items():
-        out[label] = df[col] if fmt is None else [fmt.format(v) for v in df[col]]
+        if isinstance(col, tuple):
+            out[label] = [fmt.format(*values) for values in zip(*(df[c] for c in col))]
+        else:
+            out[label] = df[col] if fmt is None else [fmt.format(v) for v in df[col]]
     return out
