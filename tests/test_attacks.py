@@ -232,8 +232,9 @@ def test_pgd_cosine_schedule_and_dlr_loss_stay_in_budget(mnist_model, batch):
 def test_registry_records_kind_and_norms():
     assert {n: (s.kind, s.norms) for n, s in ATTACKS.items()} == {
         "fgsm": ("bounded", ("linf", "l2")), "pgd": ("bounded", ("linf", "l2")), "apgd": ("bounded", ("linf", "l2")),
-        "deepfool": ("minimum-norm", ("linf", "l2")), "cw": ("minimum-norm", ("l2",))}
+        "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",))}
     assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
+    assert get_attack("deepfool").norm_for(None, {}) == "l2"  # what it minimises by default
     assert get_attack("cw").norm_for(None, {}) == "l2"
 
 

@@ -152,6 +152,9 @@ def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target)
 def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: bool = True):
     """Register ``fn`` under ``name`` and wrap it with the shared checks, counting and evaluation.
 
+    ``norms`` lists the norms the attack supports; for a minimum-norm attack the first is the one
+    it minimises when neither a threat nor a ``norm`` argument says otherwise.
+
     ``fn(model, x, y, *, threat, targeted, target, ...)`` receives a :class:`CountingModel` in
     eval mode and int64 labels, and returns the adversarial batch.
     """

@@ -29,7 +29,7 @@ def boundary_gradients(model, x: torch.Tensor, classes: torch.Tensor):
     return logits.detach(), margins.detach(), torch.stack(grads, 1)
 
 
-@register("deepfool", kind="minimum-norm", targeted=False)
+@register("deepfool", kind="minimum-norm", norms=("l2", "linf"), targeted=False)
 def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | None = None,
              norm: str | None = None, steps: int = 50, overshoot: float = 0.02, candidates: int | None = 10,
              targeted: bool = False, target: torch.Tensor | None = None,
@@ -68,7 +68,7 @@ def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | N
     """
     if threat is not None and norm is not None and norm != threat.norm:
         raise InputError(f"deepfool got norm={norm!r} and a {threat.norm} threat model; pass one or make them agree")
-    geom = geometry(threat.norm if threat is not None else norm or "l2")
+    geom = geometry(threat.norm if threat is not None else norm or "l2")  # the registry's first norm
     check_positive_int(steps=steps)
     if overshoot < 0:
         raise InputError(f"overshoot must be >= 0, got {overshoot}")
