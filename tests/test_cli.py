@@ -172,6 +172,9 @@ def test_out_of_profile_values_of_dependent_parameters_run_to_the_end(tmp_path, 
 
     nb = nbformat.read(out, as_version=4)
     assert nb.metadata["advlab"]["overrides"]["eps"] == 0.25
+    # the prose follows the dataset: its name is glued from the parameters, never typed
+    assert "Fashion-MNIST" in out.read_text()
+    assert "# ## Three models on {glue:text}`dataset`" in (ROOT / "notebooks" / "white_box.py").read_text()
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
 
 
