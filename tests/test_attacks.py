@@ -179,7 +179,7 @@ def test_pgd_robust_accuracy_matches_torchattacks(mnist_model, mnist_test):
 
 
 # -- bad input ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("name", sorted(n for n, s in ATTACKS.items() if not s.black_box))
 def test_bad_inputs_are_clear_errors(name, mnist_model, batch):
     x, y = batch
     t = _threat(name)
@@ -232,7 +232,9 @@ def test_pgd_cosine_schedule_and_dlr_loss_stay_in_budget(mnist_model, batch):
 def test_registry_records_kind_and_norms():
     assert {n: (s.kind, s.norms) for n, s in ATTACKS.items()} == {
         "fgsm": ("bounded", ("linf", "l2")), "pgd": ("bounded", ("linf", "l2")), "apgd": ("bounded", ("linf", "l2")),
-        "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",))}
+        "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",)),
+        "square": ("score-based", ("linf", "l2"))}
+    assert ATTACKS["square"].outputs == ("logits", "probs") and ATTACKS["pgd"].outputs == ()
     assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
     assert get_attack("deepfool").norm_for(None, {}) == "l2"  # what it minimises by default
     assert get_attack("cw").norm_for(None, {}) == "l2"

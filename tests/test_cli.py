@@ -188,7 +188,8 @@ def _other_value(param, value):
         return not value
     if param.type is int:
         return (value or 1000) + 1
-    return value * 1.5 if value else 0.05
+    other = value * 1.5 if value else 0.05
+    return other if param.maximum is None or other <= param.maximum else value * 0.8
 
 
 @pytest.mark.exhaustive

@@ -2,7 +2,8 @@
 
 ``ATTACKS`` maps the names papermill and the CLI use to an :class:`AttackSpec` (the function, its
 kind and the norms it supports); ``run_attack(name, ...)`` checks parameter names against the
-function's signature. Black-box attacks will live in ``attacks/blackbox/`` and register the same way.
+function's signature. Black-box attacks live in ``attacks/blackbox/``, register the same way, and
+receive the model only inside a :class:`QueryOracle`.
 """
 from .base import ATTACKS, KINDS, AttackResult, AttackSpec, CountingModel, attack_params, get_attack, run_attack
 from .fgsm import fgsm
@@ -10,6 +11,8 @@ from .pgd import pgd
 from .deepfool import deepfool
 from .cw import carlini_wagner_l2
 from .apgd import apgd
+from .blackbox import QueryBudgetError, QueryOracle, square
 
 __all__ = ["apgd", "ATTACKS", "AttackResult", "AttackSpec", "attack_params", "carlini_wagner_l2", "CountingModel",
-           "deepfool", "fgsm", "get_attack", "KINDS", "pgd", "run_attack"]
+           "deepfool", "fgsm", "get_attack", "KINDS", "pgd", "QueryBudgetError", "QueryOracle", "run_attack",
+           "square"]

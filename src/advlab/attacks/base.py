@@ -29,6 +29,7 @@ from ..threat import NORMS, ThreatModel
 # norm (an optional threat projects the result onto its ball); the black-box kinds see only
 # scores (score-based) or labels (decision-based); transfer attacks craft on a surrogate.
 KINDS = ("bounded", "minimum-norm", "score-based", "decision-based", "transfer")
+BLACK_BOX = ("score-based", "decision-based")  # they receive a QueryOracle, never the model
 
 
 @dataclass
@@ -48,6 +49,8 @@ class AttackResult:
         Forward and backward passes the attack spent, counted in examples (a pass over a batch of
         128 counts 128), so ``forwards / N`` is the cost per example. The final evaluation of the
         returned batch is one of the forwards.
+    queries : Tensor (N,) int64 or None
+        Black-box attacks: the queries each example cost (the final evaluation is not a query).
     """
 
     x_adv: torch.Tensor
@@ -55,6 +58,7 @@ class AttackResult:
     pred: torch.Tensor
     forwards: int
     backwards: int
+    queries: torch.Tensor | None = None
 
     @property
     def passes_per_example(self) -> tuple[float, float]:
@@ -99,10 +103,15 @@ class AttackSpec:
     kind: str
     norms: tuple[str, ...]
     targeted: bool
+    outputs: tuple[str, ...] = ()  # black-box attacks: the oracle outputs they can work with
 
     @property
     def needs_threat(self) -> bool:
-        return self.kind != "minimum-norm"
+        return self.kind not in ("minimum-norm", "decision-based")
+
+    @property
+    def black_box(self) -> bool:
+        return self.kind in BLACK_BOX
 
     def params(self) -> dict:
         """Keyword parameters and their defaults (the positional model, x, y excluded)."""
@@ -128,7 +137,18 @@ ATTACKS: dict[str, AttackSpec] = {}
 
 def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target) -> None:
     """Validate the arguments every attack shares, with messages that name the attack."""
-    if not callable(model):
+    from .blackbox.oracle import QueryOracle
+
+    if spec.black_box:
+        if not isinstance(model, QueryOracle):
+            raise InputError(f"{spec.name} is a {spec.kind} black-box attack: pass the model inside "
+                             f"QueryOracle(model, output=..., budget=...), got {type(model).__name__}")
+        if model.output not in spec.outputs:
+            raise InputError(f"{spec.name} needs an oracle answering {' or '.join(spec.outputs)}; "
+                             f"this one answers {model.output!r}")
+    elif isinstance(model, QueryOracle):
+        raise InputError(f"{spec.name} is a {spec.kind} attack: it needs the model itself, not a QueryOracle")
+    elif not callable(model):
         raise InputError(f"model must be a callable mapping images to logits, got {type(model).__name__}")
     check_images(x)
     check_labels(y, x)
@@ -149,16 +169,21 @@ def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target)
         raise InputError("target labels were given but targeted=False; pass targeted=True for a targeted attack")
 
 
-def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: bool = True):
+def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: bool = True,
+             outputs: tuple[str, ...] = ()):
     """Register ``fn`` under ``name`` and wrap it with the shared checks, counting and evaluation.
 
     ``norms`` lists the norms the attack supports; for a minimum-norm attack the first is the one
     it minimises when neither a threat nor a ``norm`` argument says otherwise.
 
     ``fn(model, x, y, *, threat, targeted, target, ...)`` receives a :class:`CountingModel` in
-    eval mode and int64 labels, and returns the adversarial batch.
+    eval mode (a black-box attack: the caller's ``QueryOracle``, its counts reset) and int64
+    labels, and returns the adversarial batch. ``outputs`` lists the oracle outputs a black-box
+    attack can work with.
     """
     check_choice(kind, KINDS, "attack kind")
+    if (kind in BLACK_BOX) != bool(outputs):
+        raise InputError(f"attack {name!r}: outputs are given for black-box attacks, and only for them")
     for n in norms:
         check_choice(n, NORMS, "norm")
 
@@ -170,15 +195,23 @@ def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: 
             check_attack_inputs(spec, model, x, y, threat, targeted, target)
             y = y.long()
             target = target.long() if target is not None else None
-            counted = CountingModel(model, target if targeted else y)
-            with eval_mode(model):
-                x_adv = fn(counted, x, y, threat=threat, targeted=targeted, target=target, **params).detach()
-                with torch.no_grad():  # the flags describe the returned inputs themselves
-                    pred = counted(x_adv).argmax(1)
+            if spec.black_box:
+                model.reset(x.shape[0], x.device, labels=target if targeted else y)
+                x_adv = fn(model, x, y, threat=threat, targeted=targeted, target=target, **params).detach()
+                pred = model._evaluate(x_adv)  # the framework's check, not one of the attacker's queries
+                queries = model.queries.clone()
+                forwards, backwards = int(queries.sum()) + x.shape[0], 0
+            else:
+                counted = CountingModel(model, target if targeted else y)
+                with eval_mode(model):
+                    x_adv = fn(counted, x, y, threat=threat, targeted=targeted, target=target, **params).detach()
+                    with torch.no_grad():  # the flags describe the returned inputs themselves
+                        pred = counted(x_adv).argmax(1)
+                queries, forwards, backwards = None, counted.forwards, counted.backwards
             success = pred == target if targeted else pred != y
-            return AttackResult(x_adv, success, pred, counted.forwards, counted.backwards)
+            return AttackResult(x_adv, success, pred, forwards, backwards, queries)
 
-        ATTACKS[name] = AttackSpec(name, attack, kind, tuple(norms), targeted)
+        ATTACKS[name] = AttackSpec(name, attack, kind, tuple(norms), targeted, tuple(outputs))
         return attack
     return deco
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..attacks import get_attack, run_attack
+from ..attacks import QueryOracle, get_attack, run_attack
 from ..checks import check_images
 from ..data import Dataset, to_float
 from ..errors import BudgetError, InputError
@@ -53,7 +53,8 @@ def clean_table(model, data: Dataset, batch_size: int = 1024) -> pd.DataFrame:
 
 def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | None = None,
                     batch_size: int = 256, seed: int | None = None, generator: torch.Generator | None = None,
-                    progress: bool = True, **params) -> pd.DataFrame:
+                    budget: int | None = None, output: str | None = None, progress: bool = True,
+                    **params) -> pd.DataFrame:
     """Attack every example of ``data`` and return one row per example.
 
     Columns: ``example`` (index in the split), ``label``, ``clean_pred``, ``clean_correct``,
@@ -66,6 +67,10 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     ``threat`` is required by bounded attacks and optional for minimum-norm ones (a projection;
     ``norm`` then records the norm the attack minimised). Random draws come from ``generator``,
     or from a fresh generator seeded with ``seed`` on the data's device.
+
+    Black-box attacks see ``model`` only through a :class:`~advlab.attacks.QueryOracle` answering
+    ``output`` (default: the first the attack accepts) with ``budget`` queries per example; their
+    rows gain ``queries`` (per example; NaN for white-box attacks).
     Budgets are asserted before returning (:func:`check_adversarial`); a violation is an error,
     never a silently reported number.
     """
@@ -73,6 +78,11 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     if threat is None and spec.needs_threat:
         raise InputError(f"{attack} is a {spec.kind} attack: evaluate it with threat=ThreatModel(norm, eps)")
     spec.check_params(params)
+    if spec.black_box:
+        oracle_args = {"output": output or spec.outputs[0], "budget": budget}
+        QueryOracle(model, **oracle_args)  # bad arguments fail before any work
+    elif budget is not None or output is not None:
+        raise InputError(f"budget and output describe a black-box oracle; {attack} is a {spec.kind} attack")
     generator = _generator(seed, generator, data.x.device)
     norm = spec.norm_for(threat, params)
     rows = []
@@ -87,7 +97,7 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
         if threat is not None:
             kwargs["threat"] = threat
         with Stopwatch(x.device) as sw:
-            res = spec.fn(model, x, y, **kwargs)
+            res = spec.fn(QueryOracle(model, **oracle_args) if spec.black_box else model, x, y, **kwargs)
         check_adversarial(x, res.x_adv, threat)
         sizes = perturbation_norms(x, res.x_adv)
         n = x.shape[0]
@@ -100,6 +110,7 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
             "success": res.success.cpu().numpy(), "robust": (clean_ok & adv_ok).cpu().numpy(),
             "linf": sizes["linf"].cpu().numpy(), "l2": sizes["l2"].cpu().numpy(),
             "forwards": res.forwards / n, "backwards": res.backwards / n, "seconds": sw.seconds / n,
+            "queries": res.queries.cpu().numpy() if res.queries is not None else np.full(n, np.nan),
         }))
     df = pd.concat(rows, ignore_index=True)
     df.insert(0, "attack", attack)

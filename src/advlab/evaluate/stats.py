@@ -1,6 +1,7 @@
 """Statistics of per-example rows: exact binomial intervals, accuracies, perturbation-size summaries."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -65,3 +66,52 @@ def norm_summary(rows: pd.DataFrame, by=("model", "attack")) -> pd.DataFrame:
                     "median_l2": s.l2.median(), "median_linf": s.linf.median(),
                     "l2_q25": s.l2.quantile(0.25), "l2_q75": s.l2.quantile(0.75)})
     return pd.DataFrame(out).set_index(list(by))
+
+
+def success_by_queries(rows: pd.DataFrame, budgets, by=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Success rate of a black-box attack against its query budget, from one run's rows.
+
+    An example counts as fooled within budget b if the attack fooled it using at most b queries;
+    the rate is over the examples classified correctly clean (a misclassified input needs no
+    attack), with Clopper-Pearson intervals. Returns ``budget``, ``n``, ``fooled``, ``rate``,
+    ``ci_low``, ``ci_high`` (plus the ``by`` columns).
+    """
+    out = []
+    groups = rows.groupby(by, sort=False) if by else [((), rows)]
+    for key, g in groups:
+        g = g[g.clean_correct]
+        for b in budgets:
+            k = int((g.success & (g.queries <= b)).sum())
+            lo, hi = clopper_pearson(k, len(g), confidence)
+            keys = dict(zip([by] if isinstance(by, str) else (by or []), key if isinstance(key, tuple) else (key,)))
+            out.append({**keys, "budget": b, "n": len(g), "fooled": k, "rate": k / len(g), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(out)
+
+
+def median_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Median with a distribution-free interval from order statistics (the binomial(n, ½) quantiles)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = len(v)
+    if n == 0:
+        return (float("nan"),) * 3
+    alpha = 1 - confidence
+    lo = int(stats.binom.ppf(alpha / 2, n, 0.5))  # P(B < lo) <= alpha / 2, B ~ Bin(n, 1/2)
+    hi = int(stats.binom.isf(alpha / 2, n, 0.5))
+    return float(np.median(v)), float(v[max(lo - 1, 0)]), float(v[min(hi, n - 1)])
+
+
+def query_summary(rows: pd.DataFrame, by=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Queries spent on the examples a black-box attack fooled (classified correctly clean):
+    mean with a t-interval and median with an order-statistic interval."""
+    out = []
+    groups = rows.groupby(by, sort=False) if by else [((), rows)]
+    for key, g in groups:
+        q = g[g.clean_correct & g.success].queries.to_numpy(dtype=float)
+        med, mlo, mhi = median_interval(q, confidence)
+        mean = float(q.mean()) if len(q) else float("nan")
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(q) - 1) * q.std(ddof=1) / np.sqrt(len(q))) \
+            if len(q) > 1 else float("nan")
+        keys = dict(zip([by] if isinstance(by, str) else (by or []), key if isinstance(key, tuple) else (key,)))
+        out.append({**keys, "fooled": len(q), "mean": mean, "mean_low": mean - half, "mean_high": mean + half,
+                    "median": med, "median_low": mlo, "median_high": mhi})
+    return pd.DataFrame(out)

@@ -1,0 +1,209 @@
+"""Black-box attacks: the oracle's promise (no gradients, no weights, counted queries, a hard budget),
+the Square attack's budgets, and agreement with torchattacks on the same model and examples."""
+import pytest
+import torch
+
+from advlab import ThreatModel
+from advlab.attacks import ATTACKS, QueryBudgetError, QueryOracle, run_attack
+from advlab.attacks.blackbox import margin
+from advlab.attacks.blackbox.square import _meta_kernel, _place, _take, p_schedule
+from advlab.errors import InputError
+
+BLACK_BOX = sorted(n for n, s in ATTACKS.items() if s.black_box)
+CHEAP = {"square": {"queries": 20}}
+THREATS = [ThreatModel("linf", 0.1), ThreatModel("l2", 1.0)]
+
+
+def _run(name, model, x, y, threat, output="logits", budget=None, **kw):
+    params = {**CHEAP[name], **kw}
+    return run_attack(name, QueryOracle(model, output=output, budget=budget), x, y, threat=threat,
+                      generator=torch.Generator().manual_seed(0), **params)
+
+
+# -- the oracle -------------------------------------------------------------------------------------
+def test_oracle_answers_in_each_output_mode_and_counts_per_example(mnist_model, batch):
+    x = batch[0][:6]
+    logits = mnist_model(x).detach()
+    for output, check in [("logits", lambda a: torch.allclose(a, logits)),
+                          ("probs", lambda a: torch.allclose(a, logits.softmax(1), atol=1e-6)),
+                          ("top1", lambda a: torch.equal(a[0], logits.argmax(1))
+                           and torch.allclose(a[1], logits.softmax(1).amax(1), atol=1e-6)),
+                          ("label", lambda a: torch.equal(a, logits.argmax(1)))]:
+        oracle = QueryOracle(mnist_model, output=output, budget=3)
+        oracle.reset(6, x.device)
+        assert check(oracle(x, torch.arange(6)))
+        oracle(x[[0, 0, 2]], torch.tensor([0, 0, 2]))  # a population of two candidates for example 0
+        assert oracle.queries.tolist() == [3, 1, 2, 1, 1, 1]
+        with pytest.raises(QueryBudgetError, match=r"budget of 3 per example exceeded for example\(s\) \[0\]"):
+            oracle(x[:1], torch.tensor([0]))
+        assert oracle.queries.tolist() == [3, 1, 2, 1, 1, 1]  # a refused query is not answered or counted
+
+
+def test_oracle_is_no_gradient_path(mnist_model, batch):
+    x, y = batch
+    oracle = QueryOracle(mnist_model, output="logits")
+    oracle.reset(len(x), x.device)
+    out = oracle(x.requires_grad_(True), torch.arange(len(x)))
+    assert not out.requires_grad
+    assert not any(hasattr(oracle, a) for a in ("model", "_model", "parameters", "state_dict"))
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+@pytest.mark.parametrize("threat", THREATS, ids=str)
+def test_no_backward_pass_and_no_parameter_read(name, threat, mnist_model, batch, monkeypatch):
+    """The black-box promise: the attack gets answers only. Any backward pass or any access to the
+    model's parameters during the attack fails the test."""
+    x, y = batch
+
+    class Sealed(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, z):
+            return self.inner(z)
+
+        def parameters(self, *a, **k):
+            raise AssertionError("a parameter was read")
+
+        named_parameters = state_dict = buffers = parameters
+
+    def no_backward(*a, **k):
+        raise AssertionError("a backward pass ran")
+
+    monkeypatch.setattr(torch.autograd, "grad", no_backward)
+    monkeypatch.setattr(torch.autograd, "backward", no_backward)
+    monkeypatch.setattr(torch.Tensor, "backward", no_backward)
+    res = _run(name, Sealed(mnist_model), x, y, threat)
+    assert res.backwards == 0 and threat.contains(x, res.x_adv).all()
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+@pytest.mark.parametrize("threat", THREATS, ids=str)
+def test_queries_are_counted_exactly_and_stop_once_fooled(name, threat, mnist_model, batch):
+    x, y = batch
+    calls = torch.zeros(len(x), dtype=torch.long)
+
+    def counting(z):  # identify each query's example by its clean image's nearest neighbour
+        d = torch.cdist(z.flatten(1), x.flatten(1))
+        calls.index_add_(0, d.argmin(1), torch.ones(len(z), dtype=torch.long))
+        return mnist_model(z)
+
+    res = _run(name, counting, x, y, threat, budget=20, queries=20)
+    calls -= 1  # the framework's final evaluation of the result is no query
+    assert torch.equal(res.queries, calls)
+    assert res.queries.max() <= 20
+    fooled_at_once = mnist_model(x).argmax(1) != y
+    assert (res.queries[fooled_at_once] == 1).all()  # misclassified: the first query shows it, then stop
+    assert ((res.queries < 20) <= res.success).all()  # stopping early means the example was fooled
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_model_untouched_and_same_generator_same_result(name, mnist_model, batch):
+    x, y = batch
+    mnist_model.train()
+    before = [p.detach().clone() for p in mnist_model.parameters()]
+    a = _run(name, mnist_model, x, y, THREATS[0])
+    b = _run(name, mnist_model, x, y, THREATS[0])
+    assert mnist_model.training and all(torch.equal(p, q) for p, q in zip(before, mnist_model.parameters()))
+    mnist_model.eval()
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_bad_input_is_a_clear_error(name, mnist_model, batch):
+    x, y = batch
+    t = THREATS[0]
+    with pytest.raises(InputError, match=r"black-box attack: pass the model inside QueryOracle"):
+        run_attack(name, mnist_model, x, y, threat=t)
+    with pytest.raises(InputError, match="needs an oracle answering logits or probs; this one answers 'label'"):
+        run_attack(name, QueryOracle(mnist_model, output="label"), x, y, threat=t, queries=5)
+    for budget in (0, -3, 2.5):
+        with pytest.raises(InputError, match="budget must be a positive integer"):
+            QueryOracle(mnist_model, budget=budget)
+    with pytest.raises(InputError, match="queries must be a positive integer"):
+        run_attack(name, QueryOracle(mnist_model), x, y, threat=t, queries=0)
+    with pytest.raises(InputError, match="needs a query budget"):
+        run_attack(name, QueryOracle(mnist_model), x, y, threat=t)
+    with pytest.raises(InputError, match="unknown oracle output"):
+        QueryOracle(mnist_model, output="scores")
+    with pytest.raises(InputError, match="it needs the model itself, not a QueryOracle"):
+        run_attack("pgd", QueryOracle(mnist_model), x, y, threat=t)
+
+
+def test_margin_is_negative_exactly_when_fooled():
+    z = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    y = torch.tensor([0, 0])
+    assert margin(z, y).tolist() == [2.0, -2.0]
+    assert margin(z, torch.tensor([1, 1]), targeted=True).tolist() == [2.0, -1.0]
+
+
+# -- the Square attack's pieces -----------------------------------------------------------------------
+def test_p_schedule_halves_at_the_papers_iterations():
+    assert [p_schedule(0.8, it, 10000) for it in (0, 10, 11, 50, 51, 200, 201, 9000, 10000)] == \
+        [0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.1, 0.8 / 512, 0.8 / 512]
+    assert p_schedule(0.8, 100, 1000) == 0.8 / 16  # rescaled to the budget: iteration 1000 of 10,000
+
+
+def test_meta_kernel_is_two_opposite_unit_bumps():
+    k = _meta_kernel(7, "cpu")
+    assert torch.isclose(k.norm(), torch.tensor(1.0))
+    assert (k[:3] > 0).all() and (k[3:] < 0).all()  # rows 0-2 one bump, rows 3-6 the other
+    assert torch.isclose(k[:3].norm(), k[3:].norm())  # each bump carries half the energy
+
+
+def test_window_place_and_take_are_inverse():
+    g = torch.Generator().manual_seed(0)
+    patch = torch.randn(4, 3, 5, 5, generator=g)
+    top, left = torch.tensor([0, 3, 7, 2]), torch.tensor([1, 0, 7, 6])
+    canvas = _place(patch, top, left, 12, 12)
+    assert torch.equal(_take(canvas, top, left, 5), patch)
+    assert torch.isclose(canvas.abs().sum(), patch.abs().sum())
+
+
+@pytest.mark.parametrize("norm,eps,p_init", [("linf", 0.1, 0.3), ("l2", 1.5, 0.3)])
+def test_square_matches_torchattacks(norm, eps, p_init, mnist_model, mnist_test):
+    """Robust accuracy within a few points of torchattacks' Square at the same budget and p."""
+    torchattacks = pytest.importorskip("torchattacks")
+    sub = mnist_test.subset(150, seed=3)
+    x, y = sub.images(), sub.y
+    ours = run_attack("square", QueryOracle(mnist_model, output="logits", budget=200), x, y,
+                      threat=ThreatModel(norm, eps), p_init=p_init, generator=torch.Generator().manual_seed(0))
+    atk = torchattacks.Square(mnist_model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, n_queries=200,
+                              p_init=p_init, seed=0)
+    theirs = (mnist_model(atk(x, y)).argmax(1) == y).float().mean().item()
+    acc = (ours.pred == y).float().mean().item()
+    assert abs(acc - theirs) <= 0.06, (acc, theirs)
+    assert ThreatModel(norm, eps).contains(x, ours.x_adv).all()
+
+
+# -- evaluation --------------------------------------------------------------------------------------
+def test_rows_carry_queries_and_curves_come_from_one_run(mnist_model, mnist_test):
+    from advlab.evaluate import accuracy, evaluate_attack, query_summary, success_by_queries
+
+    sub = mnist_test.subset(60, seed=8)
+    rows = evaluate_attack(mnist_model, sub, attack="square", threat=ThreatModel("linf", 0.15), budget=40,
+                           queries=40, p_init=0.3, seed=0, batch_size=25, progress=False)
+    assert rows.queries.between(1, 40).all() and rows.backwards.eq(0).all()
+    curve = success_by_queries(rows, [1, 5, 10, 20, 40])
+    assert curve.rate.is_monotonic_increasing
+    ok = rows[rows.clean_correct]
+    assert curve.rate.iloc[-1] == pytest.approx(ok.success.mean())
+    assert curve.rate.iloc[-1] == pytest.approx(1 - accuracy(rows).accuracy.item() / rows.clean_correct.mean())
+    s = query_summary(rows).iloc[0]
+    assert s["fooled"] == int(ok.success.sum()) and s["median_low"] <= s["median"] <= s["median_high"]
+    assert s["mean_low"] <= s["mean"] <= s["mean_high"]
+    with pytest.raises(InputError, match="budget and output describe a black-box oracle; pgd is a bounded"):
+        evaluate_attack(mnist_model, sub, attack="pgd", threat=ThreatModel("linf", 0.1), budget=10, progress=False)
+
+
+def test_median_interval_covers_the_median():
+    from advlab.evaluate import median_interval
+
+    g = torch.Generator().manual_seed(0)
+    hits = 0
+    for _ in range(400):
+        v = torch.randn(31, generator=g).numpy()
+        _, lo, hi = median_interval(v)
+        hits += lo <= 0.0 <= hi
+    assert hits / 400 >= 0.93
