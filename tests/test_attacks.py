@@ -203,7 +203,7 @@ def test_bad_inputs_are_clear_errors(name, mnist_model, batch):
 
 
 def test_unknown_attack_lists_the_registry():
-    with pytest.raises(InputError, match="fgsm, pgd"):
+    with pytest.raises(InputError, match="deepfool, fgsm, .*pgd"):
         get_attack("fsgm")
     assert set(attack_params("pgd")) >= {"threat", "steps", "step_size", "restarts", "generator"}
 
@@ -233,7 +233,8 @@ def test_registry_records_kind_and_norms():
     assert {n: (s.kind, s.norms) for n, s in ATTACKS.items()} == {
         "fgsm": ("bounded", ("linf", "l2")), "pgd": ("bounded", ("linf", "l2")), "apgd": ("bounded", ("linf", "l2")),
         "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",)),
-        "square": ("score-based", ("linf", "l2"))}
+        "square": ("score-based", ("linf", "l2")), "nes": ("score-based", ("linf", "l2")),
+        "noise": ("decision-based", ("linf", "l2"))}
     assert ATTACKS["square"].outputs == ("logits", "probs") and ATTACKS["pgd"].outputs == ()
     assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
     assert get_attack("deepfool").norm_for(None, {}) == "l2"  # what it minimises by default

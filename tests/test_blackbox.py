@@ -10,7 +10,9 @@ from advlab.attacks.blackbox.square import _meta_kernel, _place, _take, p_schedu
 from advlab.errors import InputError
 
 BLACK_BOX = sorted(n for n, s in ATTACKS.items() if s.black_box)
-CHEAP = {"square": {"queries": 20}}
+CHEAP = {"square": {"queries": 20}, "nes": {"queries": 20, "samples": 8, "sigma": 0.01},
+         "noise": {"draws": 20, "sigma": 0.3}}
+SCORE_BASED = sorted(n for n, s in ATTACKS.items() if s.kind == "score-based")
 THREATS = [ThreatModel("linf", 0.1), ThreatModel("l2", 1.0)]
 
 
@@ -89,13 +91,15 @@ def test_queries_are_counted_exactly_and_stop_once_fooled(name, threat, mnist_mo
         calls.index_add_(0, d.argmin(1), torch.ones(len(z), dtype=torch.long))
         return mnist_model(z)
 
-    res = _run(name, counting, x, y, threat, budget=20, queries=20)
+    res = _run(name, counting, x, y, threat, budget=20)
     calls -= 1  # the framework's final evaluation of the result is no query
     assert torch.equal(res.queries, calls)
     assert res.queries.max() <= 20
-    fooled_at_once = mnist_model(x).argmax(1) != y
-    assert (res.queries[fooled_at_once] == 1).all()  # misclassified: the first query shows it, then stop
-    assert ((res.queries < 20) <= res.success).all()  # stopping early means the example was fooled
+    # an example stops once fooled, or when its next step would not fit in the budget (NES: 1 + 2 × 9)
+    last_full = {"nes": 19}.get(name, 20)
+    assert ((res.queries < last_full) <= res.success).all()
+    if name != "noise":  # the first query is x itself: a misclassified input stops there
+        assert (res.queries[mnist_model(x).argmax(1) != y] == 1).all()
 
 
 @pytest.mark.parametrize("name", BLACK_BOX)
@@ -110,7 +114,7 @@ def test_model_untouched_and_same_generator_same_result(name, mnist_model, batch
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
 
 
-@pytest.mark.parametrize("name", BLACK_BOX)
+@pytest.mark.parametrize("name", SCORE_BASED)
 def test_bad_input_is_a_clear_error(name, mnist_model, batch):
     x, y = batch
     t = THREATS[0]
@@ -207,3 +211,61 @@ def test_median_interval_covers_the_median():
         _, lo, hi = median_interval(v)
         hits += lo <= 0.0 <= hi
     assert hits / 400 >= 0.93
+
+
+def test_noise_and_nes_bad_input(mnist_model, batch):
+    x, y = batch
+    with pytest.raises(InputError, match="sigma must be >= 0"):
+        run_attack("noise", QueryOracle(mnist_model, output="label"), x, y, sigma=-0.1)
+    with pytest.raises(InputError, match="draws must be a positive integer"):
+        run_attack("noise", QueryOracle(mnist_model, output="label"), x, y, draws=0)
+    with pytest.raises(InputError, match="samples must be even"):
+        run_attack("nes", QueryOracle(mnist_model), x, y, threat=THREATS[0], queries=10, samples=5)
+    with pytest.raises(InputError, match="sigma must be > 0"):
+        run_attack("nes", QueryOracle(mnist_model), x, y, threat=THREATS[0], queries=10, sigma=0.0)
+
+
+def test_noise_worst_of_k_draws_is_at_least_one_draw(mnist_model, mnist_test):
+    sub = mnist_test.subset(200, seed=4)
+    x, y = sub.images(), sub.y
+    acc = {k: (_run("noise", mnist_model, x, y, None, output="label", draws=k).pred == y).float().mean().item()
+           for k in (1, 10)}
+    assert acc[10] <= acc[1] < (mnist_model(x).argmax(1) == y).float().mean().item() + 0.02
+    res = _run("noise", mnist_model, x, y, None, output="label", draws=10)
+    d = (res.x_adv - x).flatten(1)
+    assert d.norm(dim=1).max() > 1.0  # unbounded noise: the rows report its size, no ε bounds it
+    assert torch.equal(res.queries[res.success & (mnist_model(x).argmax(1) == y)] >= 1,
+                       torch.ones_like(res.queries[res.success & (mnist_model(x).argmax(1) == y)], dtype=torch.bool))
+
+
+def test_nes_estimate_points_along_the_gradient(linear_model):
+    """On a linear model the NES estimate of the margin's gradient is close in direction to the true one."""
+    from advlab.attacks.blackbox.nes import score_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 4, 4, generator=g) * 0.5 + 0.25
+    y = linear_model(x).argmax(1)
+    oracle = QueryOracle(linear_model, output="logits")
+    oracle.reset(1, x.device)
+    u = torch.randn(200, 3, 4, 4, generator=g)
+    u = torch.cat([u, -u])
+    sigma = 1e-3
+    l = score_loss(oracle(x + sigma * u, torch.zeros(400, dtype=torch.long)), y.repeat(400), "logits", "margin",
+                   False)
+    est = (l.view(-1, 1, 1, 1) * u).sum(0) / (400 * sigma)
+    w = linear_model.w.detach()
+    true = (w[1 - y] - w[y]).view(3, 4, 4)  # ascending −margin = f_other − f_y
+    cos = torch.nn.functional.cosine_similarity(est.flatten(), true.flatten(), dim=0)
+    assert cos > 0.5
+
+
+def test_nes_beats_noise_and_trails_white_box_pgd(mnist_model, mnist_test):
+    sub = mnist_test.subset(100, seed=5)
+    x, y = sub.images(), sub.y
+    t = ThreatModel("linf", 0.1)
+    acc = lambda r: (r.pred == y).float().mean().item()
+    nes_acc = acc(run_attack("nes", QueryOracle(mnist_model, output="probs", budget=500), x, y, threat=t, sigma=0.01,
+                             generator=torch.Generator().manual_seed(0)))
+    pgd_acc = acc(run_attack("pgd", mnist_model, x, y, threat=t, steps=20, generator=torch.Generator().manual_seed(0)))
+    clean = (mnist_model(x).argmax(1) == y).float().mean().item()
+    assert pgd_acc <= nes_acc + 0.02 and nes_acc < clean - 0.05

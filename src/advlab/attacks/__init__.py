@@ -11,8 +11,8 @@ from .pgd import pgd
 from .deepfool import deepfool
 from .cw import carlini_wagner_l2
 from .apgd import apgd
-from .blackbox import QueryBudgetError, QueryOracle, square
+from .blackbox import QueryBudgetError, QueryOracle, gaussian_noise, nes, square
 
 __all__ = ["apgd", "ATTACKS", "AttackResult", "AttackSpec", "attack_params", "carlini_wagner_l2", "CountingModel",
-           "deepfool", "fgsm", "get_attack", "KINDS", "pgd", "QueryBudgetError", "QueryOracle", "run_attack",
-           "square"]
+           "deepfool", "fgsm", "gaussian_noise", "get_attack", "KINDS", "nes", "pgd", "QueryBudgetError",
+           "QueryOracle", "run_attack", "square"]

@@ -1,5 +1,6 @@
 """Black-box attacks: they see the model only through a :class:`QueryOracle` and count their queries."""
 from .oracle import OUTPUTS, QueryBudgetError, QueryOracle, margin
 from .square import square
+from .nes import gaussian_noise, nes
 
-__all__ = ["margin", "OUTPUTS", "QueryBudgetError", "QueryOracle", "square"]
+__all__ = ["gaussian_noise", "margin", "nes", "OUTPUTS", "QueryBudgetError", "QueryOracle", "square"]
