@@ -11,7 +11,7 @@ from advlab.errors import InputError
 
 # Cheap settings for the invariant tests, per attack, and the norms each attack takes.
 CHEAP = {"fgsm": {}, "pgd": {"steps": 3}, "apgd": {"steps": 5}, "deepfool": {"steps": 5},
-         "cw": {"steps": 5, "binary_search_steps": 2}}
+         "cw": {"steps": 5, "binary_search_steps": 2}, "mifgsm": {"steps": 3}}
 NORMS = {"cw": ["l2"]}
 
 
@@ -234,7 +234,8 @@ def test_registry_records_kind_and_norms():
         "fgsm": ("bounded", ("linf", "l2")), "pgd": ("bounded", ("linf", "l2")), "apgd": ("bounded", ("linf", "l2")),
         "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",)),
         "square": ("score-based", ("linf", "l2")), "nes": ("score-based", ("linf", "l2")),
-        "noise": ("decision-based", ("linf", "l2"))}
+        "noise": ("decision-based", ("linf", "l2")), "mifgsm": ("bounded", ("linf", "l2")),
+        "transfer": ("transfer", ("linf", "l2"))}
     assert ATTACKS["square"].outputs == ("logits", "probs") and ATTACKS["pgd"].outputs == ()
     assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
     assert get_attack("deepfool").norm_for(None, {}) == "l2"  # what it minimises by default
@@ -318,3 +319,16 @@ def test_pgd_docstring_states_its_random_start():
     doc = " ".join(pgd.__doc__.split())
     assert "Start uniformly inside the ball" not in doc
     assert "radius drawn uniformly in [0, ε]" in doc
+
+
+def test_mifgsm_matches_torchattacks_image_for_image(mnist_model, mnist_test):
+    torchattacks = pytest.importorskip("torchattacks")
+    sub = mnist_test.subset(100, seed=7)
+    x, y = sub.images(), sub.y
+    ours = run_attack("mifgsm", mnist_model, x, y, threat=ThreatModel("linf", 0.1), steps=10, decay=1.0).x_adv
+    theirs = torchattacks.MIFGSM(mnist_model, eps=0.1, alpha=0.01, steps=10, decay=1.0)(x, y)
+    # torchattacks normalises by the mean |gradient|, we by the sum: the same direction up to float
+    # rounding, which can flip the sign of a momentum entry that is almost zero (2 pixels of 78,400)
+    assert ((ours - theirs).abs() > 1e-5).float().mean() < 1e-4
+    acc = lambda z: (mnist_model(z).argmax(1) == y).float().mean().item()
+    assert acc(ours) == acc(theirs)

@@ -11,7 +11,7 @@ from advlab.errors import InputError
 
 BLACK_BOX = sorted(n for n, s in ATTACKS.items() if s.black_box)
 CHEAP = {"square": {"queries": 20}, "nes": {"queries": 20, "samples": 8, "sigma": 0.01},
-         "noise": {"draws": 20, "sigma": 0.3}}
+         "noise": {"draws": 20, "sigma": 0.3}, "transfer": {"source_params": {"steps": 3}}}
 SCORE_BASED = sorted(n for n, s in ATTACKS.items() if s.kind == "score-based")
 THREATS = [ThreatModel("linf", 0.1), ThreatModel("l2", 1.0)]
 
@@ -76,6 +76,9 @@ def test_no_backward_pass_and_no_parameter_read(name, threat, mnist_model, batch
     monkeypatch.setattr(torch.autograd, "grad", no_backward)
     monkeypatch.setattr(torch.autograd, "backward", no_backward)
     monkeypatch.setattr(torch.Tensor, "backward", no_backward)
+    if name == "transfer":  # the surrogate is the attacker's own model: its gradients are allowed
+        monkeypatch.undo()
+        CHEAP["transfer"]["surrogate"] = mnist_model
     res = _run(name, Sealed(mnist_model), x, y, threat)
     assert res.backwards == 0 and threat.contains(x, res.x_adv).all()
 
@@ -91,12 +94,15 @@ def test_queries_are_counted_exactly_and_stop_once_fooled(name, threat, mnist_mo
         calls.index_add_(0, d.argmin(1), torch.ones(len(z), dtype=torch.long))
         return mnist_model(z)
 
-    res = _run(name, counting, x, y, threat, budget=20)
+    res = _run(name, counting, x, y, threat, budget=20, **({"surrogate": mnist_model} if name == "transfer" else {}))
     calls -= 1  # the framework's final evaluation of the result is no query
     assert torch.equal(res.queries, calls)
     assert res.queries.max() <= 20
     # an example stops once fooled, or when its next step would not fit in the budget (NES: 1 + 2 × 9)
     last_full = {"nes": 19}.get(name, 20)
+    if name == "transfer":
+        assert res.queries.sum() == 0
+        return
     assert ((res.queries < last_full) <= res.success).all()
     if name != "noise":  # the first query is x itself: a misclassified input stops there
         assert (res.queries[mnist_model(x).argmax(1) != y] == 1).all()
@@ -107,8 +113,9 @@ def test_model_untouched_and_same_generator_same_result(name, mnist_model, batch
     x, y = batch
     mnist_model.train()
     before = [p.detach().clone() for p in mnist_model.parameters()]
-    a = _run(name, mnist_model, x, y, THREATS[0])
-    b = _run(name, mnist_model, x, y, THREATS[0])
+    extra = {"surrogate": mnist_model} if name == "transfer" else {}
+    a = _run(name, mnist_model, x, y, THREATS[0], **extra)
+    b = _run(name, mnist_model, x, y, THREATS[0], **extra)
     assert mnist_model.training and all(torch.equal(p, q) for p, q in zip(before, mnist_model.parameters()))
     mnist_model.eval()
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
@@ -269,3 +276,46 @@ def test_nes_beats_noise_and_trails_white_box_pgd(mnist_model, mnist_test):
     pgd_acc = acc(run_attack("pgd", mnist_model, x, y, threat=t, steps=20, generator=torch.Generator().manual_seed(0)))
     clean = (mnist_model(x).argmax(1) == y).float().mean().item()
     assert pgd_acc <= nes_acc + 0.02 and nes_acc < clean - 0.05
+
+
+# -- transfer and obfuscated gradients ------------------------------------------------------------------
+def test_transfer_spends_no_query_and_replays_the_surrogates_examples(mnist_model, batch):
+    from advlab.training import TrainConfig, load_or_train
+
+    x, y = batch
+    mlp, _ = load_or_train(TrainConfig(dataset="mnist", model="mlp", epochs=1, train_subset=3000, eval_subset=500),
+                           progress=False)
+    t = ThreatModel("linf", 0.15)
+    res = run_attack("transfer", QueryOracle(mnist_model, output="label"), x, y, threat=t, surrogate=mlp,
+                     source_attack="pgd", source_params={"steps": 5}, generator=torch.Generator().manual_seed(1))
+    white = run_attack("pgd", mlp, x, y, threat=t, steps=5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(res.x_adv, white.x_adv) and res.queries.sum() == 0
+    assert torch.equal(res.pred, mnist_model(res.x_adv).argmax(1))
+    with pytest.raises(InputError, match="transfer needs surrogate"):
+        run_attack("transfer", QueryOracle(mnist_model), x, y, threat=t)
+    with pytest.raises(InputError, match="bounded white-box attack, got 'deepfool'"):
+        run_attack("transfer", QueryOracle(mnist_model), x, y, threat=t, surrogate=mlp, source_attack="deepfool")
+
+
+def test_bit_depth_reduction_masks_gradients_and_bpda_restores_them(mnist_model, mnist_test):
+    from advlab.defenses import BitDepthReduction, bpda
+
+    sub = mnist_test.subset(150, seed=6)
+    x, y = sub.images(), sub.y
+    squeezed = BitDepthReduction(mnist_model, bits=1)
+    through = bpda(squeezed)
+    assert torch.equal(squeezed(x), through(x)) and through.model is squeezed.model  # same forward, shared weights
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(squeezed(xr), y).backward()
+    assert xr.grad.abs().max() == 0  # the rounding hides the gradient
+    xr.grad = None
+    torch.nn.functional.cross_entropy(through(xr), y).backward()
+    assert xr.grad.abs().max() > 0
+    t = ThreatModel("linf", 0.3)
+    acc = lambda z: (squeezed(z).argmax(1) == y).float().mean().item()
+    plain = acc(run_attack("pgd", squeezed, x, y, threat=t, steps=10, generator=torch.Generator().manual_seed(0)).x_adv)
+    with_bpda = acc(run_attack("pgd", through, x, y, threat=t, steps=10,
+                               generator=torch.Generator().manual_seed(0)).x_adv)
+    square = run_attack("square", QueryOracle(squeezed, output="logits", budget=200), x, y, threat=t, p_init=0.3,
+                        generator=torch.Generator().manual_seed(0))
+    assert with_bpda < plain - 0.1 and (square.pred == y).float().mean().item() < plain - 0.1

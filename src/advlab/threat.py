@@ -100,6 +100,11 @@ def geometry(norm: str) -> LpGeometry:
     return _GEOMETRIES[norm]
 
 
+def l1_norm(v: torch.Tensor) -> torch.Tensor:
+    """Per-example ‖v‖₁ (the dual of L∞), shape (N,)."""
+    return LINF.dual_norm(v)
+
+
 def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-example size of x_adv - x in every norm: ``{"linf": (N,), "l2": (N,)}``."""
     delta = x_adv - x

@@ -11,8 +11,10 @@ from .pgd import pgd
 from .deepfool import deepfool
 from .cw import carlini_wagner_l2
 from .apgd import apgd
+from .mifgsm import mifgsm
 from .blackbox import QueryBudgetError, QueryOracle, gaussian_noise, nes, square
+from .transfer import transfer
 
 __all__ = ["apgd", "ATTACKS", "AttackResult", "AttackSpec", "attack_params", "carlini_wagner_l2", "CountingModel",
-           "deepfool", "fgsm", "gaussian_noise", "get_attack", "KINDS", "nes", "pgd", "QueryBudgetError",
-           "QueryOracle", "run_attack", "square"]
+           "deepfool", "fgsm", "gaussian_noise", "get_attack", "KINDS", "mifgsm", "nes", "pgd", "QueryBudgetError",
+           "QueryOracle", "run_attack", "square", "transfer"]

@@ -29,7 +29,7 @@ from ..threat import NORMS, ThreatModel
 # norm (an optional threat projects the result onto its ball); the black-box kinds see only
 # scores (score-based) or labels (decision-based); transfer attacks craft on a surrogate.
 KINDS = ("bounded", "minimum-norm", "score-based", "decision-based", "transfer")
-BLACK_BOX = ("score-based", "decision-based")  # they receive a QueryOracle, never the model
+BLACK_BOX = ("score-based", "decision-based", "transfer")  # they receive a QueryOracle, never the model
 
 
 @dataclass
