@@ -11,13 +11,15 @@ from advlab.errors import InputError
 
 BLACK_BOX = sorted(n for n, s in ATTACKS.items() if s.black_box)
 CHEAP = {"square": {"queries": 20}, "nes": {"queries": 20, "samples": 8, "sigma": 0.01},
-         "noise": {"draws": 20, "sigma": 0.3}, "transfer": {"source_params": {"steps": 3}}}
-SCORE_BASED = sorted(n for n, s in ATTACKS.items() if s.kind == "score-based")
+         "noise": {"draws": 20, "sigma": 0.3}, "transfer": {"source_params": {"steps": 3}},
+         "onepixel": {"pixels": 2, "population": 6, "generations": 4}}
+SCORE_BASED = sorted(n for n, s in ATTACKS.items() if s.kind == "score-based" and "queries" in s.params())
 THREATS = [ThreatModel("linf", 0.1), ThreatModel("l2", 1.0)]
 
 
 def _run(name, model, x, y, threat, output="logits", budget=None, **kw):
     params = {**CHEAP[name], **kw}
+    threat = threat if ATTACKS[name].norms else None  # the one-pixel attack's budget is its pixel count
     return run_attack(name, QueryOracle(model, output=output, budget=budget), x, y, threat=threat,
                       generator=torch.Generator().manual_seed(0), **params)
 
@@ -80,7 +82,7 @@ def test_no_backward_pass_and_no_parameter_read(name, threat, mnist_model, batch
         monkeypatch.undo()
         CHEAP["transfer"]["surrogate"] = mnist_model
     res = _run(name, Sealed(mnist_model), x, y, threat)
-    assert res.backwards == 0 and threat.contains(x, res.x_adv).all()
+    assert res.backwards == 0 and (threat.contains(x, res.x_adv).all() if ATTACKS[name].norms else True)
 
 
 @pytest.mark.parametrize("name", BLACK_BOX)
@@ -99,12 +101,12 @@ def test_queries_are_counted_exactly_and_stop_once_fooled(name, threat, mnist_mo
     assert torch.equal(res.queries, calls)
     assert res.queries.max() <= 20
     # an example stops once fooled, or when its next step would not fit in the budget (NES: 1 + 2 × 9)
-    last_full = {"nes": 19}.get(name, 20)
+    last_full = {"nes": 19, "onepixel": 18}.get(name, 20)
     if name == "transfer":
         assert res.queries.sum() == 0
         return
     assert ((res.queries < last_full) <= res.success).all()
-    if name != "noise":  # the first query is x itself: a misclassified input stops there
+    if name not in ("noise", "onepixel"):  # the first query is x itself: a misclassified input stops there
         assert (res.queries[mnist_model(x).argmax(1) != y] == 1).all()
 
 
@@ -319,3 +321,39 @@ def test_bit_depth_reduction_masks_gradients_and_bpda_restores_them(mnist_model,
     square = run_attack("square", QueryOracle(squeezed, output="logits", budget=200), x, y, threat=t, p_init=0.3,
                         generator=torch.Generator().manual_seed(0))
     assert with_bpda < plain - 0.1 and (square.pred == y).float().mean().item() < plain - 0.1
+
+
+def test_one_pixel_changes_at_most_k_pixels_and_matches_torchattacks(mnist_model, mnist_test):
+    torchattacks = pytest.importorskip("torchattacks")
+    sub = mnist_test.subset(100, seed=3)
+    x, y = sub.images(), sub.y
+    keep = mnist_model(x).argmax(1) == y
+    x, y = x[keep], y[keep]
+    for pixels in (1, 3):
+        res = run_attack("onepixel", QueryOracle(mnist_model, output="probs"), x, y, pixels=pixels, population=30,
+                         generations=10, generator=torch.Generator().manual_seed(0))
+        changed = ((res.x_adv - x).abs().sum(1) > 0).flatten(1).sum(1)
+        assert changed.max() <= pixels and res.queries.max() <= 30 * 11
+        theirs = torchattacks.OnePixel(mnist_model, pixels=pixels, steps=10, popsize=10, inf_batch=128)(x, y)
+        rate_theirs = (mnist_model(theirs).argmax(1) != y).float().mean().item()
+        assert abs(res.success.float().mean().item() - rate_theirs) <= 0.06
+
+
+def test_one_pixel_bad_input(mnist_model, batch):
+    x, y = batch
+    with pytest.raises(InputError, match="pixels must be a positive integer"):
+        run_attack("onepixel", QueryOracle(mnist_model), x, y, pixels=0)
+    with pytest.raises(InputError, match="answering probs or logits; this one answers 'label'"):
+        run_attack("onepixel", QueryOracle(mnist_model, output="label"), x, y)
+    with pytest.raises(InputError, match="pass the model inside QueryOracle"):
+        run_attack("onepixel", mnist_model, x, y)
+    with pytest.raises(InputError, match=r"onepixel supports the norms \[\]"):
+        run_attack("onepixel", QueryOracle(mnist_model), x, y, threat=THREATS[0])
+
+
+def test_one_pixel_respects_the_oracle_budget(mnist_model, batch):
+    x, y = batch
+    res = run_attack("onepixel", QueryOracle(mnist_model, budget=25), x, y, population=8, generations=50)
+    assert res.queries.max() <= 24  # the initial population and two generations of 8 fit in 25
+    with pytest.raises(InputError, match="a population of 40 needs 40 queries per example; the oracle allows 25"):
+        run_attack("onepixel", QueryOracle(mnist_model, budget=25), x, y, population=40)

@@ -107,7 +107,9 @@ class AttackSpec:
 
     @property
     def needs_threat(self) -> bool:
-        return self.kind not in ("minimum-norm", "decision-based")
+        """Bounded and score-based attacks work inside an ε-ball; an attack with no norms (the
+        one-pixel attack's L0 budget) brings its own threat model as parameters."""
+        return self.kind not in ("minimum-norm", "decision-based") and bool(self.norms)
 
     @property
     def black_box(self) -> bool:
@@ -129,7 +131,7 @@ class AttackSpec:
         """The norm the attack's perturbations are measured in: the threat's, else its ``norm`` parameter."""
         if threat is not None:
             return threat.norm
-        return params.get("norm") or self.params().get("norm") or self.norms[0]
+        return params.get("norm") or self.params().get("norm") or (self.norms[0] if self.norms else None)
 
 
 ATTACKS: dict[str, AttackSpec] = {}

@@ -2,5 +2,6 @@
 from .oracle import OUTPUTS, QueryBudgetError, QueryOracle, margin
 from .square import square
 from .nes import gaussian_noise, nes
+from .onepixel import one_pixel
 
-__all__ = ["gaussian_noise", "margin", "nes", "OUTPUTS", "QueryBudgetError", "QueryOracle", "square"]
+__all__ = ["gaussian_noise", "margin", "nes", "one_pixel", "OUTPUTS", "QueryBudgetError", "QueryOracle", "square"]
