@@ -235,7 +235,8 @@ def test_registry_records_kind_and_norms():
         "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",)),
         "square": ("score-based", ("linf", "l2")), "nes": ("score-based", ("linf", "l2")),
         "noise": ("decision-based", ("linf", "l2")), "mifgsm": ("bounded", ("linf", "l2")),
-        "transfer": ("transfer", ("linf", "l2")), "onepixel": ("score-based", ())}
+        "transfer": ("transfer", ("linf", "l2")), "onepixel": ("score-based", ()),
+        "nattack": ("score-based", ("linf", "l2"))}
     assert ATTACKS["square"].outputs == ("logits", "probs") and ATTACKS["pgd"].outputs == ()
     assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
     assert get_attack("deepfool").norm_for(None, {}) == "l2"  # what it minimises by default

@@ -3,5 +3,7 @@ from .oracle import OUTPUTS, QueryBudgetError, QueryOracle, margin
 from .square import square
 from .nes import gaussian_noise, nes
 from .onepixel import one_pixel
+from .nattack import nattack
 
-__all__ = ["gaussian_noise", "margin", "nes", "one_pixel", "OUTPUTS", "QueryBudgetError", "QueryOracle", "square"]
+__all__ = ["gaussian_noise", "margin", "nattack", "nes", "one_pixel", "OUTPUTS", "QueryBudgetError", "QueryOracle",
+           "square"]
