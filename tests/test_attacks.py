@@ -236,7 +236,7 @@ def test_registry_records_kind_and_norms():
         "square": ("score-based", ("linf", "l2")), "nes": ("score-based", ("linf", "l2")),
         "noise": ("decision-based", ("linf", "l2")), "mifgsm": ("bounded", ("linf", "l2")),
         "transfer": ("transfer", ("linf", "l2")), "onepixel": ("score-based", ()),
-        "nattack": ("score-based", ("linf", "l2"))}
+        "nattack": ("score-based", ("linf", "l2")), "hsja": ("decision-based", ("l2",))}
     assert ATTACKS["square"].outputs == ("logits", "probs") and ATTACKS["pgd"].outputs == ()
     assert get_attack("deepfool").norm_for(None, {"norm": "linf"}) == "linf"
     assert get_attack("deepfool").norm_for(None, {}) == "l2"  # what it minimises by default

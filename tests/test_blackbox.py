@@ -12,14 +12,18 @@ from advlab.errors import InputError
 BLACK_BOX = sorted(n for n, s in ATTACKS.items() if s.black_box)
 CHEAP = {"square": {"queries": 20}, "nes": {"queries": 20, "samples": 8, "sigma": 0.01},
          "noise": {"draws": 20, "sigma": 0.3}, "transfer": {"source_params": {"steps": 3}},
-         "onepixel": {"pixels": 2, "population": 6, "generations": 4}, "nattack": {"queries": 20, "population": 10}}
+         "onepixel": {"pixels": 2, "population": 6, "generations": 4}, "nattack": {"queries": 20, "population": 10},
+         "hsja": {"queries": 20, "init_evals": 4, "steps": 2}}
 SCORE_BASED = sorted(n for n, s in ATTACKS.items() if s.kind == "score-based" and "queries" in s.params())
+THREATS_OF = {"hsja": [ThreatModel("l2", 1.0)]}
 THREATS = [ThreatModel("linf", 0.1), ThreatModel("l2", 1.0)]
 
 
 def _run(name, model, x, y, threat, output="logits", budget=None, **kw):
     params = {**CHEAP[name], **kw}
     threat = threat if ATTACKS[name].norms else None  # the one-pixel attack's budget is its pixel count
+    if threat is not None and threat.norm not in ATTACKS[name].norms:
+        threat = ThreatModel(ATTACKS[name].norms[0], threat.eps * 10)
     return run_attack(name, QueryOracle(model, output=output, budget=budget), x, y, threat=threat,
                       generator=torch.Generator().manual_seed(0), **params)
 
@@ -98,12 +102,17 @@ def test_queries_are_counted_exactly_and_stop_once_fooled(name, threat, mnist_mo
 
     res = _run(name, counting, x, y, threat, budget=20, **({"surrogate": mnist_model} if name == "transfer" else {}))
     calls -= 1  # the framework's final evaluation of the result is no query
-    assert torch.equal(res.queries, calls)
+    if name == "hsja":  # its queries start at uniform noise, far from every clean image: compare totals
+        assert res.queries.sum() == calls.sum()
+    else:
+        assert torch.equal(res.queries, calls)
     assert res.queries.max() <= 20
     # an example stops once fooled, or when its next step would not fit in the budget (NES: 1 + 2 × 9)
     last_full = {"nes": 19, "onepixel": 18}.get(name, 20)
     if name == "transfer":
         assert res.queries.sum() == 0
+        return
+    if name == "hsja":  # it walks the boundary until the budget cannot pay for the next stage
         return
     assert ((res.queries < last_full) <= res.success).all()
     if name in ("square", "nes"):  # the first query is x itself: a misclassified input stops there
@@ -372,3 +381,22 @@ def test_nattack_finds_adversarial_examples_on_natural_images():
     res = run_attack("nattack", QueryOracle(model, output="probs", budget=600), x, y, threat=t, population=30,
                      generator=torch.Generator().manual_seed(3))
     assert t.contains(x, res.x_adv).all() and res.success.float().mean() > 0.5
+
+
+def test_hsja_shrinks_the_perturbation_with_more_queries_and_keeps_the_budget(mnist_model, mnist_test):
+    sub = mnist_test.subset(40, seed=3)
+    x, y = sub.images(), sub.y
+    keep = mnist_model(x).argmax(1) == y
+    x, y = x[keep], y[keep]
+    med = {}
+    for q in (300, 1500):
+        res = run_attack("hsja", QueryOracle(mnist_model, output="label", budget=q), x, y,
+                         generator=torch.Generator().manual_seed(0))
+        assert res.success.all() and res.queries.max() <= q
+        med[q] = (res.x_adv - x).flatten(1).norm(dim=1).median().item()
+    white = run_attack("deepfool", mnist_model, x, y)
+    assert med[1500] < med[300] and med[1500] > 0.8 * (white.x_adv - x).flatten(1).norm(dim=1).median().item()
+    t = ThreatModel("l2", 1.0)
+    res = run_attack("hsja", QueryOracle(mnist_model, output="top1", budget=300), x, y, threat=t,
+                     generator=torch.Generator().manual_seed(0))
+    assert t.contains(x, res.x_adv).all()

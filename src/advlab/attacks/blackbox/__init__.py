@@ -4,6 +4,7 @@ from .square import square
 from .nes import gaussian_noise, nes
 from .onepixel import one_pixel
 from .nattack import nattack
+from .hsja import hop_skip_jump
 
-__all__ = ["gaussian_noise", "margin", "nattack", "nes", "one_pixel", "OUTPUTS", "QueryBudgetError", "QueryOracle",
-           "square"]
+__all__ = ["gaussian_noise", "hop_skip_jump", "margin", "nattack", "nes", "one_pixel", "OUTPUTS", "QueryBudgetError",
+           "QueryOracle", "square"]
