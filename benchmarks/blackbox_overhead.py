@@ -1,9 +1,9 @@
 """Score-based attacks cost their queries: wall time per query against a bare batched forward pass.
 
 The attacked model is the MNIST small CNN with its logits shifted so that no attack can succeed:
-every example queries to the end of its budget, so the attack's forward passes and the floor's are
-the same in number and batch size. Each ratio is paired (attack and floor back to back, order
-alternating), median and interquartile range over repeats.
+every example queries to the end of its budget. The floor is a bare forward pass over as many
+inputs as the attack queried, in the oracle's slices. Each ratio is paired (attack and floor back
+to back, order alternating), median and interquartile range over repeats.
 
     python benchmarks/blackbox_overhead.py [--batch 256] [--queries 100] [--repeats 7]
 """
@@ -32,37 +32,50 @@ def main():
     model.eval()
     x = load_dataset("mnist", "test").subset(args.batch, seed=3).images()
     y = torch.zeros(len(x), dtype=torch.long)
-    shift = torch.nn.functional.one_hot(y, 10).float() * 1e4
 
     def unfoolable(z):  # one forward of the real network per query; class 0 always wins
-        return model(z) + shift[: z.shape[0]]
+        return model(z) + 1e4 * (torch.arange(10) == 0).float()
 
-    def floor():
+    chunk = QueryOracle(model).batch_size  # the oracle's slices: the floor uses the same batch shape
+
+    def floor(images):  # a bare forward pass over `images` inputs, in the oracle's slices
         with torch.no_grad():
-            for _ in range(args.queries):
-                unfoolable(x)
+            done = 0
+            while done < images:
+                k = min(chunk, images - done, len(x))
+                unfoolable(x[:k])
+                done += k
 
     print(f"# black-box attack overhead (torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"batch {args.batch}, {args.queries} queries per example, median of {args.repeats})\n")
-    print("| attack | time per query (ms) | / bare forward (median) | IQR |")
-    print("|---|---|---|---|")
-    for name, norm, eps in [("square", "linf", 0.1), ("square", "l2", 1.5)]:
+    print("| attack | queries | time per query (µs) | / bare forward per input (median) | IQR |")
+    print("|---|---|---|---|---|")
+    attacks = [("square", "linf", 0.1, {}), ("square", "l2", 1.5, {}),
+               ("nes", "linf", 0.1, {"samples": 10}), ("nattack", "linf", 0.1, {"population": 20})]
+    for name, norm, eps, params in attacks:
+        used = {}
+
         def attack():
-            run_attack(name, QueryOracle(unfoolable, output="logits", budget=args.queries), x, y,
-                       threat=ThreatModel(norm, eps), generator=torch.Generator().manual_seed(0))
-        attack(), floor()
+            res = run_attack(name, QueryOracle(unfoolable, output="logits", budget=args.queries), x, y,
+                             threat=ThreatModel(norm, eps), generator=torch.Generator().manual_seed(0), **params)
+            used["q"] = int(res.queries.sum())
+
+        attack()
+        total = used["q"]
+        base = lambda: floor(total)
+        base()
         ratios, times = [], []
         for r in range(args.repeats):
             t = {}
-            for f in ((attack, floor) if r % 2 == 0 else (floor, attack)):
+            for f in ((attack, base) if r % 2 == 0 else (base, attack)):
                 with Stopwatch() as sw:
                     f()
                 t[f] = sw.seconds
-            ratios.append(t[attack] / t[floor])
-            times.append(t[attack] / args.queries)
+            ratios.append(t[attack] / t[base])
+            times.append(t[attack] / total)
         q = statistics.quantiles(ratios, n=4)
-        print(f"| {name} {norm} | {1e3 * statistics.median(times):.2f} | {statistics.median(ratios):.3f} | "
-              f"[{q[0]:.3f}, {q[2]:.3f}] |")
+        print(f"| {name} {norm} {params or ''} | {total // len(x)} | {1e6 * statistics.median(times):.0f} | "
+              f"{statistics.median(ratios):.3f} | [{q[0]:.3f}, {q[2]:.3f}] |")
 
 
 if __name__ == "__main__":
