@@ -6,7 +6,6 @@ import math
 import torch
 
 from ...checks import check_positive, check_positive_int
-from ...errors import InputError
 from ...threat import L2, ThreatModel, keep_layout, per_example
 from ..base import register
 
@@ -45,14 +44,9 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
     targeted : bool;  target : Tensor (N,), required when targeted
     generator : torch.Generator on x's device
     """
-    budget = queries if queries is not None else oracle.budget
-    if budget is None:
-        raise InputError("hsja needs a query budget: pass queries=... or an oracle with a budget")
-    check_positive_int(queries=budget, steps=steps, init_evals=init_evals, max_evals=max_evals,
-                       init_tries=init_tries)
+    budget = oracle.attack_budget(queries, "hsja")
+    check_positive_int(steps=steps, init_evals=init_evals, max_evals=max_evals, init_tries=init_tries)
     check_positive(gamma, "gamma")
-    if oracle.budget is not None:
-        budget = min(budget, oracle.budget)
     labels = target if targeted else y
     n, dev = x.shape[0], x.device
     d = x[0].numel()

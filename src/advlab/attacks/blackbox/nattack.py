@@ -42,12 +42,8 @@ def nattack(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, qu
     targeted : bool;  target : Tensor (N,), required when targeted
     generator : torch.Generator on x's device
     """
-    budget = queries if queries is not None else oracle.budget
-    if budget is None:
-        raise InputError("nattack needs a query budget: pass queries=... or an oracle with a budget")
-    check_positive_int(queries=budget, population=population)
-    if oracle.budget is not None:
-        budget = min(budget, oracle.budget)
+    budget = oracle.attack_budget(queries, "nattack")
+    check_positive_int(population=population)
     check_positive(sigma, "sigma")
     check_positive(lr, "lr")
     if budget < population:

@@ -64,12 +64,8 @@ def nes(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, querie
     AttackResult with ``queries`` (N,).
     """
     labels = target if targeted else y
-    budget = queries if queries is not None else oracle.budget
-    if budget is None:
-        raise InputError("nes needs a query budget: pass queries=... or an oracle with a budget")
-    check_positive_int(queries=budget, samples=samples)
-    if oracle.budget is not None:
-        budget = min(budget, oracle.budget)
+    budget = oracle.attack_budget(queries, "nes")
+    check_positive_int(samples=samples)
     if samples % 2:
         raise InputError(f"samples must be even (antithetic pairs), got {samples}")
     check_positive(sigma, "sigma")

@@ -59,6 +59,15 @@ class QueryOracle:
         self.queries = torch.zeros(n, dtype=torch.long, device=device)
         self._labels = labels
 
+    def attack_budget(self, queries: int | None, attack: str) -> int:
+        """The queries per example an attack may spend: its own ``queries``, capped by the oracle's
+        budget, or the oracle's budget alone; neither is an error."""
+        budget = queries if queries is not None else self.budget
+        if budget is None:
+            raise InputError(f"{attack} needs a query budget: pass queries=... or an oracle with a budget")
+        check_positive_int(queries=budget)
+        return budget if self.budget is None else min(budget, self.budget)
+
     def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Queries left per example (all examples, or those at ``idx``); a large number if unlimited."""
         q = self.queries if idx is None else self.queries[idx]

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ...checks import check_positive, check_positive_int
+from ...checks import check_positive
 from ...errors import InputError
 from ...threat import ThreatModel, keep_layout
 from ..base import register
@@ -168,12 +168,7 @@ def square(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, que
     AttackResult with ``queries`` (N,).
     """
     labels = target if targeted else y
-    n_iters = queries if queries is not None else oracle.budget
-    if n_iters is None:
-        raise InputError("square needs a query budget: pass queries=... or an oracle with a budget")
-    check_positive_int(queries=n_iters)
-    if oracle.budget is not None:
-        n_iters = min(n_iters, oracle.budget)
+    n_iters = oracle.attack_budget(queries, "square")  # one query per iteration
     p_init = p_init if p_init is not None else (0.05 if threat.norm == "linf" else 0.1)
     check_positive(p_init, "p_init")
     if p_init > 1:
