@@ -10,14 +10,13 @@ to back, order alternating), median and interquartile range over repeats.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
+from attack_overhead import paired  # the same paired timing as the white-box benchmark
 
 from advlab import ThreatModel
 from advlab.attacks import QueryOracle, run_attack
 from advlab.data import load_dataset
-from advlab.timing import Stopwatch
 from advlab.training import TrainConfig, load_or_train
 
 
@@ -62,20 +61,10 @@ def main():
 
         attack()
         total = used["q"]
-        base = lambda: floor(total)
-        base()
-        ratios, times = [], []
-        for r in range(args.repeats):
-            t = {}
-            for f in ((attack, base) if r % 2 == 0 else (base, attack)):
-                with Stopwatch() as sw:
-                    f()
-                t[f] = sw.seconds
-            ratios.append(t[attack] / t[base])
-            times.append(t[attack] / total)
-        q = statistics.quantiles(ratios, n=4)
-        print(f"| {name} {norm} {params or ''} | {total // len(x)} | {1e6 * statistics.median(times):.0f} | "
-              f"{statistics.median(ratios):.3f} | [{q[0]:.3f}, {q[2]:.3f}] |")
+        sec, ratio, lo, hi = paired(attack, lambda: floor(total), torch.device("cpu"), args.repeats,
+                                    fn_units=total, floor_units=total)
+        print(f"| {name} {norm} {params or ''} | {total // len(x)} | {1e6 * sec:.0f} | {ratio:.3f} | "
+              f"[{lo:.3f}, {hi:.3f}] |")
 
 
 if __name__ == "__main__":

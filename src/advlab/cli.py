@@ -27,6 +27,7 @@ import yaml
 
 from .cache import CACHE_ENV, atomic_write, config_key
 from .chapters import CHAPTERS, get_chapter
+from .config import show_value
 from .data import DATA_ENV
 from .errors import AdvlabError, InputError
 
@@ -257,20 +258,13 @@ def build_book(root: Path, profile: str, force: bool = False) -> None:
     print(f"book: {root / '_build' / 'html' / 'index.html'}")
 
 
-def _show(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_show(e) for e in v) + "]"
-    return "all" if v is None else str(v)
-
-
 def list_chapters() -> None:
     for c in CHAPTERS.values():
         print(f"{c.name}: {c.title} (notebooks/{c.notebook})")
         values = {p: c.profile_values(p) for p in c.profiles}
         rows = [("parameter", "type", *values, "meaning")]
-        rows += [(k, p.describe(), *(_show(values[prof][k]) for prof in values), p.doc) for k, p in c.params.items()]
+        rows += [(k, p.describe(), *(show_value(values[prof][k], p) for prof in values), p.doc)
+                 for k, p in c.params.items()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             print("  " + "  ".join(f"{cell:{w}s}" for cell, w in zip(r, widths)) + "  " + r[-1])

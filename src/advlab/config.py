@@ -155,7 +155,7 @@ class Config(Mapping):
 
     def table(self) -> pd.DataFrame:
         rows = [{"parameter": "profile", "value": self._profile, "meaning": "named parameter set"}]
-        rows += [{"parameter": k, "value": _show(v, self._schema[k]), "meaning": self._schema[k].doc}
+        rows += [{"parameter": k, "value": show_value(v, self._schema[k]), "meaning": self._schema[k].doc}
                  for k, v in self._values.items()]
         return pd.DataFrame(rows).set_index("parameter")
 
@@ -163,14 +163,14 @@ class Config(Mapping):
         return f"Config({self._name!r}, profile={self._profile!r}, {dict(self._values)!r})"
 
 
-def _show(v, param: Param | None = None) -> str:
+def show_value(v, param: Param | None = None) -> str:
     """Readable values: floats to 4 significant digits (8/255 shows as 0.03137); "all" for no limit."""
     if v is None and param is not None and param.all_allowed:
         return repr(ALL)
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list):
-        return "[" + ", ".join(_show(e) for e in v) + "]"
+        return "[" + ", ".join(show_value(e) for e in v) + "]"
     return repr(v)
 
 
@@ -235,7 +235,7 @@ class Chapter:
         cfg = Config(self.name, profile, out, self.params)
         for r in self.relations:
             if not r.holds(cfg):
-                got = ", ".join(f"{n} = {_show(cfg[n], self.params[n])}" for n in r.names)
+                got = ", ".join(f"{n} = {show_value(cfg[n], self.params[n])}" for n in r.names)
                 raise InputError(f"{r.message} (got {got})")
         return cfg
 

@@ -78,12 +78,13 @@ def attack_grid(model, data, *, attack: str, threat=None, n: int = 8, seed: int 
     which take their ``norm`` among ``params``); the perturbation row is measured in the norm
     the attack works in. Random starts come from ``generator`` or a generator seeded with ``seed``.
     """
+    from . import seeded_generator
     from .attacks import get_attack, run_attack
     from .evaluate import check_adversarial
     from .models import predict
 
     if seed is not None:
-        generator = torch.Generator(device=data.x.device).manual_seed(seed)
+        generator = seeded_generator(seed, data.x.device)
     x, y = data.images()[:n], data.y[:n]
     kwargs = dict(params, generator=generator)
     if threat is not None:

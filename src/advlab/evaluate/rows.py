@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import seeded_generator
 from ..attacks import QueryOracle, get_attack, run_attack
 from ..checks import check_images
 from ..data import Dataset, to_float
@@ -36,9 +37,7 @@ def check_adversarial(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel 
 def _generator(seed, generator, device):
     if seed is not None and generator is not None:
         raise InputError("pass seed or generator, not both")
-    if seed is not None:
-        return torch.Generator(device=device).manual_seed(seed)
-    return generator
+    return seeded_generator(seed, device) if seed is not None else generator
 
 
 def clean_table(model, data: Dataset, batch_size: int = 1024) -> pd.DataFrame:
@@ -195,7 +194,7 @@ def transfer_matrix(models: Mapping, data: Dataset, *, attack: str, threat: Thre
     x, y = data.images(), data.y
     rows = []
     for src, m_src in bar(models.items(), desc="transfer", enabled=progress):
-        gen = torch.Generator(device=x.device).manual_seed(seed)
+        gen = seeded_generator(seed, x.device)
         adv = torch.cat([run_attack(attack, m_src, x[i:i + batch_size], y[i:i + batch_size], threat=threat,
                                     generator=gen, **params).x_adv for i in range(0, len(x), batch_size)])
         check_adversarial(x, adv, threat)

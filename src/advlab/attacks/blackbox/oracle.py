@@ -68,13 +68,6 @@ class QueryOracle:
         check_positive_int(queries=budget)
         return budget if self.budget is None else min(budget, self.budget)
 
-    def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """Queries left per example (all examples, or those at ``idx``); a large number if unlimited."""
-        q = self.queries if idx is None else self.queries[idx]
-        if self.budget is None:
-            return torch.full_like(q, torch.iinfo(torch.long).max // 2)
-        return self.budget - q
-
     def _answer(self, logits: torch.Tensor):
         if self.output == "logits":
             return logits

@@ -96,7 +96,7 @@ def _init_l2(x, eps, generator):
 
 def _step_linf(x, x_best, eps, p, generator, max_resample=10):
     b, c, h, w = x.shape
-    s = min(max(int(round(math.sqrt(p * c * h * w / c))), 1), h - 1)
+    s = min(max(int(round(math.sqrt(p * h * w))), 1), h - 1)
     top = torch.randint(0, h - s, (b,), generator=generator, device=x.device)
     left = torch.randint(0, w - s, (b,), generator=generator, device=x.device)
     mask = _window_mask(top, left, s, h, w)
