@@ -89,7 +89,8 @@ def test_relative_paths_are_resolved_where_the_user_typed_them(tmp_path, monkeyp
     assert env == {"ADVLAB_DATA": str(tmp_path / "data"), "ADVLAB_CACHE": str(tmp_path / "cache")}
     env = {}
     cli.configure_environment(ROOT, env)
-    assert env == {"ADVLAB_DATA": str((ROOT.parent / "shared" / "data").resolve()),
+    shared = ROOT.parent / "shared" / "data"  # the default applies only where that folder exists
+    assert env == {**({"ADVLAB_DATA": str(shared.resolve())} if shared.is_dir() else {}),
                    "ADVLAB_CACHE": str(ROOT / ".cache")}
 
 
@@ -145,7 +146,8 @@ def test_readme_rerun_section_works_verbatim(tmp_path):
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", ".cache", "_build", ".git", "book/*.ipynb"))
     (repo / ".venv").symlink_to(ROOT / ".venv")
     (repo / ".cache").symlink_to(Path(os.environ["ADVLAB_CACHE"]))
-    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
+    (tmp_path / "shared").mkdir()  # the README's layout: the data beside the checkout
+    (tmp_path / "shared" / "data").symlink_to(Path(os.environ["ADVLAB_DATA"]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVLAB_")}
     commands = _readme_rerun_commands()
     assert len(commands) >= 3
