@@ -89,7 +89,7 @@ from myst_nb import glue
 
 import advlab
 from advlab import ThreatModel, plotting
-from advlab.chapters import chapter_config, white_box
+from advlab.chapters import chapter_config, models, white_box
 from advlab.data import dataset_spec, load_dataset
 from advlab.evaluate import (accuracy, accuracy_table, clean_table, display_table, evaluate_attack, format_accuracy,
                              minimal_norms, norm_summary, sweep, transfer_matrix)
@@ -151,7 +151,7 @@ cfg.table()
 # exact (Clopper-Pearson) 95% intervals.
 
 # %% tags=["remove-input"]
-mnist_models, mnist_info = load_models(white_box.mnist_configs(cfg), device=device)
+mnist_models, mnist_info = load_models(models.mnist_configs(cfg), device=device)
 test = load_dataset(cfg.dataset, "test", device=device).subset(cfg.n_test, seed=cfg.seed, stratified=True)
 clean_rows = {name: clean_table(m, test) for name, m in mnist_models.items()}
 clean_acc = {name: accuracy(rows, "correct").iloc[0] for name, rows in clean_rows.items()}
@@ -331,7 +331,7 @@ fig = plotting.attack_grid(cnn, test, attack="cw", n=cfg.n_show, **cw_params)
 # budgets are 8/255 ≈ 0.0314 and 0.5), with APGD-CE as the strongest check.
 
 # %% tags=["remove-input"]
-cifar_models, cifar_info = load_models(white_box.cifar_configs(cfg), device=device)
+cifar_models, cifar_info = load_models(models.cifar_configs(cfg), device=device)
 vgg = cifar_models[cfg.cifar_model]
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
 glue("cifar_eps_linf", f"{cfg.cifar_eps_linf:.4g}", display=False)

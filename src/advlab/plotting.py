@@ -13,17 +13,23 @@ NORM_LABEL = NORM_SYMBOLS
 
 
 def accuracy_vs_eps(acc: pd.DataFrame, *, hue: str = "attack", ax=None, title: str | None = None,
-                    norm: str | None = None, confidence: float = 0.95):
-    """Accuracy (%) against ε with shaded Clopper-Pearson bands; ``acc`` from ``evaluate.accuracy``."""
+                    norm: str | None = None, confidence: float = 0.95, x: str = "eps", xlabel: str | None = None,
+                    logx: bool = False):
+    """Accuracy (%) against ε with shaded Clopper-Pearson bands; ``acc`` from ``evaluate.accuracy``.
+
+    ``x`` names another column for the horizontal axis (with its ``xlabel``), e.g. a query budget.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     palette = sns.color_palette("colorblind", n_colors=max(1, acc[hue].nunique()))
     for color, (name, g) in zip(palette, acc.groupby(hue, sort=False)):
-        g = g.sort_values("eps")
-        ax.plot(g["eps"], 100 * g["accuracy"], marker="o", ms=4, color=color, label=str(name))
-        ax.fill_between(g["eps"], 100 * g["ci_low"], 100 * g["ci_high"], color=color, alpha=0.2, lw=0)
+        g = g.sort_values(x)
+        ax.plot(g[x], 100 * g["accuracy"], marker="o", ms=3, color=color, label=str(name))
+        ax.fill_between(g[x], 100 * g["ci_low"], 100 * g["ci_high"], color=color, alpha=0.2, lw=0)
+    if logx:
+        ax.set_xscale("log")
     norm = norm or (acc["norm"].iloc[0] if "norm" in acc else None)
-    ax.set_xlabel(f"ε ({NORM_LABEL.get(norm, norm)} radius, pixel units of [0, 1])")
+    ax.set_xlabel(xlabel or f"ε ({NORM_LABEL.get(norm, norm)} radius, pixel units of [0, 1])")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
@@ -112,18 +118,32 @@ def accuracy_panels(acc: pd.DataFrame, *, panel: str, hue: str, title: str | Non
     return fig
 
 
-def transfer_heatmap(matrix: pd.DataFrame, *, title: str | None = None):
+def transfer_heatmap(matrix: pd.DataFrame, *, title: str | None = None, ax=None):
     """Heatmap of accuracy (%) of each target model (columns) on inputs crafted on each source (rows)."""
     pivot = 100 * matrix.pivot(index="source", columns="target", values="accuracy")
     order = list(dict.fromkeys(matrix["source"]))
     pivot = pivot.loc[order, order]
-    fig, ax = plt.subplots(figsize=(1.6 * len(order) + 2, 1.2 * len(order) + 1.2))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(order) + 2, 1.2 * len(order) + 1.2))
     sns.heatmap(pivot, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", ax=ax,
                 cbar_kws={"label": "target accuracy (%)"})
     ax.set_xlabel("target model (evaluated)")
     ax.set_ylabel("source model (attacked)")
     if title:
         ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def transfer_panels(matrix: pd.DataFrame, *, panel: str = "attack", title: str | None = None):
+    """One :func:`transfer_heatmap` per value of ``panel`` (e.g. per source attack), side by side."""
+    keys = list(dict.fromkeys(matrix[panel]))
+    k = matrix["source"].nunique()
+    fig, axes = plt.subplots(1, len(keys), figsize=(len(keys) * (1.3 * k + 2.2), 1.1 * k + 1.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        transfer_heatmap(matrix[matrix[panel] == key], title=str(key), ax=ax)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -144,3 +164,98 @@ def norm_scatter(rows: pd.DataFrame, *, x_attack: str, y_attack: str, x_norm: st
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def accuracy_vs_queries(acc: pd.DataFrame, *, hue: str = "attack", yardsticks: dict | None = None,
+                        title: str | None = None, confidence: float = 0.95):
+    """Robust accuracy (%) against the query budget per example (log scale), one curve per ``hue``.
+
+    ``acc`` from :func:`advlab.evaluate.accuracy_by_queries`; ``yardsticks`` maps a label to an
+    accuracy row (e.g. a white-box attack's), drawn as a dashed line with its interval.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    accuracy_vs_eps(acc, hue=hue, ax=ax, x="budget", xlabel="queries per example (log scale)", logx=True,
+                    confidence=confidence)
+    for color, (label, row) in zip(sns.color_palette("dark", n_colors=max(1, len(yardsticks or {}))),
+                                   (yardsticks or {}).items()):
+        ax.axhline(100 * row["accuracy"], color=color, ls="--", lw=1.2, label=label)
+        ax.axhspan(100 * row["ci_low"], 100 * row["ci_high"], color=color, alpha=0.1, lw=0)
+    ax.legend(title=f"{hue} ({int(confidence * 100)}% CI shaded)", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def median_l2_vs_queries(summary: pd.DataFrame, *, yardsticks: dict | None = None, title: str | None = None):
+    """Median L2 perturbation against the query budget, with its 95% interval, from
+    :func:`advlab.evaluate.norm_summary` grouped by ``budget``; ``yardsticks`` maps a label to a
+    white-box attack's median, drawn as a dashed line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    g = summary.reset_index().sort_values("budget")
+    ax.plot(g["budget"], g["median_l2"], marker="o", ms=4, label="median over fooled examples")
+    ax.fill_between(g["budget"], g["median_l2_low"], g["median_l2_high"], alpha=0.2, lw=0,
+                    label="95% CI of the median")
+    for color, (label, value) in zip(sns.color_palette("dark", n_colors=max(1, len(yardsticks or {}))),
+                                     (yardsticks or {}).items()):
+        ax.axhline(value, color=color, ls="--", lw=1.2, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("queries per example (log scale)")
+    ax.set_ylabel("L2 norm of the perturbation (pixel units, log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def changed_pixels_grid(x: torch.Tensor, advs: dict, *, labels, classes, clean_pred, title: str | None = None):
+    """Few-pixel attacks drawn: the clean row, then one row per attack with its changed pixels circled.
+
+    ``advs`` maps a row label to ``(x_adv, adv_pred)``; a prediction in red fooled the model.
+    """
+    n = x.shape[0]
+    rows = [("clean", x, clean_pred)] + [(k, xa, p) for k, (xa, p) in advs.items()]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.75 * len(rows)), squeeze=False)
+    for i, (name, imgs, pred) in enumerate(rows):
+        changed = (imgs != x).any(1).cpu()  # (N, H, W): pixels whose colour changed
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(_img(imgs[j]).clip(0, 1), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
+            rr, cc = changed[j].nonzero(as_tuple=True)
+            ax.scatter(cc.numpy(), rr.numpy(), s=90, facecolors="none", edgecolors="red", linewidths=1.2)
+            wrong = pred[j] != labels[j]
+            head = f"y={classes[labels[j]]}\n" if i == 0 else ""
+            ax.set_title(f"{head}pred {classes[pred[j]]}", fontsize=8, color="C3" if wrong and i else "black")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 0].set_ylabel(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pixel_attack_grid(model, data, *, pixels, n: int = 6, seed: int = 0, title: str | None = None, **params):
+    """Run the few-pixel attack with each budget in ``pixels`` on the first ``n`` correctly
+    classified examples of ``data`` and draw :func:`changed_pixels_grid` (probability outputs)."""
+    from . import seeded_generator
+    from .attacks import QueryOracle, run_attack
+    from .evaluate import check_adversarial
+    from .models import predict
+
+    x_all, y_all = data.images(), data.y
+    pred_all = predict(model, x_all)
+    keep = (pred_all == y_all).nonzero().squeeze(1)[:n]
+    x, y = x_all[keep], y_all[keep]
+    advs = {}
+    for k in pixels:
+        res = run_attack("onepixel", QueryOracle(model, output="probs"), x, y, pixels=k,
+                         generator=seeded_generator(seed, x.device), **params)
+        check_adversarial(x, res.x_adv)
+        advs[f"{k} pixel{'s' if k > 1 else ''}"] = (res.x_adv, res.pred.tolist())
+    return changed_pixels_grid(x, advs, labels=y.tolist(), classes=data.classes, clean_pred=pred_all[keep].tolist(),
+                               title=title)
+

@@ -1,4 +1,7 @@
-"""White-box attacks: the chapter's parameters, profiles, plan of trainings, and its paper-specific tables."""
+"""White-box attacks: the chapter's parameters and profiles, and its paper-specific tables.
+
+Its models (the plan of trainings) are shared with later chapters: :mod:`advlab.chapters.models`.
+"""
 from __future__ import annotations
 
 import math
@@ -6,16 +9,15 @@ import math
 import pandas as pd
 
 from ..attacks import fgsm, run_attack
-from ..config import ALL, Chapter, Config, Param, Relation
+from ..config import Chapter, Param, Relation
 from ..data import Dataset
 from ..evaluate import check_adversarial
 from ..models import predict
 from ..threat import L2, ThreatModel
 from ..timing import Stopwatch
-from ..training import TrainConfig
+from . import models
 
 _LINF_8 = 8 / 255
-MNIST_MODELS = ("mlp", "small_cnn", "lenet5")
 
 CHAPTER = Chapter(
     name="white-box",
@@ -23,11 +25,7 @@ CHAPTER = Chapter(
     title="White-box attacks",
     position=1,
     params={
-        "seed": Param(int, "seed of training, subsets and random starts", minimum=0),
-        "dataset": Param(str, "dataset of the MNIST-scale part", choices=("mnist", "fashion-mnist")),
-        "mnist_epochs": Param(int, "training epochs of the MLP, small CNN and LeNet-5", minimum=1),
-        "mnist_train_subset": Param(int, f"their training examples ({ALL!r}: the whole split)", minimum=1,
-                                    all_allowed=True),
+        **{k: models.PARAMS[k] for k in ("seed", "dataset", "mnist_epochs", "mnist_train_subset")},
         "n_test": Param(int, "test examples attacked (seeded, class-stratified)", minimum=1),
         "eps": Param(float, "headline L∞ budget on MNIST, pixel units of [0, 1]", minimum=0),
         "eps_grid": Param(("list", float), "L∞ budgets of the MNIST curves, pixel units", minimum=0),
@@ -41,11 +39,7 @@ CHAPTER = Chapter(
         "cw_lr": Param(float, "Carlini-Wagner Adam learning rate (tanh space)", positive=True),
         "cw_initial_const": Param(float, "Carlini-Wagner initial trade-off constant c₀", positive=True),
         "apgd_steps": Param(int, "APGD iterations (the reference budget is 100)", minimum=1),
-        "cifar_model": Param(str, "VGG variant on CIFAR-10", choices=("vgg11", "vgg13", "vgg16", "vgg19")),
-        "cifar_width": Param(float, "VGG width multiplier (1.0: the standard 64-512 channels)", positive=True),
-        "cifar_epochs": Param(int, "VGG training epochs", minimum=1),
-        "cifar_train_subset": Param(int, f"VGG training examples ({ALL!r}: all 50,000)", minimum=1,
-                                    all_allowed=True),
+        **{k: models.PARAMS[k] for k in ("cifar_model", "cifar_width", "cifar_epochs", "cifar_train_subset")},
         "cifar_n_test": Param(int, "CIFAR-10 test examples attacked", minimum=1),
         "cifar_eps_linf": Param(float, "headline L∞ budget on CIFAR-10, pixel units", minimum=0),
         "cifar_eps_l2": Param(float, "headline L2 budget on CIFAR-10, pixel units", minimum=0),
@@ -56,23 +50,21 @@ CHAPTER = Chapter(
     },
     base="quick",
     profiles={
-        "quick": dict(seed=0, dataset="mnist", mnist_epochs=2, mnist_train_subset=ALL, n_test=1000, eps=0.1,
+        "quick": dict(**models.PROFILES["quick"], n_test=1000, eps=0.1,
                       eps_grid=[0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3], pgd_steps=20,
                       deepfool_steps=50, fgsm_fool_rate=0.9, n_minimal=200, cw_steps=100, cw_search_steps=5,
-                      cw_lr=0.1, cw_initial_const=0.1, apgd_steps=100, cifar_model="vgg19", cifar_width=0.125,
-                      cifar_epochs=4, cifar_train_subset=ALL, cifar_n_test=500, cifar_eps_linf=_LINF_8,
+                      cw_lr=0.1, cw_initial_const=0.1, apgd_steps=100, cifar_n_test=500, cifar_eps_linf=_LINF_8,
                       cifar_eps_l2=0.5,
                       cifar_linf_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, _LINF_8, 12 / 255, 16 / 255],
                       cifar_l2_grid=[0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5], batch_size=500, n_show=8),
-        "smoke": dict(mnist_epochs=1, mnist_train_subset=4000, n_test=200, eps_grid=[0.0, 0.1, 0.2, 0.3],
-                      pgd_steps=5, n_minimal=30, cw_steps=20, cw_search_steps=2, apgd_steps=20,
-                      cifar_model="vgg11", cifar_epochs=1, cifar_train_subset=2000, cifar_n_test=60,
+        "smoke": dict(**models.PROFILES["smoke"], n_test=200, eps_grid=[0.0, 0.1, 0.2, 0.3],
+                      pgd_steps=5, n_minimal=30, cw_steps=20, cw_search_steps=2, apgd_steps=20, cifar_n_test=60,
                       cifar_linf_grid=[0.0, 2 / 255, _LINF_8], cifar_l2_grid=[0.0, 0.25, 0.5], batch_size=200,
                       n_show=4),
-        "paper": dict(mnist_epochs=10, n_test=10000,
+        "paper": dict(**models.PROFILES["paper"], n_test=10000,
                       eps_grid=[0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3], pgd_steps=40,
-                      n_minimal=1000, cw_steps=1000, cw_search_steps=9, cw_lr=0.01, cifar_width=1.0,
-                      cifar_epochs=30, cifar_n_test=10000, batch_size=1000),
+                      n_minimal=1000, cw_steps=1000, cw_search_steps=9, cw_lr=0.01, cifar_n_test=10000,
+                      batch_size=1000),
     },
     relations=(
         Relation(("n_minimal", "n_test"), lambda c: c.n_minimal <= c.n_test,
@@ -81,21 +73,6 @@ CHAPTER = Chapter(
                  "n_show must not exceed n_test or cifar_n_test: the image grids show attacked test examples"),
     ),
 )
-
-
-# -- the plan: what the chapter trains ---------------------------------------------------------
-def mnist_configs(cfg: Config) -> dict[str, TrainConfig]:
-    """The three MNIST-scale models (the report's MLP, a small CNN, LeNet-5), one recipe."""
-    return {name: TrainConfig(dataset=cfg.dataset, model=name, epochs=cfg.mnist_epochs,
-                              train_subset=cfg.mnist_train_subset, seed=cfg.seed)
-            for name in MNIST_MODELS}
-
-
-def cifar_configs(cfg: Config) -> dict[str, TrainConfig]:
-    """The report's VGG on CIFAR-10 at the configured width, with crop-and-flip augmentation."""
-    return {cfg.cifar_model: TrainConfig(dataset="cifar10", model=cfg.cifar_model,
-                                         model_options={"width": cfg.cifar_width}, epochs=cfg.cifar_epochs,
-                                         train_subset=cfg.cifar_train_subset, augment=True, seed=cfg.seed)}
 
 
 def curve_grid(grid, headline: float) -> list[float]:

@@ -9,7 +9,7 @@ import torch
 
 from .. import seeded_generator
 from ..attacks import QueryOracle, get_attack, run_attack
-from ..checks import check_images
+from ..checks import check_images, check_positive_int
 from ..data import Dataset, to_float
 from ..errors import BudgetError, InputError
 from ..models import predict
@@ -231,3 +231,31 @@ def minimal_norms(models: Mapping, data: Dataset, attacks: Mapping[str, tuple[st
                 "seconds": sw.seconds / len(x),
             }))
     return pd.concat(frames, ignore_index=True)
+
+
+def noise_injection(model, data: Dataset, *, sigmas, draws: int, batch_size: int = 256, seed: int = 0,
+                    progress: bool = True) -> pd.DataFrame:
+    """Accuracy under Gaussian noise x + σ·N(0, I) (clipped to [0, 1]): one row per (σ, example).
+
+    For every σ, ``draws`` single draws (each one query of the ``noise`` attack) give the mean
+    over draws, and the ``noise`` attack with ``draws`` queries gives the worst of them. Columns:
+    ``sigma``, ``example``, ``clean_correct``, ``mean_correct`` (fraction of single draws
+    classified correctly, 0 for a misclassified clean input), ``robust`` (correct clean and under
+    every one of the worst-of-K attack's draws), ``queries`` (of that attack), and ``l2`` /
+    ``linf``, the norms of the first single draw's noise (pixel units).
+    """
+    check_positive_int(draws=draws)
+    frames = []
+    for sigma in bar(list(sigmas), desc="noise σ", enabled=progress):
+        gen = seeded_generator(seed, data.x.device)
+        single = [evaluate_attack(model, data, attack="noise", sigma=sigma, draws=1, output="label",
+                                  batch_size=batch_size, generator=gen, progress=False) for _ in range(draws)]
+        worst = evaluate_attack(model, data, attack="noise", sigma=sigma, draws=draws, output="label",
+                                batch_size=batch_size, generator=gen, progress=False)
+        frames.append(pd.DataFrame({
+            "sigma": sigma, "example": worst.example, "clean_correct": worst.clean_correct,
+            "mean_correct": np.mean([r.robust.to_numpy() for r in single], axis=0),
+            "robust": worst.robust, "queries": worst.queries, "l2": single[0].l2, "linf": single[0].linf,
+        }))
+    return pd.concat(frames, ignore_index=True)
+

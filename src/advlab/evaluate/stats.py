@@ -55,16 +55,18 @@ def norm_summary(rows: pd.DataFrame, by=("model", "attack")) -> pd.DataFrame:
     that were classified correctly to begin with and that the attack fooled (a misclassified input
     needs no perturbation, and counting its zero would shrink the average). The success rate is
     over the correctly classified examples. Columns: ``n``, ``success``, ``ci_low``, ``ci_high``
-    (fractions), ``median_l2``, ``median_linf``, ``l2_q25``, ``l2_q75`` (pixel units).
+    (fractions), ``median_l2`` with its order-statistic interval ``median_l2_low`` /
+    ``median_l2_high``, ``median_linf``, ``l2_q25``, ``l2_q75`` (pixel units).
     """
     ok = rows[rows.clean_correct]
     out = []
     for keys, g in ok.groupby(list(by), sort=False):
         s = g[g.success]
         lo, hi = clopper_pearson(int(g.success.sum()), len(g))
+        _, mlo, mhi = median_interval(s.l2)
         out.append({**dict(zip(by, keys)), "n": len(g), "success": g.success.mean(), "ci_low": lo, "ci_high": hi,
-                    "median_l2": s.l2.median(), "median_linf": s.linf.median(),
-                    "l2_q25": s.l2.quantile(0.25), "l2_q75": s.l2.quantile(0.75)})
+                    "median_l2": s.l2.median(), "median_l2_low": mlo, "median_l2_high": mhi,
+                    "median_linf": s.linf.median(), "l2_q25": s.l2.quantile(0.25), "l2_q75": s.l2.quantile(0.75)})
     return pd.DataFrame(out).set_index(list(by))
 
 
@@ -86,6 +88,26 @@ def success_by_queries(rows: pd.DataFrame, budgets, by=None, confidence: float =
             keys = dict(zip([by] if isinstance(by, str) else (by or []), key if isinstance(key, tuple) else (key,)))
             out.append({**keys, "budget": b, "n": len(g), "fooled": k, "rate": k / len(g), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(out)
+
+
+def accuracy_by_queries(rows: pd.DataFrame, budgets, by=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Robust accuracy against the query budget, from one run's rows of a black-box attack.
+
+    At budget b an example counts as robust if it is classified correctly clean and the attack
+    did not fool it within b queries; over every attacked example, as :func:`accuracy`. Returns
+    ``budget``, ``n``, ``correct``, ``accuracy``, ``ci_low``, ``ci_high`` (plus the ``by`` columns).
+    """
+    frames = []
+    for b in budgets:
+        robust = rows.clean_correct & ~(rows.success & (rows.queries <= b))
+        acc = accuracy(rows.assign(robust=robust), by=by, confidence=confidence)
+        frames.append(acc.assign(budget=b))
+    return pd.concat(frames, ignore_index=True)
+
+
+def query_grid(max_queries: int, points: int = 25) -> list[int]:
+    """Budgets 1 … ``max_queries``, evenly spaced on a log scale (the x axis of a query curve)."""
+    return sorted({int(round(q)) for q in np.geomspace(1, max_queries, points)})
 
 
 def median_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -115,3 +137,33 @@ def query_summary(rows: pd.DataFrame, by=None, confidence: float = 0.95) -> pd.D
         out.append({**keys, "fooled": len(q), "mean": mean, "mean_low": mean - half, "mean_high": mean + half,
                     "median": med, "median_low": mlo, "median_high": mhi})
     return pd.DataFrame(out)
+
+
+def noise_summary(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per σ, from :func:`~advlab.evaluate.noise_injection` rows: the mean accuracy over draws with a
+    t-interval over examples (draws of one example are not independent), the worst-of-K accuracy
+    with its Clopper-Pearson interval, and the noise's median L2 and L∞ norms (pixel units)."""
+    out = []
+    for sigma, g in rows.groupby("sigma", sort=True):
+        a = g.mean_correct.to_numpy(dtype=float)
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a))) \
+            if len(a) > 1 else float("nan")
+        k = int(g.robust.sum())
+        lo, hi = clopper_pearson(k, len(g), confidence)
+        out.append({"sigma": sigma, "n": len(g), "mean_accuracy": a.mean(), "mean_low": max(a.mean() - half, 0.0),
+                    "mean_high": min(a.mean() + half, 1.0), "worst_accuracy": k / len(g), "worst_low": lo,
+                    "worst_high": hi, "median_l2": g.l2.median(), "median_linf": g.linf.median()})
+    return pd.DataFrame(out).set_index("sigma")
+
+
+def transfer_summary(matrix: pd.DataFrame, by: str = "attack") -> pd.DataFrame:
+    """White-box (diagonal) and transferred (off-diagonal) mean target accuracy per ``by`` value,
+    from :func:`~advlab.evaluate.transfer_matrix` rows that carry a ``by`` column."""
+    diag = matrix.source == matrix.target
+    return pd.DataFrame({
+        "white_box": matrix[diag].groupby(by, sort=False).accuracy.mean(),
+        "transfer": matrix[~diag].groupby(by, sort=False).accuracy.mean(),
+        "transfer_min": matrix[~diag].groupby(by, sort=False).accuracy.min(),
+        "transfer_max": matrix[~diag].groupby(by, sort=False).accuracy.max(),
+    })
+

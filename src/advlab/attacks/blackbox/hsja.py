@@ -32,7 +32,8 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
     current point from B_t = min(init_evals·√t, max_evals) labels of x_t + δu (u uniform on the
     sphere, δ = 0.1 at t = 1, then √d·θ·‖x_t − x‖ with θ = γ / d^{3/2}); step along it by
     ‖x_t − x‖/√t, halved until the point is still adversarial; bisect back to the boundary
-    between x and that point to precision θ. Examples stop when their budget cannot pay for the
+    between x and that point to precision θ. The first query is x itself: a misclassified input
+    stops there and comes back unchanged. Examples stop when their budget cannot pay for the
     next stage; examples never made adversarial come back as x.
 
     Parameters
@@ -75,11 +76,14 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
             lo[j] = torch.where(adv, lo[j], mid)
         return (1 - per_example(hi, x0)) * x0 + per_example(hi, x0) * far
 
-    # initialisation: misclassified uniform noise, then the boundary between it and x
+    # a misclassified input needs no perturbation: one query, and it stops (the walk would shrink
+    # its distance to x below float resolution)
+    everyone = torch.arange(n, device=dev)
     cur = x.clone()
     found = torch.zeros(n, dtype=torch.bool, device=dev)
+    already = adversarial(x, everyone)
     for _ in range(init_tries):
-        todo = (~found & (left(torch.arange(n, device=dev)) >= 1)).nonzero().squeeze(1)
+        todo = (~found & ~already & (left(everyone) >= 1)).nonzero().squeeze(1)
         if todo.numel() == 0:
             break
         noise = torch.rand(x[todo].shape, generator=generator, device=dev, dtype=x.dtype)
@@ -92,7 +96,7 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
 
     for t in range(1, steps + 1):
         evals = min(int(init_evals * math.sqrt(t)), max_evals)
-        live = (found & (left(torch.arange(n, device=dev)) >= evals + 2)).nonzero().squeeze(1)
+        live = (found & (left(everyone) >= evals + 2)).nonzero().squeeze(1)
         if live.numel() == 0:
             break
         b = live.numel()

@@ -1,0 +1,108 @@
+"""Black-box attacks: the chapter's parameters and profiles, and the surrogates its transfer section trains.
+
+It attacks the white-box chapter's models (:mod:`advlab.chapters.models`), so one profile trains
+them once for both chapters.
+"""
+from __future__ import annotations
+
+from ..config import Chapter, Config, Param, Relation
+from ..training import TrainConfig
+from . import models
+
+_LINF_8 = 8 / 255
+REPORT_NOISE_SIGMA = 0.1  # the VGG-19 report's noise level (its 3.2)
+
+CHAPTER = Chapter(
+    name="black-box",
+    notebook="black_box.py",
+    title="Black-box attacks",
+    position=2,
+    params={
+        **models.PARAMS,
+        "n_test": Param(int, "MNIST-scale test examples attacked (seeded, class-stratified)", minimum=1),
+        "eps": Param(float, "L∞ budget on the MNIST-scale models, pixel units of [0, 1]", minimum=0),
+        "cifar_n_test": Param(int, "CIFAR-10 test examples for NES, Square, NATTACK and noise", minimum=1),
+        "cifar_eps_linf": Param(float, "L∞ budget on CIFAR-10, pixel units", minimum=0),
+        "queries": Param(int, "query budget per example of the score-based attacks", minimum=1),
+        "nes_samples": Param(int, "NES samples per gradient estimate (antithetic pairs: even)", minimum=2),
+        "nes_sigma": Param(float, "NES search standard deviation, pixel units", positive=True),
+        "square_p_init": Param(float, "Square attack's initial fraction of pixels per square", positive=True,
+                               maximum=1),
+        "nattack_population": Param(int, "NATTACK samples per iteration", minimum=1),
+        "nattack_sigma": Param(float, "NATTACK search standard deviation (tanh space)", positive=True),
+        "nattack_lr": Param(float, "NATTACK learning rate of the mean", positive=True),
+        "apgd_steps": Param(int, "APGD-CE iterations of the white-box yardstick", minimum=1),
+        "pgd_steps": Param(int, "PGD iterations (step size 2.5 ε / steps)", minimum=1),
+        "onepixel_n_test": Param(int, "CIFAR-10 test examples for the few-pixel attacks", minimum=1),
+        "onepixel_pixels": Param(("list", int), "pixels the few-pixel attacks may change", minimum=1),
+        "onepixel_population": Param(int, "differential-evolution population per example", minimum=4),
+        "onepixel_generations": Param(int, "differential-evolution generations", minimum=1),
+        "noise_sigmas": Param(("list", float), "standard deviations of the Gaussian noise, pixel units",
+                              minimum=0),
+        "noise_draws": Param(int, "noise draws per example (the worst of them is the K-query attack)", minimum=1),
+        "noise_l2_grid": Param(("list", float), "L2 budgets of PGD-L2 in the noise comparison, pixel units",
+                               minimum=0),
+        "transfer_steps": Param(int, "iterations of PGD and MI-FGSM on the surrogates", minimum=1),
+        "hsja_n_test": Param(int, "CIFAR-10 test examples for HopSkipJump, DeepFool and CW", minimum=1),
+        "hsja_budgets": Param(("list", int), "HopSkipJump query budgets per example (one run each)", minimum=1),
+        "deepfool_steps": Param(int, "DeepFool maximum iterations (overshoot 0.02)", minimum=1),
+        "cw_steps": Param(int, "Carlini-Wagner Adam steps per binary-search step", minimum=1),
+        "cw_search_steps": Param(int, "Carlini-Wagner binary-search steps over c", minimum=1),
+        "cw_lr": Param(float, "Carlini-Wagner Adam learning rate (tanh space)", positive=True),
+        "cw_initial_const": Param(float, "Carlini-Wagner initial trade-off constant c₀", positive=True),
+        "squeeze_bits": Param(int, "bit depth of the feature-squeezing defense (levels: 2^bits)", minimum=1),
+        "batch_size": Param(int, "examples per attack batch (black-box attacks query their population of "
+                                 "each at once)", minimum=1),
+        "n_show": Param(int, "examples per image grid", minimum=1),
+    },
+    base="quick",
+    profiles={
+        "quick": dict(**models.PROFILES["quick"], n_test=200, eps=0.2, cifar_n_test=200, cifar_eps_linf=_LINF_8,
+                      queries=2000, nes_samples=50, nes_sigma=0.001, square_p_init=0.05, nattack_population=100,
+                      nattack_sigma=0.1, nattack_lr=0.02, apgd_steps=100, pgd_steps=20, onepixel_n_test=100,
+                      onepixel_pixels=[1, 3, 5], onepixel_population=100, onepixel_generations=20,
+                      noise_sigmas=[0.02, 0.05, 0.1, 0.2], noise_draws=20,
+                      noise_l2_grid=[0.1, 0.25, 0.5, 1.0, 2.0], transfer_steps=10, hsja_n_test=50,
+                      hsja_budgets=[100, 300, 1000, 2000], deepfool_steps=50, cw_steps=100, cw_search_steps=5,
+                      cw_lr=0.01, cw_initial_const=0.1, squeeze_bits=3, batch_size=100,
+                      n_show=6),
+        "smoke": dict(**models.PROFILES["smoke"], n_test=40, cifar_n_test=40, queries=200, nattack_population=20,
+                      apgd_steps=20, pgd_steps=5, onepixel_n_test=12, onepixel_pixels=[1, 3],
+                      onepixel_population=20, onepixel_generations=5, noise_sigmas=[0.05, 0.1], noise_draws=5,
+                      noise_l2_grid=[0.25, 1.0], transfer_steps=5, hsja_n_test=10, hsja_budgets=[50, 200],
+                      deepfool_steps=20, cw_steps=20, cw_search_steps=2, n_show=4),
+        "paper": dict(**models.PROFILES["paper"], n_test=1000, cifar_n_test=1000, queries=10000,
+                      nattack_population=300, pgd_steps=40, onepixel_n_test=500, onepixel_population=400,
+                      onepixel_generations=100, noise_sigmas=[0.01, 0.02, 0.05, 0.1, 0.2, 0.3], noise_draws=100,
+                      noise_l2_grid=[0.1, 0.25, 0.5, 1.0, 2.0, 4.0], hsja_n_test=500,
+                      hsja_budgets=[100, 300, 1000, 3000, 10000], cw_steps=1000, cw_search_steps=9,
+                      batch_size=250),
+    },
+    relations=(
+        Relation(("nes_samples",), lambda c: c.nes_samples % 2 == 0,
+                 "nes_samples must be even: NES queries antithetic pairs x ± σu"),
+        Relation(("nattack_population", "queries"), lambda c: c.nattack_population <= c.queries,
+                 "nattack_population must not exceed queries: one NATTACK iteration queries its whole population"),
+        Relation(("hsja_n_test", "cifar_n_test"), lambda c: c.hsja_n_test <= c.cifar_n_test,
+                 "hsja_n_test must not exceed cifar_n_test: HopSkipJump's examples come from the attacked subset"),
+        Relation(("onepixel_n_test", "cifar_n_test"), lambda c: c.onepixel_n_test <= c.cifar_n_test,
+                 "onepixel_n_test must not exceed cifar_n_test: the few-pixel examples come from the attacked "
+                 "subset"),
+        Relation(("n_show", "onepixel_n_test"), lambda c: c.n_show <= c.onepixel_n_test,
+                 "n_show must not exceed onepixel_n_test: the grid shows examples the few-pixel attacks fooled"),
+    ),
+)
+
+
+def surrogate_configs(cfg: Config) -> dict[str, TrainConfig]:
+    """The transfer section's models: the three MNIST-scale models, and the small CNN trained again
+    with the next seed (same architecture and recipe, other weights: the attacker's own copy)."""
+    out = dict(models.mnist_configs(cfg))
+    out[f"small_cnn (seed {cfg.seed + 1})"] = models.mnist_configs(cfg, seed=cfg.seed + 1)["small_cnn"]
+    return out
+
+
+def nearest(values, target: float) -> float:
+    """The value closest to ``target`` (the σ of the sweep a report's number is compared with)."""
+    return min(values, key=lambda v: abs(v - target))
+
