@@ -1,11 +1,13 @@
 """Score-based attacks cost their queries: wall time per query against a bare batched forward pass.
 
-The attacked model is the MNIST small CNN with its logits shifted so that no attack can succeed:
-every example queries to the end of its budget. The floor is a bare forward pass over as many
-inputs as the attack queried, in the oracle's slices. Each ratio is paired (attack and floor back
-to back, order alternating), median and interquartile range over repeats.
+The attacked model has its logits shifted so that no attack can succeed: every example queries
+to the end of its budget. ``--model mnist`` is a small CNN on MNIST (the cheapest forward pass,
+so the attack's own tensor work weighs most); ``--model cifar`` is the black-box chapter's
+quick-profile VGG on CIFAR-10 (the model the chapter attacks). The floor is a bare forward pass
+over as many inputs as the attack queried, in the oracle's slices. Each ratio is paired (attack
+and floor back to back, order alternating), median and interquartile range over repeats.
 
-    python benchmarks/blackbox_overhead.py [--batch 256] [--queries 100] [--repeats 7]
+    python benchmarks/blackbox_overhead.py [--model mnist|cifar] [--batch 256] [--queries 100] [--repeats 7]
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from attack_overhead import paired  # the same paired timing as the white-box be
 from advlab import ThreatModel
 from advlab.attacks import QueryOracle, run_attack
 from advlab.data import load_dataset
-from advlab.training import TrainConfig, load_or_train
+from advlab.chapters import black_box, models
+from advlab.training import TrainConfig, load_models, load_or_train
 
 
 def main():
@@ -25,12 +28,17 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--model", choices=("mnist", "cifar"), default="mnist")
     args = ap.parse_args()
-    model, _ = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000,
-                                         eval_subset=500), progress=False)
+    if args.model == "mnist":
+        model, _ = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000,
+                                             eval_subset=500), progress=False)
+    else:
+        (model,) = load_models(models.cifar_configs(black_box.CHAPTER.resolve("quick", {})), progress=False)[0].values()
     model.eval()
-    x = load_dataset("mnist", "test").subset(args.batch, seed=3).images()
+    x = load_dataset("mnist" if args.model == "mnist" else "cifar10", "test").subset(args.batch, seed=3).images()
     y = torch.zeros(len(x), dtype=torch.long)
+    eps = {"linf": 0.1, "l2": 1.5} if args.model == "mnist" else {"linf": 8 / 255, "l2": 0.5}
 
     def unfoolable(z):  # one forward of the real network per query; class 0 always wins
         return model(z) + 1e4 * (torch.arange(10) == 0).float()
@@ -45,18 +53,19 @@ def main():
                 unfoolable(x[:k])
                 done += k
 
-    print(f"# black-box attack overhead (torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch}, {args.queries} queries per example, median of {args.repeats})\n")
+    print(f"# black-box attack overhead, {args.model} model (torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, batch {args.batch}, {args.queries} queries per example, "
+          f"median of {args.repeats})\n")
     print("| attack | queries | time per query (µs) | / bare forward per input (median) | IQR |")
     print("|---|---|---|---|---|")
-    attacks = [("square", "linf", 0.1, {}), ("square", "l2", 1.5, {}),
-               ("nes", "linf", 0.1, {"samples": 10}), ("nattack", "linf", 0.1, {"population": 20})]
-    for name, norm, eps, params in attacks:
+    attacks = [("square", "linf", {}), ("square", "l2", {}), ("nes", "linf", {"samples": 10}),
+               ("nattack", "linf", {"population": 20})]
+    for name, norm, params in attacks:
         used = {}
 
         def attack():
             res = run_attack(name, QueryOracle(unfoolable, output="logits", budget=args.queries), x, y,
-                             threat=ThreatModel(norm, eps), generator=torch.Generator().manual_seed(0), **params)
+                             threat=ThreatModel(norm, eps[norm]), generator=torch.Generator().manual_seed(0), **params)
             used["q"] = int(res.queries.sum())
 
         attack()

@@ -55,7 +55,8 @@ def test_cli_rejects_bad_parameters_before_executing(capsys):
     assert main(["run", "white-box", "--profile", "smoke", "-p", "epss", "0.2"]) == 2
     assert "unknown parameter(s) ['epss']" in capsys.readouterr().err
     assert main(["run", "white-box", "-p", "eps", "abc"]) == 2
-    assert main(["run", "black-box"]) == 2
+    assert main(["run", "grey-box"]) == 2
+    assert "unknown chapter 'grey-box'" in capsys.readouterr().err
 
 
 def test_overrides_parse_as_yaml():
