@@ -16,7 +16,7 @@ help:
 	@echo "make test        tests: ruff, pytest + nbval regression of the notebooks (creates .venv if missing)"
 	@echo "make book        execute changed chapters (PROFILE=$(PROFILE)) and render _build/html"
 	@echo "make references  re-execute the smoke profile into tests/notebooks (nbval references)"
-	@echo "make benchmark   attack overhead against bare forward+backward passes"
+	@echo "make benchmark   attack overhead against bare forward(+backward) passes; one-pixel against torchattacks"
 	@echo "make clean       remove _build and executed pages (keeps .venv and the model cache)"
 
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -46,6 +46,9 @@ references: env
 benchmark: env
 	$(BIN)/pip install -q -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/attack_overhead.py
+	$(BIN)/python benchmarks/blackbox_overhead.py
+	$(BIN)/python benchmarks/blackbox_overhead.py --model cifar --batch 128
+	$(BIN)/python benchmarks/onepixel_speed.py --n 50 --pixels 1 3
 
 clean:
 	rm -rf _build book/*.ipynb

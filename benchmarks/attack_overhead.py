@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from advlab import ThreatModel
 from advlab.attacks import apgd, carlini_wagner_l2, deepfool, fgsm, pgd
+from advlab.cli import configure_environment
 from advlab.data import load_dataset
 from advlab.timing import Stopwatch
 from advlab.training import TrainConfig, load_or_train
@@ -74,6 +76,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out")
     args = ap.parse_args()
+    configure_environment(Path(__file__).resolve().parents[1])  # the repository's data and model cache
     device = torch.device(args.device)
     torch.manual_seed(0)
     model, _ = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000,

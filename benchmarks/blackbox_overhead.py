@@ -12,14 +12,16 @@ and floor back to back, order alternating), median and interquartile range over 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from attack_overhead import paired  # the same paired timing as the white-box benchmark
 
 from advlab import ThreatModel
 from advlab.attacks import QueryOracle, run_attack
-from advlab.data import load_dataset
 from advlab.chapters import black_box, models
+from advlab.cli import configure_environment
+from advlab.data import load_dataset
 from advlab.training import TrainConfig, load_models, load_or_train
 
 
@@ -30,6 +32,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--model", choices=("mnist", "cifar"), default="mnist")
     args = ap.parse_args()
+    configure_environment(Path(__file__).resolve().parents[1])  # the repository's data and model cache
     if args.model == "mnist":
         model, _ = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000,
                                              eval_subset=500), progress=False)

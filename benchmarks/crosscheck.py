@@ -10,12 +10,14 @@ one-pixel) see the model through advlab's query oracle; torchattacks queries it 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 import torchattacks
 
 from advlab import ThreatModel
 from advlab.attacks import QueryOracle, apgd, carlini_wagner_l2, deepfool, fgsm, pgd, run_attack
+from advlab.cli import configure_environment
 from advlab.data import load_dataset
 from advlab.training import TrainConfig, load_or_train
 
@@ -25,6 +27,7 @@ def main():
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--n-minimal", type=int, default=100)
     args = ap.parse_args()
+    configure_environment(Path(__file__).resolve().parents[1])  # the repository's data and model cache
     model, info = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=2, seed=0), progress=False)
     data = load_dataset("mnist", "test").subset(args.n, seed=0, stratified=True)
     x, y = data.images(), data.y

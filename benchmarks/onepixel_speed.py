@@ -1,6 +1,6 @@
 """Few-pixel attack: advlab's batched differential evolution against torchattacks' OnePixel.
 
-    python benchmarks/onepixel_speed.py [--n 100] [--pixels 1 3] [--steps 20] [--popsize 10] [--device cpu]
+    python benchmarks/onepixel_speed.py [--n 100] [--pixels 1 3] [--steps 20] [--popsize 100] [--device cpu]
 
 Same model (the black-box chapter's quick-profile VGG on CIFAR-10), same correctly classified test
 images, same population and generations: torchattacks runs scipy's differential evolution one
@@ -11,6 +11,7 @@ time, success rate and the speed ratio.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 import torchattacks
@@ -18,6 +19,7 @@ import torchattacks
 from advlab import seeded_generator
 from advlab.attacks import QueryOracle, run_attack
 from advlab.chapters import black_box, models
+from advlab.cli import configure_environment
 from advlab.data import load_dataset
 from advlab.models import predict
 from advlab.timing import Stopwatch
@@ -29,10 +31,11 @@ def main():
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--pixels", type=int, nargs="+", default=[1, 3])
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--popsize", type=int, default=10, help="torchattacks' popsize (scipy multiplies it by "
-                                                             "the 5 genes of each pixel)")
+    ap.add_argument("--popsize", type=int, default=100, help="population per image (torchattacks rounds it "
+                                                              "down to a multiple of the genes, 5 per pixel)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    configure_environment(Path(__file__).resolve().parents[1])  # the repository's data and model cache
     cfg = black_box.CHAPTER.resolve("quick", {})
     (name, model), = load_models(models.cifar_configs(cfg), device=args.device, progress=False)[0].items()
     data = load_dataset("cifar10", "test", device=args.device).subset(4 * args.n, seed=0, stratified=True)
@@ -45,9 +48,10 @@ def main():
           "torchattacks success | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for k in args.pixels:
-        population = args.popsize * k * (2 + x.shape[1])  # scipy's population: popsize × genes
+        genes = k * (2 + x.shape[1])  # row, column and colour of each pixel
+        population = max(1, args.popsize // genes) * genes  # torchattacks' population, for both
         with Stopwatch(x.device) as t_ours:
-            ours = run_attack("onepixel", QueryOracle(model, output="probs", batch_size=4096), x, y, pixels=k,
+            ours = run_attack("onepixel", QueryOracle(model, output="probs"), x, y, pixels=k,
                               population=population, generations=args.steps,
                               generator=seeded_generator(0, x.device))
         torch.manual_seed(0)
