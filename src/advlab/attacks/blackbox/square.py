@@ -94,21 +94,31 @@ def _init_l2(x, eps, generator):
     return (x + eps * delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).clamp(0, 1)
 
 
+def _put(t, win, top, left):
+    """Write each example's s×s window ``win`` (B, c, s, s) into ``t`` at (top, left), in place."""
+    s = win.shape[-1]
+    ar = torch.arange(s, device=t.device)
+    bidx = torch.arange(t.shape[0], device=t.device)[:, None, None]
+    t.permute(0, 2, 3, 1)[bidx, (top[:, None] + ar)[:, :, None], (left[:, None] + ar)[:, None, :]] = \
+        win.permute(0, 2, 3, 1)
+
+
 def _step_linf(x, x_best, eps, p, generator, max_resample=10):
     b, c, h, w = x.shape
     s = min(max(int(round(math.sqrt(p * h * w))), 1), h - 1)
     top = torch.randint(0, h - s, (b,), generator=generator, device=x.device)
     left = torch.randint(0, w - s, (b,), generator=generator, device=x.device)
-    mask = _window_mask(top, left, s, h, w)
-    weight = mask.to(x.dtype)  # lerp with a 0/1 weight is exact, and much faster than a broadcast where
-    cand = x_best
+    # work on the s×s windows only: the rest of the candidate is x_best, copied once
+    xw, bw = _take(x, top, left, s), _take(x_best, top, left, s)
+    win, need = bw, torch.ones(b, dtype=torch.bool, device=x.device)
     for _ in range(max_resample):  # redraw where the new square would leave the image unchanged
-        signs = (eps * _signs((b, c, 1, 1), generator, x.device, x.dtype)).expand_as(x)
-        cand = torch.lerp(cand, (x + signs).clamp(0, 1), weight)
-        need = ~((cand != x_best) & mask).flatten(1).any(1)
+        signs = eps * _signs((b, c, 1, 1), generator, x.device, x.dtype)
+        win = torch.where(need.view(-1, 1, 1, 1), (xw + signs).clamp(0, 1), win)
+        need = need & ~(win != bw).flatten(1).any(1)
         if not need.any():
             break
-        weight = weight * need.view(-1, 1, 1, 1)
+    cand = x_best.clone()
+    _put(cand, win, top, left)
     return cand
 
 
