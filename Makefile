@@ -16,7 +16,8 @@ help:
 	@echo "make test        tests: ruff, pytest + nbval regression of the notebooks (creates .venv if missing)"
 	@echo "make book        execute changed chapters (PROFILE=$(PROFILE)) and render _build/html"
 	@echo "make references  re-execute the smoke profile into tests/notebooks (nbval references)"
-	@echo "make benchmark   attack overhead against bare forward(+backward) passes; one-pixel against torchattacks"
+	@echo "make benchmark   attack and adversarial-training overhead against bare passes; one-pixel against"
+	@echo "                 torchattacks; fast adversarial training on MNIST within its time budget"
 	@echo "make clean       remove _build and executed pages (keeps .venv and the model cache)"
 
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -49,6 +50,8 @@ benchmark: env
 	$(BIN)/python benchmarks/blackbox_overhead.py
 	$(BIN)/python benchmarks/blackbox_overhead.py --model cifar --batch 128
 	$(BIN)/python benchmarks/onepixel_speed.py --n 50 --pixels 1 3
+	$(BIN)/python benchmarks/training_overhead.py
+	$(BIN)/python benchmarks/fast_at_mnist.py
 
 clean:
 	rm -rf _build book/*.ipynb

@@ -259,3 +259,53 @@ def pixel_attack_grid(model, data, *, pixels, n: int = 6, seed: int = 0, title: 
     return changed_pixels_grid(x, advs, labels=y.tolist(), classes=data.classes, clean_pred=pred_all[keep].tolist(),
                                title=title)
 
+
+
+def tradeoff_scatter(df: pd.DataFrame, *, hue: str = "dataset", title: str | None = None):
+    """Clean against robust accuracy (%), one point per model with both 95% intervals as error bars.
+
+    ``df`` has one row per model (its index labels the points) with ``clean``, ``clean_low``,
+    ``clean_high``, ``robust``, ``robust_low``, ``robust_high`` (fractions) and the ``hue`` column.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    palette = sns.color_palette("colorblind", n_colors=max(1, df[hue].nunique()))
+    for color, (name, g) in zip(palette, df.groupby(hue, sort=False)):
+        x, y = 100 * g["clean"], 100 * g["robust"]
+        err_x = [100 * (g["clean"] - g["clean_low"]), 100 * (g["clean_high"] - g["clean"])]
+        err_y = [100 * (g["robust"] - g["robust_low"]), 100 * (g["robust_high"] - g["robust"])]
+        ax.errorbar(x, y, xerr=err_x, yerr=err_y, fmt="o", ms=4, color=color, alpha=0.8, lw=0.8, label=str(name))
+        for label, xi, yi in zip(g.index, x, y):
+            ax.annotate(str(label), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("robust accuracy under the ensemble (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(title=f"{hue} (95% CI bars)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def monitor_curves(histories: dict, *, title: str | None = None):
+    """Held-out clean and PGD accuracy (%) after every training epoch, one line per run.
+
+    ``histories`` maps a run's label to its checkpoint's ``metrics["history"]`` (rows with
+    ``epoch``, ``holdout_clean``, ``holdout_pgd``); a cross marks the epoch the run kept.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    palette = sns.color_palette("colorblind", n_colors=max(1, len(histories)))
+    for color, (name, (hist, kept)) in zip(palette, histories.items()):
+        h = pd.DataFrame(hist)
+        for ax, col in zip(axes, ("holdout_clean", "holdout_pgd")):
+            ax.plot(h["epoch"], 100 * h[col], marker="o", ms=3, color=color, label=str(name))
+            ax.plot([kept], [100 * h.loc[h.epoch == kept, col].iloc[0]], marker="x", ms=9, color=color)
+    for ax, what in zip(axes, ("clean", "PGD-10")):
+        ax.set_xlabel("epoch")
+        ax.set_title(f"held-out {what} accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_ylim(-2, 102)
+    axes[1].legend(title="training (× kept epoch)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -155,8 +155,8 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     pairs = list(attacks.items()) if isinstance(attacks, Mapping) else [(name, (name, p)) for name, p in attacks]
     if not isinstance(threat, ThreatModel):
         raise InputError(f"worst_case needs a threat model, got {type(threat).__name__}")
-    for _, (name, params) in pairs:
-        get_attack(name).check_params(params)  # every name checked before the first attack runs
+    for _, (name, params) in pairs:  # every name checked before the first attack runs
+        get_attack(name).check_params({k: v for k, v in params.items() if k not in ORACLE_ARGS})
     clean = clean_table(model, data)
     n = len(data)
     robust = clean["correct"].to_numpy().copy()
@@ -181,6 +181,66 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     out.insert(0, "norm", threat.norm)
     out.insert(1, "eps", threat.eps)
     return out
+
+
+ORACLE_ARGS = ("budget", "output")  # evaluate_attack's arguments for a black-box attack's oracle
+
+
+def ensemble(threat: ThreatModel, *, steps: int = 100, restarts: int = 1, queries: int = 5000) -> dict:
+    """The evaluation ensemble every defense is judged by, in the cascade order of AutoAttack.
+
+    APGD on the cross-entropy, APGD on the DLR loss (Croce & Hein 2020; ``steps`` iterations,
+    ``restarts`` restarts each) and the score-based Square attack with ``queries`` queries per
+    example (Andriushchenko et al. 2020), which needs no gradient and so sees through masked
+    ones. A mapping for :func:`worst_case`; its ``threat`` is only checked here.
+    """
+    if not isinstance(threat, ThreatModel):
+        raise InputError(f"ensemble needs a threat model, got {type(threat).__name__}")
+    check_positive_int(steps=steps, restarts=restarts, queries=queries)
+    return {"APGD-CE": ("apgd", {"steps": steps, "restarts": restarts}),
+            "APGD-DLR": ("apgd", {"steps": steps, "restarts": restarts, "loss": "dlr"}),
+            "Square": ("square", {"budget": queries, "output": "logits"})}
+
+
+def robust_evaluation(models, data: Dataset, threats: ThreatModel | Sequence[ThreatModel], *, steps: int = 100,
+                      restarts: int = 1, queries: int = 5000, batch_size: int = 256, seed: int = 0,
+                      progress: bool = True) -> pd.DataFrame:
+    """Per-example worst case over :func:`ensemble` for every model and threat, and their union.
+
+    ``models`` is one model or a mapping of names to models. For each threat model the ensemble
+    runs as a cascade (:func:`worst_case`); with several threat models one more set of rows,
+    ``threat == "union"``, counts an example as robust only if it is robust under every one of
+    them (the union of the balls, as in Tramèr & Boneh 2019; ``fooled_by`` names the threat and
+    the attack, e.g. ``"l2 1: APGD-CE"``). Columns: ``model``, ``threat``
+    (e.g. ``"linf 0.3"``), ``norm``, ``eps``, ``example``, ``label``, ``clean_correct``,
+    ``robust``, ``fooled_by``, ``linf``, ``l2``, ``forwards``, ``backwards``, ``seconds``.
+    Aggregate with :func:`advlab.evaluate.accuracy` grouped by ``["model", "threat"]``.
+    """
+    threats = [threats] if isinstance(threats, ThreatModel) else list(threats)
+    if not threats:
+        raise InputError("robust_evaluation needs at least one threat model")
+    attacks = {t: ensemble(t, steps=steps, restarts=restarts, queries=queries) for t in threats}
+    named = models if isinstance(models, Mapping) else {None: models}
+    frames = []
+    for mname, model in bar(named.items(), desc="robust evaluation", enabled=progress):
+        per = []
+        for t in threats:
+            rows = worst_case(model, data, attacks=attacks[t], threat=t, batch_size=batch_size, seed=seed,
+                              progress=False)
+            per.append(rows.assign(threat=f"{t.norm} {t.eps:g}"))
+        if len(per) > 1:
+            union = per[0].copy()
+            union["robust"] = np.logical_and.reduce([r["robust"].to_numpy() for r in per])
+            first = [next((f"{r['threat'].iat[i]}: {r['fooled_by'].iat[i]}" for r in per
+                           if r["fooled_by"].iat[i] is not None), None) for i in range(len(union))]
+            union["fooled_by"] = pd.Series(first, dtype=object)
+            for col in ("forwards", "backwards", "seconds"):
+                union[col] = sum(r[col].to_numpy() for r in per)
+            union[["linf", "l2"]] = np.nan
+            per.append(union.assign(threat="union", norm="union", eps=np.nan))
+        frames += [r.assign(model=mname) for r in per]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", "threat", *[c for c in out.columns if c not in ("model", "threat")]]]
 
 
 def transfer_matrix(models: Mapping, data: Dataset, *, attack: str, threat: ThreatModel, batch_size: int = 500,

@@ -1,0 +1,249 @@
+"""Defenses I: the chapter's parameters and profiles, and the plan of the models it trains.
+
+Every model of the chapter is a :class:`~advlab.training.TrainConfig` built here from the
+configuration, so the notebook holds no recipe and models shared between sections (the PGD-L∞
+VGG of Table 1 is also the depth and width comparisons' VGG at the configured depth and width)
+are trained once. The undefended baselines are the white-box chapter's models
+(:mod:`advlab.chapters.models`), from the same cache.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..config import ALL, Chapter, Config, Param, Relation
+from ..data import Dataset
+from ..evaluate import accuracy, evaluate_attack, interval
+from ..progress import bar
+from ..threat import ThreatModel
+from ..training import TrainConfig
+from . import models
+
+# Published references the chapter sets its numbers beside (accuracy in %).
+MADRY_MNIST = {"clean": 98.5, "autoattack": 88.5}  # Madry et al.'s public MNIST model, L∞ 0.3 (RobustBench)
+WONG_MNIST_FGSM_RS = 88.8  # Wong et al. 2020, FGSM-RS, PGD-50 with 10 restarts, L∞ 0.3
+REPORT_TABLE_1 = pd.DataFrame(  # the VGG-19 report's Table 1 (its caption: ε = 0.06)
+    {"clean": [82.12, 65.14], "FGSM": [8.11, 50.68], "PGD-L2": [6.64, 58.3], "PGD-L∞": [2.59, 49.52]},
+    index=pd.Index(["base", "PGD-L∞ trained"], name="model"))
+
+CHAPTER = Chapter(
+    name="defenses",
+    notebook="defenses.py",
+    title="Defenses: adversarial training",
+    position=3,
+    params={
+        **models.PARAMS,
+        "mnist_model": Param(str, "architecture adversarially trained on the MNIST-scale dataset",
+                             choices=models.MNIST_MODELS),
+        "mnist_adv_epochs": Param(int, "epochs of every MNIST-scale adversarial training", minimum=1),
+        "mnist_adv_subset": Param(int, f"their training examples ({ALL!r}: the whole split)", minimum=1,
+                                  all_allowed=True),
+        "mnist_adv_lr": Param(float, "their peak learning rate (one-cycle schedule, SGD with Nesterov momentum)",
+                              positive=True),
+        "mnist_eps": Param(float, "L∞ budget on the MNIST-scale dataset (training and evaluation), pixel units",
+                           positive=True),
+        "mnist_eps_l2": Param(float, "L2 budget on the MNIST-scale dataset (training and evaluation), pixel units",
+                              positive=True),
+        "train_steps": Param(int, "PGD steps of PGD, TRADES and mixed training (step size 2.5 ε / steps)",
+                             minimum=1),
+        "trades_beta": Param(float, "TRADES trade-off β (weight of the KL term)", positive=True),
+        "monitor": Param(int, "training examples held out to measure PGD-10 accuracy after every epoch",
+                         minimum=1),
+        "co_eps": Param(float, "L∞ ε of the FGSM training run built to overfit catastrophically", positive=True),
+        "co_epochs": Param(int, "epochs of the catastrophic-overfitting runs", minimum=1),
+        "cifar_adv_epochs": Param(int, "epochs of every CIFAR-10 adversarial training", minimum=1),
+        "cifar_adv_subset": Param(int, f"their training examples ({ALL!r}: all 50,000)", minimum=1,
+                                  all_allowed=True),
+        "cifar_train_steps": Param(int, "PGD steps of CIFAR-10 adversarial training (step ε/10 · 10/steps)",
+                                   minimum=1),
+        "cifar_eps": Param(float, "L∞ budget on CIFAR-10 (training and evaluation), pixel units", positive=True),
+        "cifar_eps_l2": Param(float, "L2 budget on CIFAR-10 (training and evaluation), pixel units", positive=True),
+        "adv_fraction": Param(float, "share of each CIFAR-10 batch that is perturbed (the report: half)",
+                              positive=True, maximum=1),
+        "vgg_depths": Param(("list", int), "VGG depths compared under PGD-L∞ training", choices=(11, 13, 16, 19)),
+        "widths": Param(("list", float), "VGG width multipliers compared under PGD-L∞ training", positive=True),
+        "finetune_epochs": Param(int, "epochs of DeepFool / FGSM fine-tuning (the report: 5)", minimum=1),
+        "finetune_subset": Param(int, f"fine-tuning examples ({ALL!r}: the whole split)", minimum=1,
+                                 all_allowed=True),
+        "finetune_scales": Param(("list", float), "factors α on DeepFool's perturbation for fine-tuning",
+                                 positive=True),
+        "finetune_fgsm_eps": Param(float, "L∞ ε of FGSM fine-tuning, pixel units", positive=True),
+        "n_minimal": Param(int, "test examples for ρ_adv before and after fine-tuning", minimum=1),
+        "n_test": Param(int, "MNIST-scale test examples of the robust evaluation (seeded, class-stratified)",
+                        minimum=1),
+        "cifar_n_test": Param(int, "CIFAR-10 test examples of the robust evaluation", minimum=1),
+        "apgd_steps": Param(int, "iterations of APGD-CE and APGD-DLR in the evaluation ensemble", minimum=1),
+        "square_queries": Param(int, "queries per example of the Square attack in the ensemble", minimum=1),
+        "eps_grid": Param(("list", float), "L∞ budgets of the report's Figure 4 (FGSM, PGD-L∞), pixel units",
+                          minimum=0),
+        "l2_grid": Param(("list", float), "L2 budgets of the report's Figure 4 (PGD-L2), pixel units", minimum=0),
+        "batch_size": Param(int, "examples per attack batch", minimum=1),
+    },
+    base="quick",
+    profiles={
+        "quick": dict(**models.PROFILES["quick"], mnist_model="small_cnn", mnist_adv_epochs=3,
+                      mnist_adv_subset=10000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0, train_steps=3,
+                      trades_beta=6.0, monitor=500, co_eps=0.3, co_epochs=3, cifar_adv_epochs=4, cifar_adv_subset=8000,
+                      cifar_train_steps=5, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
+                      vgg_depths=[11, 19], widths=[0.0625, 0.125], finetune_epochs=2, finetune_subset=10000,
+                      finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=200, n_test=150,
+                      cifar_n_test=150, apgd_steps=50, square_queries=300,
+                      eps_grid=[0.0, 0.02, 0.04, 0.06, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0], batch_size=200),
+        "smoke": dict(**models.PROFILES["smoke"], mnist_adv_epochs=1, mnist_adv_subset=2000, train_steps=2,
+                      monitor=200, co_epochs=1, cifar_adv_epochs=1, cifar_adv_subset=1000, cifar_train_steps=2,
+                      vgg_depths=[11, 13], widths=[0.125], finetune_epochs=1, finetune_subset=1000,
+                      finetune_scales=[1.0, 3.0], n_minimal=40, n_test=40, cifar_n_test=40, apgd_steps=10,
+                      square_queries=50, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5]),
+        "paper": dict(**models.PROFILES["paper"], mnist_adv_epochs=20, mnist_adv_subset=ALL, train_steps=20,
+                      monitor=1000, co_epochs=20, cifar_adv_epochs=30, cifar_adv_subset=ALL, cifar_train_steps=10,
+                      vgg_depths=[11, 13, 16, 19], widths=[0.25, 0.5, 1.0, 2.0], finetune_epochs=5,
+                      finetune_subset=ALL, finetune_scales=[1.0, 2.0, 3.0], n_minimal=1000, n_test=1000,
+                      cifar_n_test=1000, apgd_steps=100, square_queries=5000,
+                      eps_grid=[0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0, 1.5]),
+    },
+    relations=(
+        Relation(("cifar_width", "widths"), lambda c: c.cifar_width in c.widths,
+                 "widths must include cifar_width: the width comparison's models include Table 1's PGD-L∞ VGG"),
+        Relation(("cifar_model", "vgg_depths"), lambda c: int(c.cifar_model[3:]) in c.vgg_depths,
+                 "vgg_depths must include the depth of cifar_model: the depth comparison includes Table 1's "
+                 "PGD-L∞ VGG"),
+    ),
+)
+
+
+def _mnist(cfg: Config, method: str, params: dict, epochs: int | None = None) -> TrainConfig:
+    return TrainConfig(dataset=cfg.dataset, model=cfg.mnist_model, epochs=epochs or cfg.mnist_adv_epochs,
+                       train_subset=cfg.mnist_adv_subset, lr=cfg.mnist_adv_lr, seed=cfg.seed, method=method,
+                       method_params=params, monitor=cfg.monitor)
+
+
+def mnist_configs(cfg: Config) -> dict[str, TrainConfig]:
+    """The MNIST-scale models of Madry's setting: standard (the white-box chapter's), FGSM, FGSM-RS,
+    PGD-L∞, TRADES, PGD-L2 and the two mixed L2 + L∞ strategies, all at the same budget and scale."""
+    e, e2, k = cfg.mnist_eps, cfg.mnist_eps_l2, cfg.train_steps
+    return {
+        "standard": models.mnist_configs(cfg)[cfg.mnist_model],
+        "FGSM": _mnist(cfg, "fgsm", {"eps": e}),
+        "FGSM-RS": _mnist(cfg, "fgsm_rs", {"eps": e}),
+        "PGD-L∞": _mnist(cfg, "pgd", {"norm": "linf", "eps": e, "steps": k}),
+        "TRADES": _mnist(cfg, "trades", {"eps": e, "steps": k, "beta": cfg.trades_beta}),
+        "PGD-L2": _mnist(cfg, "pgd", {"norm": "l2", "eps": e2, "steps": k}),
+        "mixed (max)": _mnist(cfg, "mixed", {"eps_linf": e, "eps_l2": e2, "steps": k, "strategy": "max"}),
+        "mixed (alternate)": _mnist(cfg, "mixed", {"eps_linf": e, "eps_l2": e2, "steps": k,
+                                                   "strategy": "alternate"}),
+    }
+
+
+def overfitting_configs(cfg: Config) -> dict[str, TrainConfig]:
+    """The catastrophic-overfitting study: FGSM from the clean point against FGSM-RS and PGD at
+    ``co_eps``, ``co_epochs`` epochs, each watched by the held-out PGD monitor."""
+    e = cfg.co_eps
+    return {"FGSM": _mnist(cfg, "fgsm", {"eps": e}, epochs=cfg.co_epochs),
+            "FGSM-RS": _mnist(cfg, "fgsm_rs", {"eps": e}, epochs=cfg.co_epochs),
+            "PGD-L∞": _mnist(cfg, "pgd", {"norm": "linf", "eps": e, "steps": cfg.train_steps}, epochs=cfg.co_epochs)}
+
+
+def _vgg(cfg: Config, method: str, params: dict, depth: int | None = None, width: float | None = None):
+    return TrainConfig(dataset="cifar10", model=f"vgg{depth}" if depth else cfg.cifar_model,
+                       model_options={"width": width or cfg.cifar_width}, epochs=cfg.cifar_adv_epochs,
+                       train_subset=cfg.cifar_adv_subset, augment=True, seed=cfg.seed, method=method,
+                       method_params=params)
+
+
+def _pgd_linf(cfg: Config) -> dict:
+    # the report's attack: step ε/10 with 10 steps, i.e. a total path of ε, whatever the step count
+    return {"norm": "linf", "eps": cfg.cifar_eps, "steps": cfg.cifar_train_steps,
+            "step_size": cfg.cifar_eps / cfg.cifar_train_steps, "fraction": cfg.adv_fraction}
+
+
+def cifar_configs(cfg: Config) -> dict[str, TrainConfig]:
+    """The VGG-19 report's four models: the base VGG (the white-box chapter's) and VGGs trained on
+    half-perturbed batches with FGSM, PGD-L2 and PGD-L∞."""
+    f, k = cfg.adv_fraction, cfg.cifar_train_steps
+    return {
+        "base": models.cifar_configs(cfg)[cfg.cifar_model],
+        "FGSM trained": _vgg(cfg, "fgsm", {"eps": cfg.cifar_eps, "fraction": f}),
+        "PGD-L2 trained": _vgg(cfg, "pgd", {"norm": "l2", "eps": cfg.cifar_eps_l2, "steps": k,
+                                            "step_size": cfg.cifar_eps_l2 / k, "fraction": f}),
+        "PGD-L∞ trained": _vgg(cfg, "pgd", _pgd_linf(cfg)),
+    }
+
+
+def capacity_configs(cfg: Config) -> dict[tuple[str, float], TrainConfig]:
+    """PGD-L∞-trained VGGs of every depth (at the configured width) and of every width (at the
+    configured depth), keyed by (architecture, width)."""
+    out = {(f"vgg{d}", cfg.cifar_width): _vgg(cfg, "pgd", _pgd_linf(cfg), depth=d) for d in cfg.vgg_depths}
+    out.update({(cfg.cifar_model, w): _vgg(cfg, "pgd", _pgd_linf(cfg), width=w) for w in cfg.widths})
+    return out
+
+
+def finetune_configs(cfg: Config) -> dict[str, TrainConfig]:
+    """The DeepFool paper's fine-tuning on the MNIST report's MLP: the white-box chapter's MLP
+    trained ``finetune_epochs`` more at half its learning rate on perturbed training examples only
+    (DeepFool scaled by each α, and FGSM)."""
+    base = models.mnist_configs(cfg)["mlp"]
+
+    def tuned(method, params):
+        return TrainConfig(dataset=base.dataset, model=base.model, epochs=cfg.finetune_epochs,
+                           train_subset=cfg.finetune_subset, lr=base.lr / 2, schedule="constant", seed=cfg.seed,
+                           method=method, method_params=params, init=base)
+
+    out = {"base": base}
+    out.update({f"DeepFool α={a:g}": tuned("deepfool", {"scale": a}) for a in cfg.finetune_scales})
+    out["FGSM"] = tuned("fgsm", {"eps": cfg.finetune_fgsm_eps})
+    return out
+
+
+def training_cost(infos: dict) -> pd.DataFrame:
+    """Wall time and passes of every trained model, from its checkpoint's metrics; ``relative
+    cost`` is (forward + backward passes) / (2 · examples · epochs): 1 for standard training."""
+    rows = []
+    for name, info in infos.items():
+        c, m = info["config"], info["metrics"]
+        work = m["train_examples"] * c["epochs"]
+        rows.append({"model": name, "method": c["method"], "epochs": c["epochs"], "examples": m["train_examples"],
+                     "seconds": m["train_seconds"], "forwards": m["forwards"], "backwards": m["backwards"],
+                     "relative cost": (m["forwards"] + m["backwards"]) / (2 * work)})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def report_attacks(models_: dict, data: Dataset, *, linf_grid, l2_grid, batch_size: int = 256, seed: int = 0,
+                   progress: bool = True) -> pd.DataFrame:
+    """The VGG-19 report's evaluation: FGSM and PGD-L∞ over ``linf_grid``, PGD-L2 over ``l2_grid``,
+    PGD with step ε/10 for 10 iterations (random start). Per-example rows of every (model, attack,
+    ε) with ``model`` and ``label`` columns; ε = 0 gives the clean accuracy."""
+    runs = [("FGSM", "fgsm", "linf", e, {}) for e in linf_grid]
+    runs += [("PGD-L∞", "pgd", "linf", e, {"steps": 10, "step_size": e / 10}) for e in linf_grid]
+    runs += [("PGD-L2", "pgd", "l2", e, {"steps": 10, "step_size": e / 10}) for e in l2_grid]
+    frames = []
+    for name, model in bar(models_.items(), desc="report's attacks", enabled=progress):
+        for label, attack, norm, eps, params in runs:
+            rows = evaluate_attack(model, data, attack=attack, threat=ThreatModel(norm, eps), batch_size=batch_size,
+                                   seed=seed, progress=False, **params)
+            frames.append(rows.assign(model=name, label=label))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary(rows: pd.DataFrame, by="model") -> pd.DataFrame:
+    """Clean and robust accuracy with their 95% intervals per group of per-example rows:
+    ``clean``, ``clean_low``, ``clean_high``, ``robust``, ``robust_low``, ``robust_high``, ``n``."""
+    by = [by] if isinstance(by, str) else list(by)
+    c = accuracy(rows, "clean_correct", by=by).set_index(by)
+    r = accuracy(rows, by=by).set_index(by)
+    return pd.DataFrame({"clean": c["accuracy"], "clean_low": c["ci_low"], "clean_high": c["ci_high"],
+                         "robust": r["accuracy"], "robust_low": r["ci_low"], "robust_high": r["ci_high"],
+                         "n": r["n"]})
+
+
+def cells(table: pd.DataFrame, column: str, digits: int = 1) -> pd.Series:
+    """'61.5 [54.4, 68.3]' (percent) for every row of a :func:`summary` column."""
+    return pd.Series([f"{100 * v:.{digits}f} " + interval(lo, hi, digits) for v, lo, hi in
+                      zip(table[column], table[f"{column}_low"], table[f"{column}_high"])], index=table.index)
+
+
+def tradeoff_points(runs) -> pd.DataFrame:
+    """One :func:`summary` row per model for the trade-off scatter. ``runs`` is a sequence of
+    ``(dataset label, rows, prefix)``; the prefix tells the models of one run from another's, and
+    a model that appears twice keeps its first row."""
+    out = pd.concat([summary(rows).assign(dataset=label).rename(index=lambda m, p=prefix: f"{p}{m}")
+                     for label, rows, prefix in runs])
+    return out[~out.index.duplicated()]
