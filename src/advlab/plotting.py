@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -299,6 +300,7 @@ def monitor_curves(histories: dict, *, title: str | None = None):
             ax.plot(h["epoch"], 100 * h[col], marker="o", ms=3, color=color, label=str(name))
             ax.plot([kept], [100 * h.loc[h.epoch == kept, col].iloc[0]], marker="x", ms=9, color=color)
     for ax, what in zip(axes, ("clean", "PGD-10")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(f"held-out {what} accuracy")
         ax.grid(alpha=0.3)
