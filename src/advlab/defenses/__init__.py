@@ -1,4 +1,7 @@
-"""Defenses: input transformations as model wrappers (and, later, training-time defenses)."""
+"""Defenses at test time: input transformations and randomness as model wrappers, and the
+wrappers that attack through them (BPDA, EOT). Training-time defenses are methods of
+:mod:`advlab.training`."""
+from .randomized import EOT, GaussianNoise, majority_vote
 from .transforms import BitDepthReduction, bpda
 
-__all__ = ["BitDepthReduction", "bpda"]
+__all__ = ["EOT", "BitDepthReduction", "GaussianNoise", "bpda", "majority_vote"]
