@@ -130,3 +130,46 @@ def test_bpda_check_fails_when_bpda_breaks_what_pgd_cannot(models, small):
     audit = gradient_masking_audit(BitDepthReduction(models[0], bits=3), small, ThreatModel("linf", 0.3),
                                    steps=10, checks=["bpda"])
     assert audit.verdict.iloc[0] == "fail", audit.to_string()
+
+
+# -- the denoiser front-end -----------------------------------------------------------------------
+TINY_CLF = dict(dataset="mnist", model="mlp", model_options={"hidden": (32,)}, epochs=1, train_subset=512,
+                batch_size=64, eval_subset=100)
+
+
+def test_denoiser_pipeline_is_differentiable_end_to_end_and_attacks_stay_in_the_ball(models, small):
+    from advlab.defenses import Denoised, DnCNN
+    torch.manual_seed(0)
+    dn = DnCNN(1, depth=2, width=4).double().eval()
+    patch = (0.25 + 0.5 * torch.rand(1, 1, 6, 6, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(dn, (patch,), eps=1e-6)  # analytic = numerical Jacobian
+    pipe = Denoised(DnCNN(1, depth=2, width=8).eval(), models[0])
+    xs, ys = small.images(), small.y
+    x_in = xs.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(pipe(x_in), ys).backward()
+    assert x_in.grad.abs().sum() > 0  # the classifier's gradient reaches the input through the denoiser
+    res = run_attack("pgd", pipe, xs, ys, threat=T, steps=3, generator=torch.Generator().manual_seed(0))
+    assert T.contains(xs, res.x_adv).all() and 0 <= res.x_adv.min() and res.x_adv.max() <= 1
+
+
+def test_denoiser_training_is_cached_and_reproducible(tmp_path, monkeypatch):
+    from advlab.training.denoiser import DenoiserConfig, load_or_train_denoiser
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    cfg = DenoiserConfig(classifier=TrainConfig(**TINY_CLF), depth=1, width=4, epochs=1, train_subset=128)
+    a, info = load_or_train_denoiser(cfg, progress=False)
+    b, again = load_or_train_denoiser(cfg, progress=False)
+    assert info["trained"] and not again["trained"] and "dncnn1-fgsm_linf_0.05-on-mlp" in info["path"]
+    assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
+    assert info["metrics"]["train_mse"] > 0 and not a.training
+
+
+@pytest.mark.parametrize("change,match", [({"depth": 0}, "depth must be >= 1"), ({"eps": -0.1}, "eps must be >= 0"),
+                                          ({"attack": "square"}, "bounded white-box"),
+                                          ({"lr": 0.0}, "lr must be > 0")])
+def test_bad_denoiser_configs(change, match):
+    from advlab.training.denoiser import DenoiserConfig
+    with pytest.raises(InputError, match=match):
+        DenoiserConfig(classifier=TrainConfig(**TINY_CLF), **change)
+    from advlab.defenses import DnCNN
+    with pytest.raises(InputError, match="depth"):
+        DnCNN(1, depth=0)
