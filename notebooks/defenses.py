@@ -13,12 +13,14 @@
 # ---
 
 # %% [markdown]
-# # Defenses: adversarial training
+# # Defenses: adversarial training, randomness, denoisers
 #
 # The white-box and black-box chapters broke every model they attacked. This chapter asks the
 # reports' question: **which training makes a model robust, and at what price** in clean accuracy
 # and compute? It trains the defenses of the four reports and of the field's references, and
-# judges every one of them by the same strong evaluation.
+# judges every one of them by the same strong evaluation. Its second half turns to defenses that
+# add randomness or clean the inputs, attacks them adaptively, and audits every model of the
+# chapter for the symptoms of masked gradients.
 #
 # ## Adversarial training
 #
@@ -71,9 +73,12 @@ import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, defenses, white_box
 from advlab.data import dataset_spec, load_dataset
-from advlab.evaluate import accuracy, display_table, robust_evaluation
+from advlab.defenses import EOT, Denoised, GaussianNoise
+from advlab.evaluate import (accuracy, display_table, evaluate_attack, gradient_masking_audit, noise_injection,
+                             noise_summary, robust_evaluation)
 from advlab import training
 from advlab.training import load_or_train
+from advlab.training.denoiser import load_or_train_denoiser
 
 # The catastrophic-overfitting table below reports what these warnings say.
 warnings.filterwarnings("ignore", message="catastrophic overfitting")
@@ -112,6 +117,19 @@ finetune_epochs = None
 finetune_subset = None
 finetune_scales = None
 finetune_fgsm_eps = None
+noise_sigmas = None
+table2_sigma = None
+eot_draws = None
+vote_draws = None
+attack_noise_sigma = None
+noise_attack_draws = None
+denoiser_depth = None
+denoiser_width = None
+denoiser_epochs = None
+denoiser_subset = None
+denoiser_eps = None
+audit_n = None
+audit_steps = None
 n_minimal = None
 n_test = None
 cifar_n_test = None
@@ -367,7 +385,160 @@ display_table(rho[["test_error", "rho_deepfool", "rho_change", "deepfool_success
 # The largest ρ_adv after fine-tuning belongs to {glue:text}`best_finetune`. The FGSM column
 # measures each model with the FGSM budget that fools 90% of its correct digits, as in the
 # white-box chapter.
+
+# %% [markdown]
+# ## Randomized networks
 #
+# The VGG-19 report's randomized network adds Gaussian noise $\sigma\,\mathcal N(0, I)$ to the
+# inputs during training, and again at test time. Its Table 2, at σ = 0.06: **56.7%** clean,
+# **55.3%** on noisy inputs, **21.1%** under FGSM, **33.2%** under PGD-L2 and **35.7%** under
+# PGD-L∞; the small-CNN report saw PGD-L∞ accuracy rise from 21.4% to 29.3% with noise. Here
+# VGGs are trained with noise σ ∈ {glue:text}`noise_sigmas` on Table 1's data and epochs (σ = 0 is
+# standard training at that scale). A randomized model answers each query with a new draw, so a
+# plain attack follows one draw's gradient; an honest evaluation attacks the **expected**
+# prediction with EOT ({glue:text}`eot_draws` draws per gradient, batched) and scores the
+# prediction averaged the same way.
+
+# %% tags=["remove-input"]
+noise_cfgs = defenses.noise_configs(cfg)
+noise_trained = {s: load_or_train(c, device=device) for s, c in noise_cfgs.items()}
+noise_models = {s: m for s, (m, _) in noise_trained.items()}
+infos.update({f"CIFAR-10: noise σ = {s:g}": info for s, (_, info) in noise_trained.items()})
+ax = plotting.training_curves({f"σ = {s:g}": info["metrics"]["history"] for s, (_, info) in noise_trained.items()},
+                              legend="training noise σ", title="Training loss of the noise-trained VGGs")
+noise_acc = defenses.noise_accuracy(noise_models, ctest, vote_draws=cfg.vote_draws, seed=cfg.seed)
+ax = plotting.accuracy_vs_eps(noise_acc, hue="prediction", x="sigma",
+                              xlabel="noise σ in training and at test time (pixel units)",
+                              title="Clean and noisy test accuracy of the randomized VGGs")
+glue("noise_sigmas", ", ".join(f"{s:g}" for s in cfg.noise_sigmas), display=False)
+glue("eot_draws", str(cfg.eot_draws), display=False)
+
+# %% [markdown]
+# The report's Table 2 for the model trained at σ = {glue:text}`table2_sigma`, attacked with its
+# attacks (FGSM, PGD of step ε/10 for 10 iterations; {glue:text}`cifar_linf` and
+# {glue:text}`cifar_l2`), once with plain attacks on single draws and once with EOT, beside the
+# same recipe trained without noise:
+
+# %% tags=["remove-input"]
+t2_model = noise_models[cfg.table2_sigma]
+randomized = {"one draw, plain attacks": GaussianNoise(t2_model, cfg.table2_sigma, seed=cfg.seed),
+              f"EOT, {cfg.eot_draws} draws": EOT(GaussianNoise(t2_model, cfg.table2_sigma, seed=cfg.seed),
+                                                  cfg.eot_draws)}
+plain_name, eot_name = list(randomized)
+t2_models = {"σ = 0, same recipe (no noise)": noise_models[defenses.NO_NOISE], **randomized}
+t2_rows = defenses.report_attacks(t2_models, ctest, linf_grid=[cfg.cifar_eps], l2_grid=[cfg.cifar_eps_l2],
+                                  batch_size=cfg.batch_size, seed=cfg.seed)
+t2_acc = defenses.summary(t2_rows, by=["label", "model"])
+table_2 = pd.DataFrame({
+    "clean (%)": defenses.cells(t2_acc.loc["FGSM"], "clean"),
+    f"FGSM, L∞ {cfg.cifar_eps:g} (%)": defenses.cells(t2_acc.loc["FGSM"], "robust"),
+    f"PGD-L2 {cfg.cifar_eps_l2:g} (%)": defenses.cells(t2_acc.loc["PGD-L2"], "robust"),
+    f"PGD-L∞ {cfg.cifar_eps:g} (%)": defenses.cells(t2_acc.loc["PGD-L∞"], "robust"),
+}).loc[list(t2_models)].rename_axis(f"randomized network, σ = {cfg.table2_sigma:g}")
+eot_gap = 100 * (t2_acc.loc[("PGD-L∞", plain_name), "robust"] - t2_acc.loc[("PGD-L∞", eot_name), "robust"])
+glue("table2_sigma", f"{cfg.table2_sigma:g}", display=False)
+glue("eot_gap", f"{abs(eot_gap):.1f} points {'above' if eot_gap >= 0 else 'below'}", display=False)
+display_table(defenses.REPORT_TABLE_2, {c: (f"report: {c} (%)", "{:.1f}") for c in defenses.REPORT_TABLE_2})
+table_2
+
+# %% [markdown]
+# Under PGD-L∞, the plain attack leaves accuracy {glue:text}`eot_gap` what EOT leaves; a plain
+# attack's excess is robustness the noise only appears to give. The noise-free row is the
+# comparison the small-CNN report made (its PGD-L∞ accuracy: 21.4% without noise, 29.3% with).
+#
+# ## Gaussian noise as an attack on every model
+#
+# The VGG-19 report's noise attack at σ = 0.1 left **42.6%** accuracy on its vanilla model and
+# **39.2%** on its adversarially trained one. Here every model of the chapter receives
+# $x + \sigma\,\mathcal N(0, I)$, clipped to the box, at σ = {glue:text}`attack_noise_sigma`:
+# the mean accuracy over {glue:text}`noise_attack_draws` single draws (t-interval over examples),
+# and the worst of the draws (an attack with that many queries).
+
+# %% tags=["remove-input"]
+every_model = {**{f"{dataset_name}: {k}": (m, test) for k, m in mnist_models.items()},
+               **{f"CIFAR-10: {k}": (m, ctest) for k, m in cifar_models.items()},
+               **{f"CIFAR-10: noise σ = {s:g}": (m, ctest) for s, m in noise_models.items() if s}}
+noise_attack = pd.concat({name: noise_summary(noise_injection(m, d, sigmas=[cfg.attack_noise_sigma],
+                                                              draws=cfg.noise_attack_draws, seed=cfg.seed,
+                                                              progress=False))
+                          for name, (m, d) in every_model.items()}, names=["model"]).reset_index(level=1, drop=True)
+glue("attack_noise_sigma", f"{cfg.attack_noise_sigma:g}", display=False)
+glue("noise_attack_draws", str(cfg.noise_attack_draws), display=False)
+display_table(noise_attack[["mean_accuracy", "mean_low", "mean_high", "worst_accuracy", "worst_low", "worst_high"]],
+              {"mean_accuracy": ("mean over draws", "{:.1%}"), "mean_low": ("95% low", "{:.1%}"),
+               "mean_high": ("95% high", "{:.1%}"), "worst_accuracy": ("worst of the draws", "{:.1%}"),
+               "worst_low": ("worst: 95% low", "{:.1%}"), "worst_high": ("worst: 95% high", "{:.1%}")})
+
+# %% [markdown]
+# ## A denoiser in front of the classifier
+#
+# The small-CNN report trains a DnCNN (Zhang et al. 2017) to map FGSM examples (ε = 0.05) of its
+# classifier back to the clean images and puts it in front of the classifier: accuracy under that
+# FGSM rose from **10.0%** to **17.3%**. Here a DnCNN with {glue:text}`denoiser_arch` learns to
+# clean FGSM examples ({glue:text}`denoiser_threat`) of the base VGG, from
+# {glue:text}`denoiser_scale`. Two evaluations on the test images: (a) the report's, FGSM
+# examples crafted on the classifier alone, then denoised; (b) the **adaptive** attack, which
+# differentiates through denoiser and classifier together.
+
+# %% tags=["remove-input"]
+dn_cfg = defenses.denoiser_config(cfg)
+denoiser, dn_info = load_or_train_denoiser(dn_cfg, device=device)
+pipeline = Denoised(denoiser, cifar_models["base"])
+d_threat = ThreatModel("linf", cfg.denoiser_eps)
+dn_runs = {
+    "no denoiser, FGSM": evaluate_attack(cifar_models["base"], ctest, attack="fgsm", threat=d_threat),
+    "(a) denoiser, FGSM crafted on the classifier": evaluate_attack(
+        pipeline, ctest, attack="transfer", threat=d_threat, surrogate=cifar_models["base"], source_attack="fgsm",
+        output="logits"),
+    "(b) denoiser, adaptive FGSM": evaluate_attack(pipeline, ctest, attack="fgsm", threat=d_threat),
+    f"(b) denoiser, adaptive APGD-CE ({cfg.apgd_steps} steps)": evaluate_attack(
+        pipeline, ctest, attack="apgd", threat=d_threat, steps=cfg.apgd_steps, seed=cfg.seed),
+}
+dn_acc = defenses.summary(pd.concat(dn_runs, names=["evaluation"]).reset_index(level=0), by="evaluation")
+glue("denoiser_arch", f"{cfg.denoiser_depth} hidden layers of {cfg.denoiser_width} channels", display=False)
+glue("denoiser_threat", str(d_threat), display=False)
+glue("denoiser_scale", f"{dn_info['metrics']['train_examples']:,} training images ({cfg.denoiser_epochs} epochs; "
+     f"mean squared error {dn_info['metrics']['adversarial_mse']:.5f} before, "
+     f"{dn_info['metrics']['train_mse']:.5f} after)", display=False)
+pd.DataFrame({"clean (%)": defenses.cells(dn_acc, "clean"), "robust (%)": defenses.cells(dn_acc, "robust")}
+             ).loc[list(dn_runs)]
+
+# %% [markdown]
+# The number to believe is the adaptive one: an attacker who can query the classifier can query
+# the pipeline, and the pipeline is differentiable. Setting (a) measures how well the denoiser
+# undoes one fixed attack, not robustness.
+#
+# ## The gradient-masking audit of every model
+#
+# Every model above, checked for the symptoms of masked gradients (Athalye et al. 2018; Carlini et
+# al. 2019) on {glue:text}`audit_n` test images of its threat model: iterative against single-step
+# attacks, short against long PGD, white-box against the Square attack, an unbounded budget, ε
+# monotonicity, zero or non-finite gradients, the loss along its own gradient, and, where they
+# apply, stability across draws, EOT, and BPDA. `fail` marks a model whose reported robustness a
+# reader should not trust without a stronger attack; `n/a` a check that does not apply.
+
+# %% tags=["remove-input"]
+randomized_name = f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}"
+audited = {**{k: (m, d, mnist_linf if k.startswith(dataset_name) else cifar_linf) for k, (m, d) in every_model.items()},
+           randomized_name: (randomized[plain_name], ctest, cifar_linf),
+           "CIFAR-10: DnCNN + base": (pipeline, ctest, cifar_linf)}
+audits = {name: gradient_masking_audit(m, d.subset(cfg.audit_n, seed=cfg.seed, stratified=True), t,
+                                       steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws,
+                                       seed=cfg.seed)
+          for name, (m, d, t) in audited.items()}
+verdicts = defenses.audit_table(audits)
+glue("audit_n", str(cfg.audit_n), display=False)
+glue("audit_failures", ", ".join(verdicts.index[(verdicts == "fail").any(axis=1)]) or "none", display=False)
+verdicts
+
+# %% [markdown]
+# Models with at least one failed check: {glue:text}`audit_failures`. The evidence behind every
+# verdict for the Table 2 randomized network:
+
+# %% tags=["remove-input"]
+audits[randomized_name].set_index("check")[["verdict", "evidence"]]
+
+# %% [markdown]
 # ## The trade-off at a glance, and what it cost
 #
 # Clean accuracy against robust accuracy under the ensemble for every adversarially evaluated
@@ -385,7 +556,26 @@ display_table(defenses.training_cost(infos),
                "backwards": ("backward passes", "{:,}"), "relative cost": ("relative cost", "{:.1f}×")})
 
 # %% [markdown]
-# Every adversarial method pays its attack's passes on every batch (the relative cost above), and
-# the scatter shows what it bought: how far each model moved up in robust accuracy, and how far
-# left in clean accuracy. The companion sections (randomized networks, denoisers, and an
-# automated gradient-masking audit of every model above) follow in this chapter.
+# ## All defenses side by side
+#
+# Clean accuracy, robust accuracy under the strongest honest attack this chapter ran on each
+# defense, and its training time: the ensemble for the trained CIFAR-10 models (the
+# {glue:text}`cifar_linf`), EOT-PGD for the randomized network and the adaptive APGD-CE for
+# the denoiser.
+
+# %% tags=["remove-input"]
+closing = {**{f"VGG {k}": (cifar_rows[cifar_rows.model == k], f"ensemble, {cifar_linf}",
+                           infos[f"CIFAR-10: {k}"]["metrics"]["train_seconds"]) for k in cifar_models},
+           f"randomized VGG, σ = {cfg.table2_sigma:g}": (
+               t2_rows[(t2_rows.model == eot_name) & (t2_rows.label == "PGD-L∞")],
+               f"EOT-PGD ({cfg.eot_draws} draws), {cifar_linf}",
+               infos[f"CIFAR-10: noise σ = {cfg.table2_sigma:g}"]["metrics"]["train_seconds"]),
+           "DnCNN + base VGG": (dn_runs[list(dn_runs)[-1]], f"adaptive APGD-CE, {d_threat}",
+                                dn_info["metrics"]["train_seconds"]
+                                + infos["CIFAR-10: base"]["metrics"]["train_seconds"])}
+defenses.comparison(closing)
+
+# %% [markdown]
+# Every adversarial method pays its attack's passes on every batch (the relative cost in the
+# cost table), and the scatter shows what it bought: how far each model moved up in robust
+# accuracy, and how far left in clean accuracy.

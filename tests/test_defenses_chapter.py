@@ -2,6 +2,7 @@
 overfitting detected on a real run, the union threat model, the chapter's plan and figures."""
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -67,14 +68,15 @@ def test_worst_case_takes_a_black_box_member_with_its_budget(pair, small):
                    threat=ThreatModel("linf", 0.3), progress=False)
 
 
-def test_catastrophic_overfitting_of_a_real_fgsm_run_is_detected_and_reported():
+def test_catastrophic_overfitting_of_a_real_fgsm_run_is_detected_and_reported(tmp_path):
     """FGSM training from the clean point at ε = 0.3 (the issue's construction): the held-out
     digits resist the single step but not PGD; a PGD-trained control at the same scale is not
     flagged."""
     base = dict(dataset="mnist", model="small_cnn", epochs=2, train_subset=4000, batch_size=64, monitor=200,
                 eval_subset=200)
     with pytest.warns(UserWarning, match="catastrophic overfitting in fgsm training"):
-        _, info = load_or_train(TrainConfig(**base, method="fgsm", method_params={"eps": 0.3}), progress=False)
+        _, info = load_or_train(TrainConfig(**base, method="fgsm", method_params={"eps": 0.3}), cache_root=tmp_path,
+                                progress=False)  # a fresh cache: the warning comes with training
     m = info["metrics"]
     pgd = [h["holdout_pgd"] for h in m["history"]]
     assert m["catastrophic_overfitting"] and m["best_epoch"] == int(np.argmax(pgd)) + 1
@@ -169,3 +171,42 @@ def test_inner_attack_sees_eval_mode_bn_statistics_unchanged():
     bn_a = [m.num_batches_tracked.item() for m in a.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     bn_b = [m.num_batches_tracked.item() for m in b.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bn_a == bn_b == [5] * len(bn_a)
+
+
+# -- defenses II: randomized networks, the denoiser, the audit table, the closing comparison -------
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_randomized_and_denoiser_plans_share_the_recipes(profile):
+    cfg = defenses.CHAPTER.resolve(profile, {})
+    noise = defenses.noise_configs(cfg)
+    assert set(noise) == {0.0, *cfg.noise_sigmas} and noise[0.0].method == "standard"
+    recipe = defenses.cifar_configs(cfg)["PGD-L∞ trained"]
+    for s, c in noise.items():
+        assert (c.train_subset, c.epochs, c.model, c.model_options) == (recipe.train_subset, recipe.epochs,
+                                                                        recipe.model, recipe.model_options)
+        assert s == 0.0 or c.method_params == {"sigma": s}
+    dn = defenses.denoiser_config(cfg)
+    assert dn.classifier == defenses.cifar_configs(cfg)["base"] and dn.depth == cfg.denoiser_depth
+
+
+def test_relations_tie_table_2_and_the_audit_to_the_plan():
+    with pytest.raises(InputError, match="noise_sigmas must include table2_sigma"):
+        defenses.CHAPTER.resolve("quick", {"noise_sigmas": [0.1]})
+    with pytest.raises(InputError, match="audit_n must not exceed"):
+        defenses.CHAPTER.resolve("quick", {"audit_n": 10_000})
+    with pytest.raises(InputError, match="n_minimal must not exceed n_test"):
+        defenses.CHAPTER.resolve("quick", {"n_minimal": 10_000})
+
+
+def test_noise_accuracy_vote_and_the_closing_tables(pair, small):
+    acc = defenses.noise_accuracy({0.0: pair["standard"], 0.3: pair["standard"]}, small, vote_draws=3)
+    assert list(dict.fromkeys(acc.prediction)) == ["clean", "one noisy draw", "vote of 3 draws"]
+    at0 = acc[acc.sigma == 0.0].accuracy.to_numpy()
+    assert at0[0] == at0[1] == at0[2]  # σ = 0: no noise, every prediction is the clean one
+    audits = {"a": pd.DataFrame({"check": ["iterative", "bpda"], "verdict": ["pass", "n/a"]}),
+              "b": pd.DataFrame({"check": ["iterative", "bpda"], "verdict": ["fail", "n/a"]})}
+    table = defenses.audit_table(audits)
+    assert table.loc["b", "iterative"] == "fail" and list(table.columns) == ["iterative", "bpda"]
+    rows = robust_evaluation(pair["PGD-L∞"], small.subset(20, seed=0), ThreatModel("linf", 0.1), steps=5,
+                             queries=10, progress=False)
+    comp = defenses.comparison({"PGD": (rows, "ensemble", 12.3)})
+    assert comp.loc["PGD", "training time"] == "12 s" and comp.loc["PGD", "strongest honest attack"] == "ensemble"

@@ -113,7 +113,7 @@ def test_a_comment_or_another_chapter_does_not_trigger_a_rerun(tmp_path, monkeyp
     assert key() == before
     (pkg / "chapters" / "black_box.py").write_text("from ..attacks import fgsm\nCHAPTER = None\n")
     assert key() == before  # another chapter: the registry finds it without an import statement
-    (pkg / "defenses.py").write_text("Y = 2\n")  # a module the chapter never imports
+    (pkg / "unused.py").write_text("Y = 2\n")  # a module the chapter never imports
     assert key() == before
     pgd.write_text(pgd.read_text().replace("2.5 * threat.eps / steps", "2.0 * threat.eps / steps"))
     assert key() != before  # code the chapter runs

@@ -311,3 +311,21 @@ def monitor_curves(histories: dict, *, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def training_curves(histories: dict, *, column: str = "loss", ylabel: str = "training loss (cross-entropy)",
+                    legend: str = "run", title: str | None = None):
+    """One line per run of a per-epoch ``column`` of checkpoints' ``metrics["history"]``."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    palette = sns.color_palette("colorblind", n_colors=max(1, len(histories)))
+    for color, (name, hist) in zip(palette, histories.items()):
+        h = pd.DataFrame(hist)
+        ax.plot(h["epoch"], h[column], marker="o", ms=3, color=color, label=str(name))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(title=legend)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,4 +1,4 @@
-"""Defenses I: the chapter's parameters and profiles, and the plan of the models it trains.
+"""Defenses: the chapter's parameters and profiles, and the plan of the models it trains.
 
 Every model of the chapter is a :class:`~advlab.training.TrainConfig` built here from the
 configuration, so the notebook holds no recipe and models shared between sections (the PGD-L∞
@@ -12,15 +12,24 @@ import pandas as pd
 
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..data import Dataset
-from ..evaluate import accuracy, evaluate_attack, interval
+from ..defenses import GaussianNoise, majority_vote
+from ..evaluate import accuracy, clopper_pearson, evaluate_attack, interval
+from ..models import predict
 from ..progress import bar
 from ..threat import ThreatModel
 from ..training import TrainConfig
+from ..training.denoiser import DenoiserConfig
 from . import models
 
 # Published references the chapter sets its numbers beside (accuracy in %).
 MADRY_MNIST = {"clean": 98.5, "autoattack": 88.5}  # Madry et al.'s public MNIST model, L∞ 0.3 (RobustBench)
 WONG_MNIST_FGSM_RS = 88.8  # Wong et al. 2020, FGSM-RS, PGD-50 with 10 restarts, L∞ 0.3
+NO_NOISE = 0.0  # the σ of the randomized-network study's noise-free control
+REPORT_TABLE_2 = pd.DataFrame(  # the VGG-19 report's Table 2: its randomized network, σ = 0.06
+    {"clean": [56.7], "noisy": [55.3], "FGSM": [21.1], "PGD-L2": [33.2], "PGD-L∞": [35.7]},
+    index=pd.Index(["randomized network (σ = 0.06)"], name="model"))
+REPORT_DENOISER = {"no denoiser": 9.96, "DnCNN, 10 hidden layers, 10 epochs": 17.27}  # FGSM ε = 0.05, small CNN
+REPORT_NOISE_ATTACK = {"vanilla": 42.57, "adversarially trained": 39.2}  # Gaussian noise σ = 0.1 (the VGG report)
 REPORT_TABLE_1 = pd.DataFrame(  # the VGG-19 report's Table 1 (its caption: ε = 0.06)
     {"clean": [82.12, 65.14], "FGSM": [8.11, 50.68], "PGD-L2": [6.64, 58.3], "PGD-L∞": [2.59, 49.52]},
     index=pd.Index(["base", "PGD-L∞ trained"], name="model"))
@@ -28,7 +37,7 @@ REPORT_TABLE_1 = pd.DataFrame(  # the VGG-19 report's Table 1 (its caption: ε =
 CHAPTER = Chapter(
     name="defenses",
     notebook="defenses.py",
-    title="Defenses: adversarial training",
+    title="Defenses: adversarial training, randomness, denoisers",
     position=3,
     params={
         **models.PARAMS,
@@ -67,6 +76,24 @@ CHAPTER = Chapter(
         "finetune_scales": Param(("list", float), "factors α on DeepFool's perturbation for fine-tuning",
                                  positive=True),
         "finetune_fgsm_eps": Param(float, "L∞ ε of FGSM fine-tuning, pixel units", positive=True),
+        "noise_sigmas": Param(("list", float), "σ of the noise-trained VGGs (randomized networks), pixel units",
+                              positive=True),
+        "table2_sigma": Param(float, "σ of the report's Table 2 randomized network (one of noise_sigmas)",
+                              positive=True),
+        "eot_draws": Param(int, "draws per EOT gradient and per averaged prediction", minimum=1),
+        "vote_draws": Param(int, "draws of the majority-vote prediction", minimum=1),
+        "attack_noise_sigma": Param(float, "σ of the Gaussian-noise attack on every model (the report: 0.1)",
+                                    positive=True),
+        "noise_attack_draws": Param(int, "draws of the Gaussian-noise attack (the worst of them counts)", minimum=1),
+        "denoiser_depth": Param(int, "DnCNN hidden layers (the report: 10)", minimum=1),
+        "denoiser_width": Param(int, "DnCNN channels per hidden layer (Zhang et al.: 64)", minimum=1),
+        "denoiser_epochs": Param(int, "DnCNN training epochs (the report: 5 and 10)", minimum=1),
+        "denoiser_subset": Param(int, f"training images whose FGSM examples train the DnCNN ({ALL!r}: all)",
+                                 minimum=1, all_allowed=True),
+        "denoiser_eps": Param(float, "L∞ ε of the FGSM examples the DnCNN learns to clean (the report: 0.05)",
+                              positive=True),
+        "audit_n": Param(int, "test examples per gradient-masking audit", minimum=1),
+        "audit_steps": Param(int, "PGD iterations of the audit (its long run: 5× with 3 restarts)", minimum=1),
         "n_minimal": Param(int, "test examples for ρ_adv before and after fine-tuning", minimum=1),
         "n_test": Param(int, "MNIST-scale test examples of the robust evaluation (seeded, class-stratified)",
                         minimum=1),
@@ -81,26 +108,41 @@ CHAPTER = Chapter(
     base="quick",
     profiles={
         "quick": dict(**models.PROFILES["quick"], mnist_model="small_cnn", mnist_adv_epochs=3,
-                      mnist_adv_subset=10000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0, train_steps=3,
-                      trades_beta=6.0, monitor=500, co_eps=0.3, co_epochs=3, cifar_adv_epochs=4, cifar_adv_subset=8000,
-                      cifar_train_steps=5, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
-                      vgg_depths=[11, 19], widths=[0.0625, 0.125], finetune_epochs=2, finetune_subset=10000,
-                      finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=200, n_test=150,
-                      cifar_n_test=150, apgd_steps=50, square_queries=300,
-                      eps_grid=[0.0, 0.02, 0.04, 0.06, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0], batch_size=200),
+                      mnist_adv_subset=7000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0, train_steps=3,
+                      trades_beta=6.0, monitor=300, co_eps=0.3, co_epochs=3, cifar_adv_epochs=3,
+                      cifar_adv_subset=8000, cifar_train_steps=4, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
+                      vgg_depths=[11, 19], widths=[0.0625, 0.125], finetune_epochs=2, finetune_subset=3000,
+                      finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=100, n_test=100,
+                      cifar_n_test=120, apgd_steps=50, square_queries=300,
+                      eps_grid=[0.0, 0.03, 0.06, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0], batch_size=200,
+                      noise_sigmas=[0.06, 0.1], table2_sigma=0.06, eot_draws=8, vote_draws=9,
+                      attack_noise_sigma=0.1, noise_attack_draws=10, denoiser_depth=5, denoiser_width=32,
+                      denoiser_epochs=2, denoiser_subset=2000, denoiser_eps=0.05, audit_n=40, audit_steps=8),
         "smoke": dict(**models.PROFILES["smoke"], mnist_adv_epochs=1, mnist_adv_subset=2000, train_steps=2,
                       monitor=200, co_epochs=1, cifar_adv_epochs=1, cifar_adv_subset=1000, cifar_train_steps=2,
                       vgg_depths=[11, 13], widths=[0.125], finetune_epochs=1, finetune_subset=1000,
                       finetune_scales=[1.0, 3.0], n_minimal=40, n_test=40, cifar_n_test=40, apgd_steps=10,
-                      square_queries=50, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5]),
+                      square_queries=50, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5], noise_sigmas=[0.06],
+                      eot_draws=2, vote_draws=3, noise_attack_draws=3, denoiser_depth=2, denoiser_width=8,
+                      denoiser_epochs=1, denoiser_subset=500, audit_n=20, audit_steps=3),
         "paper": dict(**models.PROFILES["paper"], mnist_adv_epochs=20, mnist_adv_subset=ALL, train_steps=20,
                       monitor=1000, co_epochs=20, cifar_adv_epochs=30, cifar_adv_subset=ALL, cifar_train_steps=10,
                       vgg_depths=[11, 13, 16, 19], widths=[0.25, 0.5, 1.0, 2.0], finetune_epochs=5,
                       finetune_subset=ALL, finetune_scales=[1.0, 2.0, 3.0], n_minimal=1000, n_test=1000,
                       cifar_n_test=1000, apgd_steps=100, square_queries=5000,
-                      eps_grid=[0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0, 1.5]),
+                      eps_grid=[0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0, 1.5],
+                      noise_sigmas=[0.01, 0.03, 0.06, 0.1, 0.2], eot_draws=32, vote_draws=33, noise_attack_draws=100,
+                      denoiser_depth=10, denoiser_width=64, denoiser_epochs=10, denoiser_subset=ALL, audit_n=500,
+                      audit_steps=20),
     },
     relations=(
+        Relation(("n_minimal", "n_test"), lambda c: c.n_minimal <= c.n_test,
+                 "n_minimal must not exceed n_test: the ρ_adv digits come from the evaluated subset"),
+        Relation(("table2_sigma", "noise_sigmas"), lambda c: c.table2_sigma in c.noise_sigmas,
+                 "noise_sigmas must include table2_sigma: Table 2 evaluates one of the noise-trained VGGs"),
+        Relation(("audit_n", "n_test", "cifar_n_test"), lambda c: c.audit_n <= min(c.n_test, c.cifar_n_test),
+                 "audit_n must not exceed n_test or cifar_n_test: the audit's examples come from the evaluated "
+                 "subsets"),
         Relation(("cifar_width", "widths"), lambda c: c.cifar_width in c.widths,
                  "widths must include cifar_width: the width comparison's models include Table 1's PGD-L∞ VGG"),
         Relation(("cifar_model", "vgg_depths"), lambda c: int(c.cifar_model[3:]) in c.vgg_depths,
@@ -247,3 +289,50 @@ def tradeoff_points(runs) -> pd.DataFrame:
     out = pd.concat([summary(rows).assign(dataset=label).rename(index=lambda m, p=prefix: f"{p}{m}")
                      for label, rows, prefix in runs])
     return out[~out.index.duplicated()]
+
+
+def noise_configs(cfg: Config) -> dict[float, TrainConfig]:
+    """The randomized networks: VGGs trained with Gaussian noise σ on their inputs, with Table 1's
+    adversarial recipe (data, epochs, seed), and σ = 0 (standard training at that scale) as control."""
+    out = {NO_NOISE: _vgg(cfg, "standard", {})}
+    out.update({s: _vgg(cfg, "noise", {"sigma": s}) for s in cfg.noise_sigmas})
+    return out
+
+
+def denoiser_config(cfg: Config):
+    """The small-CNN report's DnCNN, trained on FGSM examples of the base VGG."""
+    return DenoiserConfig(classifier=cifar_configs(cfg)["base"], attack="fgsm", norm="linf", eps=cfg.denoiser_eps,
+                          depth=cfg.denoiser_depth, width=cfg.denoiser_width, epochs=cfg.denoiser_epochs,
+                          train_subset=cfg.denoiser_subset, seed=cfg.seed)
+
+
+def noise_accuracy(models_: dict, data: Dataset, *, vote_draws: int, seed: int = 0) -> pd.DataFrame:
+    """Clean accuracy, one noisy draw, and the majority vote over ``vote_draws`` draws of every
+    model behind Gaussian noise of its own σ (``models_`` maps σ to the model), with intervals."""
+    x, y = data.images(), data.y
+    rows = []
+    for s, model in models_.items():
+        noisy = GaussianNoise(model, s, seed=seed)
+        preds = {"clean": predict(model, x), "one noisy draw": predict(noisy, x),
+                 f"vote of {vote_draws} draws": majority_vote(noisy, x, vote_draws)[0]}
+        for what, p in preds.items():
+            k = int((p == y).sum())
+            lo, hi = clopper_pearson(k, len(y))
+            rows.append({"sigma": s, "prediction": what, "accuracy": k / len(y), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def audit_table(audits: dict) -> pd.DataFrame:
+    """One row per model, one column per check, the verdicts of :func:`gradient_masking_audit`."""
+    return pd.DataFrame({name: dict(zip(a.check, a.verdict)) for name, a in audits.items()}).T.rename_axis("model")
+
+
+def comparison(entries: dict) -> pd.DataFrame:
+    """The closing table: ``entries`` maps a defense to ``(rows, attack, seconds)``, per-example rows
+    with ``clean_correct`` and ``robust``, the attack that produced them, and the training time."""
+    out = []
+    for name, (rows, attack, seconds) in entries.items():
+        s = summary(rows.assign(model=name))
+        out.append({"defense": name, "clean (%)": cells(s, "clean").iloc[0], "robust (%)": cells(s, "robust").iloc[0],
+                    "strongest honest attack": attack, "training time": f"{seconds:.0f} s"})
+    return pd.DataFrame(out).set_index("defense")
