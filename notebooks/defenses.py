@@ -73,7 +73,7 @@ import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, defenses, white_box
 from advlab.data import dataset_spec, load_dataset
-from advlab.defenses import EOT, Denoised, GaussianNoise
+from advlab.defenses import EOT, BitDepthReduction, Denoised, GaussianNoise
 from advlab.evaluate import (accuracy, display_table, evaluate_attack, gradient_masking_audit, noise_injection,
                              noise_summary, robust_evaluation)
 from advlab import training
@@ -130,6 +130,7 @@ denoiser_subset = None
 denoiser_eps = None
 audit_n = None
 audit_steps = None
+squeeze_bits = None
 n_minimal = None
 n_test = None
 cifar_n_test = None
@@ -515,13 +516,17 @@ pd.DataFrame({"clean (%)": defenses.cells(dn_acc, "clean"), "robust (%)": defens
 # attacks, short against long PGD, white-box against the Square attack, an unbounded budget, ε
 # monotonicity, zero or non-finite gradients, the loss along its own gradient, and, where they
 # apply, stability across draws, EOT, and BPDA. `fail` marks a model whose reported robustness a
-# reader should not trust without a stronger attack; `n/a` a check that does not apply.
+# reader should not trust without a stronger attack; `n/a` a check that does not apply. The last
+# row is a planted masked model, the black-box chapter's bit-depth reduction in front of the base
+# VGG, to show what a failing audit looks like.
 
 # %% tags=["remove-input"]
 randomized_name = f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}"
+planted_name = f"planted: {cfg.squeeze_bits}-bit squeezing + base VGG"
 audited = {**{k: (m, d, mnist_linf if k.startswith(dataset_name) else cifar_linf) for k, (m, d) in every_model.items()},
            randomized_name: (randomized[plain_name], ctest, cifar_linf),
-           "CIFAR-10: DnCNN + base": (pipeline, ctest, cifar_linf)}
+           "CIFAR-10: DnCNN + base": (pipeline, ctest, cifar_linf),
+           planted_name: (BitDepthReduction(cifar_models["base"], bits=cfg.squeeze_bits), ctest, cifar_linf)}
 audits = {name: gradient_masking_audit(m, d.subset(cfg.audit_n, seed=cfg.seed, stratified=True), t,
                                        steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws,
                                        seed=cfg.seed)
