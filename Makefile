@@ -51,6 +51,8 @@ benchmark: env
 	$(BIN)/python benchmarks/blackbox_overhead.py --model cifar --batch 128
 	$(BIN)/python benchmarks/onepixel_speed.py --n 50 --pixels 1 3
 	$(BIN)/python benchmarks/training_overhead.py
+	$(BIN)/python benchmarks/eot_overhead.py
+	$(BIN)/python benchmarks/smoothing_throughput.py
 	$(BIN)/python benchmarks/fast_at_mnist.py
 
 clean:
