@@ -89,6 +89,11 @@ def gradient_masking_audit(model, data: Dataset, threat: ThreatModel, *, checks=
     def pgd(t=threat, m=model, key="pgd", **extra):
         return acc((key, t.norm, t.eps), m, "pgd", t=t, steps=steps, **extra)
 
+    def probe():  # one gradient pass serves both gradient checks
+        if "probe" not in cache:
+            cache["probe"] = _gradient_probe(model, data, threat, batch_size)
+        return cache["probe"]
+
     def pct(v):
         return f"{100 * v:.1f}%"
 
@@ -128,12 +133,12 @@ def gradient_masking_audit(model, data: Dataset, threat: ThreatModel, *, checks=
             verdict = _verdict(rise, tolerance)
             evidence = ", ".join(f"{f:g}ε: {pct(a)}" for f, a in zip(factors, accs))
         elif name == "gradients":
-            zero, bad, n = _gradient_stats(model, data, batch_size)
+            zero, bad, n = (probe()[k] for k in ("zero", "bad", "n"))
             frac = zero / max(n, 1)
             verdict = "fail" if bad or frac > 0.5 else "warn" if frac > tolerance else "pass"
             evidence = f"{zero} of {n} correctly classified inputs have a zero gradient, {bad} a non-finite one"
         elif name == "loss_ascent":
-            up, n = _loss_ascent(model, data, threat, batch_size)
+            up, n = probe()["up"], probe()["n"]
             frac = up / max(n, 1)
             verdict = "pass" if frac >= 1 - tolerance else "warn" if frac >= 0.5 else "fail"
             evidence = f"loss rose on {up} of {n} correctly classified inputs after a step of ε/4"
@@ -162,28 +167,11 @@ def gradient_masking_audit(model, data: Dataset, threat: ThreatModel, *, checks=
     return pd.DataFrame(rows)
 
 
-def _gradient_stats(model, data: Dataset, batch_size: int) -> tuple[int, int, int]:
-    """Among correctly classified inputs: how many have an all-zero, how many a non-finite
-    cross-entropy input gradient, and how many there are."""
-    zero = bad = n = 0
-    x_all, y_all = data.images(), data.y
-    ok = predict(model, x_all) == y_all
-    x_all, y_all = x_all[ok], y_all[ok]
-    with eval_mode(model):
-        for i in range(0, len(y_all), batch_size):
-            _, g, _ = loss_and_grad(model, x_all[i:i + batch_size], y_all[i:i + batch_size], False)
-            g = g.flatten(1)
-            finite = torch.isfinite(g).all(1)
-            bad += int((~finite).sum())
-            zero += int((finite & (g.abs().amax(1) == 0)).sum())
-            n += g.shape[0]
-    return zero, bad, n
-
-
-def _loss_ascent(model, data: Dataset, threat: ThreatModel, batch_size: int) -> tuple[int, int]:
-    """Among correctly classified inputs, how many see their loss rise after one steepest-ascent
-    step of ε/4 along their own gradient (projected to the box)."""
-    up = n = 0
+def _gradient_probe(model, data: Dataset, threat: ThreatModel, batch_size: int) -> dict:
+    """One gradient per correctly classified input, and what the ``gradients`` and ``loss_ascent``
+    checks read from it: how many gradients are all zero, how many non-finite, and on how many
+    inputs the loss rises after one steepest-ascent step of ε/4 along the gradient (projected)."""
+    zero = bad = up = 0
     x_all, y_all = data.images(), data.y
     ok = predict(model, x_all) == y_all
     x_all, y_all = x_all[ok], y_all[ok]
@@ -191,9 +179,12 @@ def _loss_ascent(model, data: Dataset, threat: ThreatModel, batch_size: int) -> 
         for i in range(0, len(y_all), batch_size):
             x, y = x_all[i:i + batch_size], y_all[i:i + batch_size]
             l0, g, _ = loss_and_grad(model, x, y, False)
+            flat = g.flatten(1)
+            finite = torch.isfinite(flat).all(1)
+            bad += int((~finite).sum())
+            zero += int((finite & (flat.abs().amax(1) == 0)).sum())
             x1 = threat.project(x, threat.step(x, g, threat.eps / 4))
             with torch.no_grad():
                 l1 = torch.nn.functional.cross_entropy(model(x1), y, reduction="none")
             up += int((l1 > l0).sum())
-            n += len(y)
-    return up, n
+    return {"zero": zero, "bad": bad, "up": up, "n": len(y_all)}

@@ -19,6 +19,9 @@ from ..timing import Stopwatch
 from .stats import clopper_pearson
 
 
+ORACLE_ARGS = ("budget", "output")  # evaluate_attack's arguments for a black-box attack's oracle
+
+
 def check_adversarial(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel | None = None,
                       atol: float = ATOL) -> None:
     """Refuse adversarial inputs with NaNs, outside the pixel box, or outside the threat's ball."""
@@ -181,9 +184,6 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     out.insert(0, "norm", threat.norm)
     out.insert(1, "eps", threat.eps)
     return out
-
-
-ORACLE_ARGS = ("budget", "output")  # evaluate_attack's arguments for a black-box attack's oracle
 
 
 def ensemble(threat: ThreatModel, *, steps: int = 100, restarts: int = 1, queries: int = 5000) -> dict:

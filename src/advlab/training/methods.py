@@ -79,9 +79,8 @@ class Method:
         if "fraction" in out and not 0 <= out["fraction"] <= 1:
             raise InputError(f"{self.name}.fraction (the adversarial share of each batch) must be in [0, 1], "
                              f"got {out['fraction']}")
-        for name in ("steps",):
-            if name in out and out[name] < 1:
-                raise InputError(f"{self.name}.{name} must be >= 1, got {out[name]}")
+        if out.get("steps", 1) < 1:
+            raise InputError(f"{self.name}.steps must be >= 1, got {out['steps']}")
         for name in ("step_size", "beta", "scale"):
             if out.get(name) is not None and not out[name] > 0:
                 raise InputError(f"{self.name}.{name} must be > 0, got {out[name]}")
