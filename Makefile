@@ -53,6 +53,7 @@ benchmark: env
 	$(BIN)/python benchmarks/training_overhead.py
 	$(BIN)/python benchmarks/eot_overhead.py
 	$(BIN)/python benchmarks/smoothing_throughput.py
+	$(BIN)/python benchmarks/bound_cost.py
 	$(BIN)/python benchmarks/fast_at_mnist.py
 
 clean:

@@ -87,3 +87,26 @@ def test_bad_smoothing_arguments(kwargs, match):
 
 def test_lower_bound_is_vectorised():
     assert np.allclose(lower_confidence_bound([0, 10], 10, 0.05), [0.0, 0.05 ** 0.1])
+
+
+def test_smoothadv_stays_in_the_l2_ball_and_leaves_the_model_alone(mnist_model, batch):
+    from advlab.certify import smoothadv
+    from advlab.threat import ThreatModel
+
+    x, y = batch[0][:16], batch[1][:16]
+    mnist_model.train()
+    before = {k: v.clone() for k, v in mnist_model.state_dict().items()}
+    x_adv = smoothadv(mnist_model, x, y, sigma=0.25, eps=1.0, steps=3, draws=2)
+    assert ThreatModel("l2", 1.0).contains(x, x_adv).all()
+    assert (x_adv != x).any()
+    assert mnist_model.training and all(torch.equal(v, mnist_model.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in mnist_model.parameters())
+    mnist_model.eval()
+    assert torch.equal(smoothadv(mnist_model, x, y, sigma=0.25, eps=0.0), x)
+    # the attack lowers the smoothed classifier's accuracy (same noise stream for both predictions)
+    acc = [float((smoothed_predict(mnist_model, z, sigma=0.25, n=64, alpha=0.01,
+                                   generator=torch.Generator().manual_seed(0)) == y).float().mean())
+           for z in (x, smoothadv(mnist_model, x, y, sigma=0.25, eps=2.0, steps=5, draws=4))]
+    assert acc[1] < acc[0]
+    with pytest.raises(InputError, match="sigma"):
+        smoothadv(mnist_model, x, y, sigma=0.0, eps=1.0)

@@ -329,3 +329,84 @@ def training_curves(histories: dict, *, column: str = "loss", ylabel: str = "tra
     if title:
         ax.set_title(title)
     return ax
+
+
+def sandwich(summary: pd.DataFrame, *, title: str | None = None):
+    """Certified, exact and attacked accuracy (%) with 95% intervals: one panel per (architecture,
+    ε), one group of points per training; ``summary`` from ``chapters.certification.sandwich_summary``."""
+    panels = list(summary.groupby(["architecture", "eps"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), sharey=True, squeeze=False)
+    bounds = list(dict.fromkeys(summary["bound"]))
+    palette = dict(zip(bounds, sns.color_palette("colorblind", n_colors=len(bounds))))
+    for ax, ((arch, eps), g) in zip(axes[0], panels):
+        trainings = list(dict.fromkeys(g["training"]))
+        for k, b in enumerate(bounds):
+            h = g[g["bound"] == b].set_index("training").reindex(trainings)
+            pos = np.arange(len(trainings)) + (k - (len(bounds) - 1) / 2) * 0.14
+            y = 100 * h["accuracy"].to_numpy(dtype=float)
+            err = np.abs(100 * h[["ci_low", "ci_high"]].to_numpy(dtype=float).T - y)
+            ax.errorbar(pos, y, yerr=err, fmt="o", ms=4, capsize=2, color=palette[b], label=b)
+        ax.set_xticks(range(len(trainings)), [f"{t}-trained" if t != "standard" else t for t in trainings])
+        ax.set_title(f"{arch}, L∞ ε = {eps:g}")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy within the ball (%)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(bounds), bbox_to_anchor=(0.5, -0.04))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def reachable_sets(sets: dict, *, title: str | None = None):
+    """The toy network's true output set (dense image of the input box) inside the IBP box and the
+    CROWN polygon; ``sets`` from ``chapters.certification.toy_sets``."""
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    p = sets["points"]
+    ax.scatter(p[:, 0], p[:, 1], s=1, color="0.3", alpha=0.3, label="image of the input box (dense grid)")
+    for name, color in (("ibp", "C3"), ("crown", "C0")):
+        poly = np.vstack([sets[name], sets[name][:1]])
+        ax.plot(poly[:, 0], poly[:, 1], color=color, lw=1.5,
+                label={"ibp": "IBP box", "crown": "CROWN outer bound (72 directions)"}[name])
+    ax.set_xlabel("output 1 (logit)")
+    ax.set_ylabel("output 2 (logit)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def smoothing_curves(curves: pd.DataFrame, *, reference: dict | None = None, title: str | None = None):
+    """Certified accuracy (%) against L2 radius, one line per σ and one panel per dataset, with 95%
+    bands; the empirical accuracy under attack as open markers where ``curves`` has ``kind`` ==
+    "empirical"; ``reference`` adds published points ``{label: (dataset, radii, accuracy %)}``."""
+    datasets = list(dict.fromkeys(curves["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        g = curves[curves["dataset"] == ds]
+        sigmas = sorted(g["sigma"].unique())
+        palette = dict(zip(sigmas, sns.color_palette("colorblind", n_colors=len(sigmas))))
+        for s in sigmas:
+            c = g[(g["sigma"] == s) & (g["kind"] == "certified")].sort_values("radius")
+            ax.step(c["radius"], 100 * c["accuracy"], where="post", color=palette[s], label=f"certified, σ = {s:g}")
+            ax.fill_between(c["radius"], 100 * c["ci_low"], 100 * c["ci_high"], step="post", color=palette[s],
+                            alpha=0.15, lw=0)
+            e = g[(g["sigma"] == s) & (g["kind"] == "empirical")].sort_values("radius")
+            if len(e):
+                ax.plot(e["radius"], 100 * e["accuracy"], ls="--", marker="o", mfc="none", color=palette[s],
+                        label=f"under SmoothAdv, σ = {s:g}")
+        for label, (rds, radii, acc) in (reference or {}).items():
+            if rds == ds:
+                ax.plot(radii, acc, "k*", ms=8, label=label)
+        ax.set_xlabel("L2 radius (pixel units of [0, 1])")
+        ax.set_ylabel("accuracy of the smoothed classifier (%)")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.set_title(ds)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,16 @@
-"""Certification: lower bounds on robust accuracy. Randomized smoothing so far (``smoothing``)."""
-from .smoothing import ABSTAIN, certified_accuracy, certify, lower_confidence_bound, sample_counts, smoothed_predict
+"""Certification: lower bounds on robust accuracy.
 
-__all__ = ["ABSTAIN", "certified_accuracy", "certify", "lower_confidence_bound", "sample_counts", "smoothed_predict"]
+- :mod:`~advlab.certify.bounds`: interval bound propagation and CROWN, deterministic certificates
+  for L∞ and L2 balls of sequential ReLU networks;
+- :mod:`~advlab.certify.milp`: exact verification of small networks by mixed-integer programming;
+- :mod:`~advlab.certify.smoothing`: randomized smoothing, probabilistic L2 certificates for any
+  classifier, and SmoothAdv, the attack on the smoothed classifier.
+"""
+from .bounds import Bounds, bound_spec, certified, layers, margin_bounds, verify
+from .milp import exact_verification
+from .smoothing import (ABSTAIN, certified_accuracy, certify, lower_confidence_bound, sample_counts, smoothadv,
+                        smoothed_predict)
+
+__all__ = ["ABSTAIN", "Bounds", "bound_spec", "certified", "certified_accuracy", "certify", "exact_verification",
+           "layers", "lower_confidence_bound", "margin_bounds", "sample_counts", "smoothadv", "smoothed_predict",
+           "verify"]

@@ -14,7 +14,7 @@ from torch import nn
 from ..checks import check_choice
 from ..data import dataset_spec
 from ..errors import InputError
-from .nets import MLP, VGG, LeNet5, PreActResNet18, SmallCNN, WideResNet
+from .nets import MLP, VGG, ConvSmall, LeNet5, PreActResNet18, SmallCNN, WideResNet
 
 
 class Normalize(nn.Module):
@@ -48,6 +48,12 @@ def _small_cnn(shape, num_classes, width: float = 1.0):
     return SmallCNN(shape, num_classes, width=width)
 
 
+def _conv_small(shape, num_classes, width: float = 1.0):
+    """Wong & Kolter's small ConvNet: 2 conv (16, 32 channels, 4×4, stride 2) + 2 fully connected (100,
+    classes); no pooling, so bound propagation (IBP, CROWN) certifies it."""
+    return ConvSmall(shape, num_classes, width=width)
+
+
 def _lenet5(shape, num_classes):
     """LeNet-5 (LeCun et al. 1998) with ReLU and max pooling."""
     return LeNet5(shape, num_classes)
@@ -66,6 +72,7 @@ def _wide_resnet(shape, num_classes, depth: int = 28, widen_factor: int = 10, dr
 MODELS = {
     "mlp": _mlp,
     "small_cnn": _small_cnn,
+    "conv_small": _conv_small,
     "lenet5": _lenet5,
     "vgg11": _vgg(11),
     "vgg13": _vgg(13),

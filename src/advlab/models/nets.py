@@ -44,6 +44,20 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class ConvSmall(nn.Sequential):
+    """The small ConvNet of Wong & Kolter (2018): two 4×4 stride-2 convolutions (16, 32 channels),
+    a 100-unit layer, the classes. Sequential by construction, so every certifier can bound it."""
+
+    def __init__(self, shape, num_classes, width=1.0):
+        c, h, w = shape
+        c1, c2, f = _w(16, width), _w(32, width), _w(100, width)
+        super().__init__(
+            nn.Conv2d(c, c1, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), f), nn.ReLU(), nn.Linear(f, num_classes),
+        )
+
+
 class LeNet5(nn.Module):
     def __init__(self, shape, num_classes):
         super().__init__()

@@ -2,7 +2,7 @@
 
 ``load_or_train(config)`` returns the model for a :class:`TrainConfig`, training it only when no
 valid checkpoint for exactly that configuration exists under the cache root. The training method
-(standard, noise, PGD, FGSM, FGSM-RS, mixed L2+L∞, TRADES, DeepFool) is one config field,
+(standard, noise, PGD, FGSM, FGSM-RS, mixed L2+L∞, TRADES, IBP, DeepFool) is one config field,
 ``method``, with its parameters in ``method_params`` (:mod:`advlab.training.methods`).
 """
 from __future__ import annotations
@@ -250,7 +250,7 @@ def train(config: TrainConfig, device=None, progress: bool = True):
                     for x, y in batches(train_set, config.batch_size, shuffle=True, augment=config.augment,
                                         generator=gen):
                         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                            out = method.step(model, x, y, params, generator=adv_gen, step=step,
+                            out = method.step(model, x, y, params, generator=adv_gen, step=step, total=total,
                                               label_smoothing=config.label_smoothing)
                         opt.zero_grad(set_to_none=True)
                         out.loss.backward()

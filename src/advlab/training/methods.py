@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..attacks import run_attack
 from ..attacks.base import loss_and_grad
+from ..certify.bounds import ibp_margin_lower
 from ..checks import check_choice
 from ..config import coerce
 from ..errors import InputError
@@ -81,6 +82,12 @@ class Method:
                              f"got {out['fraction']}")
         if out.get("steps", 1) < 1:
             raise InputError(f"{self.name}.steps must be >= 1, got {out['steps']}")
+        for name in ("kappa", "warmup", "ramp"):
+            if name in out and not 0 <= out[name] <= 1:
+                raise InputError(f"{self.name}.{name} must be in [0, 1], got {out[name]}")
+        if out.get("warmup", 0) + out.get("ramp", 0) > 1:
+            raise InputError(f"{self.name}: warmup + ramp (shares of the training steps) must not exceed 1, "
+                             f"got {out['warmup']} + {out['ramp']}")
         for name in ("step_size", "beta", "scale"):
             if out.get(name) is not None and not out[name] > 0:
                 raise InputError(f"{self.name}.{name} must be > 0, got {out[name]}")
@@ -145,7 +152,7 @@ _FRACTION = {"fraction": (float, 1.0, None)}
 
 
 @register_method("standard", {}, adversarial=False)
-def standard(model, x, y, p, *, generator, step, label_smoothing):
+def standard(model, x, y, p, *, generator, step, total, label_smoothing):
     """Empirical risk minimisation: cross-entropy on clean inputs."""
     logits = model(x)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
@@ -153,7 +160,7 @@ def standard(model, x, y, p, *, generator, step, label_smoothing):
 
 
 @register_method("noise", {"sigma": (float, REQUIRED, None)}, adversarial=False)
-def noise(model, x, y, p, *, generator, step, label_smoothing):
+def noise(model, x, y, p, *, generator, step, total, label_smoothing):
     """Gaussian noise augmentation x + σ·N(0, I), not clipped (Cohen et al. 2019; the reports'
     randomized network)."""
     noisy = x + p["sigma"] * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -164,7 +171,7 @@ def noise(model, x, y, p, *, generator, step, label_smoothing):
 
 @register_method("pgd", {"norm": (str, REQUIRED, NORMS), "eps": (float, REQUIRED, None), "steps": (int, 10, None),
                          "step_size": (float, None, None), "random_start": (bool, True, None), **_FRACTION})
-def pgd(model, x, y, p, *, generator, step, label_smoothing):
+def pgd(model, x, y, p, *, generator, step, total, label_smoothing):
     """PGD adversarial training (Madry et al. 2018): step size 2.5·ε/steps unless given."""
     threat = ThreatModel(p["norm"], p["eps"])
     k, xa, ya = _split(x, y, p["fraction"])
@@ -175,7 +182,7 @@ def pgd(model, x, y, p, *, generator, step, label_smoothing):
 
 
 @register_method("fgsm", {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None), **_FRACTION})
-def fgsm(model, x, y, p, *, generator, step, label_smoothing):
+def fgsm(model, x, y, p, *, generator, step, total, label_smoothing):
     """FGSM training (Goodfellow et al. 2015): one step of length ε from the clean input."""
     threat = ThreatModel(p["norm"], p["eps"])
     k, xa, ya = _split(x, y, p["fraction"])
@@ -185,7 +192,7 @@ def fgsm(model, x, y, p, *, generator, step, label_smoothing):
 
 @register_method("fgsm_rs", {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None),
                              "step_size": (float, None, None), **_FRACTION})
-def fgsm_rs(model, x, y, p, *, generator, step, label_smoothing):
+def fgsm_rs(model, x, y, p, *, generator, step, total, label_smoothing):
     """Fast adversarial training (Wong, Rice & Kolter 2020): random start in the ball, one step of
     1.25·ε (unless given), projection."""
     threat = ThreatModel(p["norm"], p["eps"])
@@ -197,7 +204,7 @@ def fgsm_rs(model, x, y, p, *, generator, step, label_smoothing):
 
 @register_method("mixed", {"eps_linf": (float, REQUIRED, None), "eps_l2": (float, REQUIRED, None),
                            "steps": (int, 10, None), "strategy": (str, "max", ("max", "alternate")), **_FRACTION})
-def mixed(model, x, y, p, *, generator, step, label_smoothing):
+def mixed(model, x, y, p, *, generator, step, total, label_smoothing):
     """Training against the union of an L∞ and an L2 ball (Tramèr & Boneh 2019): ``max`` trains on
     the PGD example of higher loss per example (both attacks every step); ``alternate`` perturbs
     even steps in L∞ and odd steps in L2 (half the cost)."""
@@ -219,7 +226,7 @@ def mixed(model, x, y, p, *, generator, step, label_smoothing):
 
 @register_method("trades", {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None), "beta": (float, 6.0, None),
                             "steps": (int, 10, None), "step_size": (float, None, None)})
-def trades(model, x, y, p, *, generator, step, label_smoothing):
+def trades(model, x, y, p, *, generator, step, total, label_smoothing):
     """TRADES (Zhang et al. 2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximising the KL term by
     PGD from x + 0.001·N(0, I) (the reference code's start); step size 2.5·ε/steps unless given."""
     threat = ThreatModel(p["norm"], p["eps"])
@@ -246,9 +253,30 @@ def trades(model, x, y, p, *, generator, step, label_smoothing):
     return StepOut(ce + p["beta"] * robust, nat, ce.detach(), adv_ce, spent + 3 * n, spent + 2 * n)
 
 
+@register_method("ibp", {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None), "kappa": (float, 0.5, None),
+                         "warmup": (float, 1 / 30, None), "ramp": (float, 1 / 6, None)})
+def ibp(model, x, y, p, *, generator, step, total, label_smoothing):
+    """IBP training (Gowal et al. 2018): κ·CE(f(x), y) + (1 − κ)·CE(ẑ, y), ẑ the worst-case margins of
+    interval bound propagation at ε_t. ε_t = 0 and κ = 1 for the first ``warmup`` share of the steps,
+    then ε_t ramps linearly to ε and κ to ``kappa`` over the next ``ramp`` share (defaults: Gowal et
+    al.'s MNIST schedule, 2k warm-up and 10k ramp steps of 60k)."""
+    progress = step / total - p["warmup"]
+    t = min(1.0, max(0.0, progress / p["ramp"])) if p["ramp"] > 0 else float(progress >= 0)
+    eps, kappa = t * p["eps"], 1 - t * (1 - p["kappa"])
+    logits = model(x)
+    ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    n = x.shape[0]
+    if eps == 0:
+        return StepOut(ce, logits, ce.detach(), None, n, n)
+    # the worst case of the margins z_y − z_j is the logit vector (0 for y, −lower_j for j)
+    robust = F.cross_entropy(-ibp_margin_lower(model, x, y, ThreatModel(p["norm"], eps)), y)
+    # the bound pass costs about two forward passes (centre and radius), and as much backward
+    return StepOut(kappa * ce + (1 - kappa) * robust, logits, ce.detach(), robust.detach(), 3 * n, 3 * n)
+
+
 @register_method("deepfool", {"steps": (int, 50, None), "overshoot": (float, 0.02, None), "scale": (float, 1.0, None),
                               **_FRACTION})
-def deepfool(model, x, y, p, *, generator, step, label_smoothing):
+def deepfool(model, x, y, p, *, generator, step, total, label_smoothing):
     """Training on DeepFool's minimal L2 perturbations scaled by ``scale`` (the DeepFool paper's
     fine-tuning; scale > 1 is its over-sized-perturbation study), clipped to [0, 1]."""
     k, xa, ya = _split(x, y, p["fraction"])

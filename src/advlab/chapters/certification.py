@@ -1,0 +1,399 @@
+"""Certification: the chapter's parameters and profiles, the plan of its models, and its compositions.
+
+Every model is a :class:`~advlab.training.TrainConfig` built here: for each certified L∞ budget a
+standard, a PGD-trained and an IBP-trained network of two architectures (Wong & Kolter's small
+ConvNet and a small MLP the MILP decides exactly), and the noise-trained base classifiers of
+randomized smoothing on the MNIST-scale dataset and CIFAR-10.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.spatial import HalfspaceIntersection
+from torch import nn
+
+from ..certify import bound_spec, certify, exact_verification, layers, smoothadv, smoothed_predict, verify
+from ..config import ALL, Chapter, Config, Param, Relation
+from ..data import Dataset
+from ..evaluate import clopper_pearson, robust_evaluation
+from ..models import build_model
+from ..progress import bar
+from ..threat import ThreatModel
+from ..timing import Stopwatch
+from ..training import TrainConfig
+from . import models
+
+# Published numbers the chapter sets its own beside (%).
+COHEN_CIFAR = {"sigma": 0.25, "radii": [0.0, 0.25, 0.5, 0.75], "certified": [74.8, 60.0, 42.8, 26.6]}
+WONG_KOLTER_ERROR = {"eps": 0.1, "robust error bound": 5.8}  # small ConvNet, MNIST, L∞
+CROWN_IBP_ERROR = {"eps": 0.3, "verified error": 6.7}  # CROWN-IBP, MNIST, L∞ (Zhang et al. 2020)
+TRAININGS = ("standard", "PGD", "IBP")
+
+CHAPTER = Chapter(
+    name="certification",
+    notebook="certification.py",
+    title="Certification: bounds, exact verification, randomized smoothing",
+    position=4,
+    params={
+        "seed": models.PARAMS["seed"],
+        "dataset": models.PARAMS["dataset"],
+        "eps_list": Param(("list", float), "L∞ budgets certified on the MNIST-scale dataset, pixel units",
+                          positive=True),
+        "ibp_train_eps": Param(("list", float), "ε of IBP training for each budget of eps_list (Gowal et al.: "
+                               "larger than the certified ε)", positive=True),
+        "epochs": Param(int, "epochs of every MNIST-scale training (standard, PGD, IBP, noise)", minimum=1),
+        "train_subset": Param(int, f"their training examples ({ALL!r}: the whole split)", minimum=1, all_allowed=True),
+        "lr": Param(float, "their peak learning rate (one-cycle schedule)", positive=True),
+        "pgd_steps": Param(int, "PGD steps of PGD training (step 2.5 ε / steps)", minimum=1),
+        "ibp_kappa": Param(float, "final weight κ of the natural loss in IBP training", minimum=0, maximum=1),
+        "ibp_warmup": Param(float, "share of IBP training at ε = 0", minimum=0, maximum=1),
+        "ibp_ramp": Param(float, "share of IBP training over which ε and κ ramp linearly", minimum=0, maximum=1),
+        "mlp_hidden": Param(("list", int), "hidden widths of the small MLP decided exactly by MILP", minimum=1),
+        "n_cert": Param(int, "test examples of the certified / attacked comparison (seeded, stratified)", minimum=1),
+        "n_milp": Param(int, "of those, examples the MILP decides for each MLP (the first ones)", minimum=1),
+        "milp_seconds": Param(float, "solver time per example before the MILP calls it undecided", positive=True),
+        "apgd_steps": Param(int, "iterations of APGD-CE and APGD-DLR", minimum=1),
+        "square_queries": Param(int, "queries per example of the Square attack", minimum=1),
+        "toy_width": Param(int, "hidden width of the two-dimensional toy network", minimum=1),
+        "toy_eps": Param(float, "L∞ radius of the toy network's input box", positive=True),
+        "toy_samples": Param(int, "grid points per side that trace the true image of the toy box", minimum=2),
+        "mnist_sigmas": Param(("list", float), "noise σ of the smoothed MNIST-scale classifiers", positive=True),
+        "cifar_sigmas": Param(("list", float), "noise σ of the smoothed CIFAR-10 classifiers", positive=True),
+        "cifar_model": models.PARAMS["cifar_model"],
+        "cifar_width": models.PARAMS["cifar_width"],
+        "cifar_epochs": Param(int, "epochs of the noise-trained VGGs", minimum=1),
+        "cifar_subset": Param(int, f"their training examples ({ALL!r}: all 50,000)", minimum=1, all_allowed=True),
+        "n_smooth": Param(int, "test examples certified by randomized smoothing, per dataset and σ", minimum=1),
+        "n0": Param(int, "selection samples of CERTIFY (Cohen et al.: 100)", minimum=1),
+        "n_samples": Param(int, "estimation samples of CERTIFY (Cohen et al.: 100,000)", minimum=2),
+        "alpha": Param(float, "failure probability of each certificate", positive=True, maximum=0.5),
+        "radii": Param(("list", float), "L2 radii of the certified-accuracy curves, pixel units", minimum=0),
+        "attack_radii": Param(("list", float), "L2 radii of the SmoothAdv attack (empirical robustness)",
+                              positive=True),
+        "smoothadv_steps": Param(int, "PGD steps of SmoothAdv", minimum=1),
+        "smoothadv_draws": Param(int, "noise draws per SmoothAdv step", minimum=1),
+        "cost_widths": Param(("list", float), "widths of the small ConvNet timed for the cost of a certificate",
+                             positive=True),
+        "cost_n": Param(int, "examples per timing of the cost comparison", minimum=1),
+        "batch_size": Param(int, "examples per bound or attack batch", minimum=1),
+    },
+    base="quick",
+    profiles={
+        "quick": dict(seed=0, dataset="mnist", eps_list=[0.1, 0.3], ibp_train_eps=[0.15, 0.4], epochs=3,
+                      train_subset=30000, lr=0.05, pgd_steps=5, ibp_kappa=0.5, ibp_warmup=0.05, ibp_ramp=0.5,
+                      mlp_hidden=[32, 32], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20,
+                      square_queries=100, toy_width=16, toy_eps=0.15, toy_samples=201, mnist_sigmas=[0.25, 0.5, 1.0],
+                      cifar_sigmas=[0.12, 0.25, 0.5], cifar_model="vgg19", cifar_width=0.125, cifar_epochs=2,
+                      cifar_subset=25000, n_smooth=60, n0=50, n_samples=500, alpha=0.001,
+                      radii=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0], attack_radii=[0.25, 0.5, 1.0], smoothadv_steps=5,
+                      smoothadv_draws=4, cost_widths=[0.25, 0.5, 1.0], cost_n=20, batch_size=100),
+        "smoke": dict(eps_list=[0.1], ibp_train_eps=[0.15], epochs=1, train_subset=3000, n_cert=30, n_milp=10,
+                      milp_seconds=1.0, apgd_steps=5, square_queries=20, toy_samples=51, mnist_sigmas=[0.5],
+                      cifar_sigmas=[0.25], cifar_model="vgg11", cifar_epochs=1, cifar_subset=2000, n_smooth=20,
+                      n0=20, n_samples=100, attack_radii=[0.5], smoothadv_steps=2, smoothadv_draws=2,
+                      cost_widths=[0.25, 0.5], cost_n=4),
+        "paper": dict(epochs=20, train_subset=ALL, pgd_steps=20, mlp_hidden=[50, 50], n_cert=1000, n_milp=200,
+                      milp_seconds=60.0, apgd_steps=100, square_queries=5000, cifar_width=1.0, cifar_epochs=30,
+                      cifar_subset=ALL, n_smooth=500, n0=100, n_samples=100_000, smoothadv_steps=20,
+                      smoothadv_draws=16, cost_widths=[0.25, 0.5, 1.0, 2.0], cost_n=100),
+    },
+    relations=(
+        Relation(("eps_list", "ibp_train_eps"), lambda c: len(c.eps_list) == len(c.ibp_train_eps),
+                 "ibp_train_eps needs one training ε per certified budget of eps_list"),
+        Relation(("n_milp", "n_cert"), lambda c: c.n_milp <= c.n_cert,
+                 "n_milp must not exceed n_cert: the MILP decides examples of the certified subset"),
+        Relation(("n0", "n_samples"), lambda c: c.n0 < c.n_samples,
+                 "n0 (selection samples) must be smaller than n_samples (estimation samples)"),
+        Relation(("ibp_warmup", "ibp_ramp"), lambda c: c.ibp_warmup + c.ibp_ramp <= 1,
+                 "ibp_warmup + ibp_ramp (shares of the training steps) must not exceed 1"),
+    ),
+)
+
+
+def _train(cfg: Config, model: str, options: dict, method: str = "standard", params: dict | None = None):
+    return TrainConfig(dataset=cfg.dataset, model=model, model_options=options, epochs=cfg.epochs,
+                       train_subset=cfg.train_subset, lr=cfg.lr, seed=cfg.seed, method=method,
+                       method_params=params or {})
+
+
+def architectures(cfg: Config) -> dict[str, tuple[str, dict]]:
+    """The certified architectures: Wong & Kolter's small ConvNet and the small MLP of the MILP."""
+    return {"small ConvNet": ("conv_small", {}), "small MLP": ("mlp", {"hidden": tuple(cfg.mlp_hidden)})}
+
+
+def bound_configs(cfg: Config) -> dict[tuple[str, str, float], TrainConfig]:
+    """(architecture, training, certified ε) -> config: the standard model (shared by every ε), PGD
+    training at ε, IBP training at its training ε with Gowal et al.'s ramp."""
+    out = {}
+    for arch, (name, opts) in architectures(cfg).items():
+        for eps, train_eps in zip(cfg.eps_list, cfg.ibp_train_eps):
+            out[(arch, "standard", eps)] = _train(cfg, name, opts)
+            out[(arch, "PGD", eps)] = _train(cfg, name, opts, "pgd", {"norm": "linf", "eps": eps,
+                                                                     "steps": cfg.pgd_steps})
+            out[(arch, "IBP", eps)] = _train(cfg, name, opts, "ibp", {
+                "eps": train_eps, "kappa": cfg.ibp_kappa, "warmup": cfg.ibp_warmup, "ramp": cfg.ibp_ramp})
+    return out
+
+
+def smoothing_configs(cfg: Config) -> dict[tuple[str, float], TrainConfig]:
+    """(dataset, σ) -> the base classifier trained with Gaussian noise σ (Cohen et al.'s recipe: the
+    noise level of training is the noise level of smoothing)."""
+    out = {(cfg.dataset, s): _train(cfg, "conv_small", {}, "noise", {"sigma": s}) for s in cfg.mnist_sigmas}
+    out.update({("cifar10", s): TrainConfig(dataset="cifar10", model=cfg.cifar_model,
+                                            model_options={"width": cfg.cifar_width}, epochs=cfg.cifar_epochs,
+                                            train_subset=cfg.cifar_subset, augment=True, seed=cfg.seed,
+                                            method="noise", method_params={"sigma": s})
+                for s in cfg.cifar_sigmas})
+    return out
+
+
+# -- the sandwich ---------------------------------------------------------------------------------
+def sandwich_rows(models_: dict, data: Dataset, cfg: Config, progress: bool = True) -> pd.DataFrame:
+    """Per-example rows of every (architecture, training, ε): IBP and CROWN certificates, the
+    ensemble's verdict (APGD-CE, APGD-DLR, Square) and, for the MLP's first ``n_milp`` examples not
+    already settled by a certificate or an attack, the MILP's exact verdict.
+
+    Columns: ``architecture``, ``training``, ``eps``, ``example``, ``clean_correct``, ``ibp``,
+    ``crown``, ``certified`` (either), ``attacked`` (robust under the ensemble), ``exact``
+    (robust / not robust / undecided, or None beyond the MILP's examples), ``*_seconds``.
+    """
+    frames = []
+    for (arch, training, eps), model in bar(models_.items(), desc="certify and attack", enabled=progress):
+        threat = ThreatModel("linf", eps)
+        rows = verify(model, data, threat, batch_size=cfg.batch_size, progress=False)
+        att = robust_evaluation(model, data, threat, steps=cfg.apgd_steps, queries=cfg.square_queries,
+                                batch_size=cfg.batch_size, seed=cfg.seed, progress=False)
+        rows["attacked"] = att["robust"].to_numpy()
+        rows["attack_seconds"] = att["seconds"].to_numpy()
+        rows["certified"] = rows["ibp"] | rows["crown"]
+        rows["exact"] = None
+        rows["milp_seconds"] = np.nan
+        if arch == "small MLP":
+            head = np.arange(len(rows)) < cfg.n_milp
+            rows.loc[head & rows["certified"], "exact"] = "robust"
+            rows.loc[head & ~rows["attacked"], "exact"] = "not robust"
+            gap = np.flatnonzero(head & rows["attacked"].to_numpy() & ~rows["certified"].to_numpy())
+            if len(gap):
+                x, y = data.images()[gap], data.y[gap]
+                ex = exact_verification(model, x, y, threat, time_limit=cfg.milp_seconds, progress=False)
+                rows.loc[gap, "exact"] = ex["verdict"].to_numpy()
+                rows.loc[gap, "milp_seconds"] = ex["seconds"].to_numpy()
+        frames.append(rows.assign(architecture=arch, training=training))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _rate(k: int, n: int) -> dict:
+    lo, hi = clopper_pearson(k, n)
+    return {"accuracy": k / n if n else np.nan, "ci_low": lo, "ci_high": hi, "n": n}
+
+
+def sandwich_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Certified (IBP, CROWN, best of both) ≤ exact ≤ attacked accuracy with 95% intervals, per
+    architecture, training and ε (long format: one row per bound). The exact accuracy counts only the
+    MILP's examples; undecided ones are reported, never counted as robust."""
+    out = []
+    for (arch, training, eps), g in rows.groupby(["architecture", "training", "eps"], sort=False):
+        for bound, col in (("IBP", "ibp"), ("CROWN", "crown"), ("IBP or CROWN", "certified"),
+                           ("attacked (ensemble)", "attacked")):
+            out.append({"architecture": arch, "training": training, "eps": eps, "bound": bound,
+                        **_rate(int(g[col].sum()), len(g))})
+        decided = g[g["exact"].notna()]
+        if len(decided):
+            out.append({"architecture": arch, "training": training, "eps": eps, "bound": "exact (MILP)",
+                        **_rate(int((decided["exact"] == "robust").sum()), len(decided)),
+                        "undecided": int((decided["exact"] == "undecided").sum())})
+    return pd.DataFrame(out)
+
+
+def sandwich_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The sandwich as a table: one row per (architecture, ε, training), one column per bound,
+    cells '61.0 [50.7, 70.6]' (%, 95% CI); the exact column says how many examples stayed undecided."""
+    cells = []
+    for _, r in summary.iterrows():
+        c = f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+        if r["bound"] == "exact (MILP)":
+            c += f" of {r['n']}, {int(r['undecided'])} undecided"
+        cells.append(c)
+    t = summary.assign(cell=cells).pivot_table(index=["architecture", "eps", "training"], columns="bound",
+                                               values="cell", aggfunc="first", sort=False)
+    order = ["IBP", "CROWN", "IBP or CROWN", "exact (MILP)", "attacked (ensemble)"]
+    return t[[c for c in order if c in t.columns]].fillna("not run").rename_axis(columns="accuracy (%)")
+
+
+def published_comparison(summary: pd.DataFrame) -> pd.DataFrame:
+    """The small ConvNet's best certified accuracy per ε beside Wong & Kolter's (ε = 0.1) and
+    CROWN-IBP's (ε = 0.3) published certified accuracy, where the ε matches."""
+    published = {WONG_KOLTER_ERROR["eps"]: 100 - WONG_KOLTER_ERROR["robust error bound"],
+                 CROWN_IBP_ERROR["eps"]: 100 - CROWN_IBP_ERROR["verified error"]}
+    g = summary[(summary["bound"] == "IBP or CROWN") & (summary["architecture"] == "small ConvNet")]
+    best = g.sort_values("accuracy").groupby("eps").tail(1).sort_values("eps").set_index("eps")
+    return pd.DataFrame({
+        "best training": best["training"],
+        "certified (%)": [f"{100 * a:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                          for a, lo, hi in zip(best["accuracy"], best["ci_low"], best["ci_high"])],
+        "published certified (%)": [f"{published[e]:.1f}" if e in published else "none at this ε" for e in best.index],
+    }).rename_axis("L∞ ε")
+
+
+def soundness(rows: pd.DataFrame) -> dict:
+    """Counts that must be zero: certified yet attacked successfully, certified yet not robust by the
+    MILP, robust by the MILP yet attacked successfully."""
+    exact = rows["exact"].fillna("")
+    return {"certified but fooled by an attack": int((rows["certified"] & ~rows["attacked"]).sum()),
+            "certified but not robust (MILP)": int((rows["certified"] & (exact == "not robust")).sum()),
+            "robust (MILP) but fooled by an attack": int(((exact == "robust") & ~rows["attacked"]).sum())}
+
+
+# -- the toy network ------------------------------------------------------------------------------
+def toy_network(width: int, seed: int) -> nn.Sequential:
+    """A random 2 → width → width → 2 ReLU network: small enough to draw its reachable set."""
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+    return net.eval()
+
+
+def toy_sets(net: nn.Sequential, eps: float, samples: int, directions: int = 72) -> dict:
+    """The toy network's output set over the box [0.5 ± eps]²: the dense image (``points``), and the
+    outer bounds of IBP and CROWN as polygons (bounds on c·f for ``directions`` unit vectors c,
+    intersected; for IBP the intersection of its four axis bounds is its box)."""
+    centre = torch.full((1, 2), 0.5)
+    threat = ThreatModel("linf", eps)
+    t = torch.linspace(-eps, eps, samples)
+    grid = centre + torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).view(-1, 2)
+    with torch.no_grad():
+        points = net(grid).numpy()
+    angles = np.linspace(0, 2 * np.pi, directions, endpoint=False)
+    c = torch.tensor(np.stack([np.cos(angles), np.sin(angles)], 1), dtype=torch.float32)
+    out = {"points": points}
+    for method in ("ibp", "crown"):
+        cc = torch.eye(2).repeat(2, 1) * torch.tensor([[1.0], [1.0], [-1.0], [-1.0]]) if method == "ibp" else c
+        up = bound_spec(net, centre, threat, cc, method=method, upper=True).upper[0].numpy()
+        halfspaces = np.concatenate([cc.numpy(), -up[:, None]], 1)
+        inner = points.mean(0)
+        out[method] = _polygon(HalfspaceIntersection(halfspaces, inner).intersections)
+    return out
+
+
+def _polygon(vertices: np.ndarray) -> np.ndarray:
+    centre = vertices.mean(0)
+    order = np.argsort(np.arctan2(vertices[:, 1] - centre[1], vertices[:, 0] - centre[0]))
+    return vertices[order]
+
+
+# -- randomized smoothing ---------------------------------------------------------------------------
+def smoothing_rows(model, data: Dataset, sigma: float, cfg: Config) -> pd.DataFrame:
+    """CERTIFY on every example: ``prediction`` (−1: abstain), ``radius`` (certified L2 radius),
+    ``correct`` (certified and right), ``seconds`` per example."""
+    x, y = data.images(), data.y
+    gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
+    with Stopwatch(x.device) as sw:
+        pred, radius = certify(model, x, sigma=sigma, n0=cfg.n0, n=cfg.n_samples, alpha=cfg.alpha,
+                               batch_size=cfg.batch_size * 10, generator=gen)
+    return pd.DataFrame({"example": data.indices.cpu().numpy(), "prediction": pred.cpu().numpy(),
+                         "radius": radius.cpu().numpy(), "correct": (pred == y).cpu().numpy(),
+                         "seconds": sw.seconds / len(y)})
+
+
+def certified_curve(rows: pd.DataFrame, radii) -> pd.DataFrame:
+    """Certified accuracy at every radius with 95% intervals: correct and certified at radius ≥ r."""
+    out = []
+    for r in radii:
+        k = int((rows["correct"] & (rows["radius"] >= r)).sum())
+        out.append({"radius": r, **_rate(k, len(rows))})
+    return pd.DataFrame(out)
+
+
+def empirical_curve(model, data: Dataset, sigma: float, cfg: Config) -> pd.DataFrame:
+    """The smoothed classifier's accuracy under SmoothAdv at every attack radius (its prediction,
+    by PREDICT with ``n_samples`` draws, equal to the label; abstentions count as errors)."""
+    x, y = data.images(), data.y
+    out = []
+    for r in cfg.attack_radii:
+        x_adv = smoothadv(model, x, y, sigma=sigma, eps=r, steps=cfg.smoothadv_steps, draws=cfg.smoothadv_draws,
+                          seed=cfg.seed)
+        gen = torch.Generator(device=x.device).manual_seed(cfg.seed + 1)
+        pred = smoothed_predict(model, x_adv, sigma=sigma, n=cfg.n_samples, alpha=cfg.alpha,
+                                batch_size=cfg.batch_size * 10, generator=gen)
+        out.append({"radius": r, **_rate(int((pred == y).sum()), len(y))})
+    return pd.DataFrame(out)
+
+
+def smoothing_table(smooth_rows: dict, radii) -> pd.DataFrame:
+    """Per (dataset, σ): certified accuracy (%) at every radius, abstention rate (%), and the median
+    certified radius of the correctly certified examples."""
+    out = {}
+    for (ds, s), r in smooth_rows.items():
+        row = {f"r = {x:g}": 100 * float((r["correct"] & (r["radius"] >= x)).mean()) for x in radii}
+        row["abstain (%)"] = 100 * float((r["prediction"] < 0).mean())
+        row["median radius"] = float(r.loc[r["correct"], "radius"].median()) if r["correct"].any() else 0.0
+        out[(ds, s)] = row
+    return pd.DataFrame(out).T.rename_axis(["dataset", "σ"]).round(2)
+
+
+def cohen_comparison(smooth_rows: dict) -> pd.DataFrame:
+    """This run's CIFAR-10 certified accuracy at Cohen et al.'s radii, for the σ closest to theirs,
+    beside their numbers (%), with 95% intervals."""
+    cifar = {s: r for (ds, s), r in smooth_rows.items() if ds == "cifar10"}
+    if not cifar:
+        return pd.DataFrame()
+    s = min(cifar, key=lambda v: abs(v - COHEN_CIFAR["sigma"]))
+    curve = certified_curve(cifar[s], COHEN_CIFAR["radii"])
+    return pd.DataFrame({
+        "radius": COHEN_CIFAR["radii"],
+        f"this run, σ = {s:g} (%)": [f"{100 * a:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                                     for a, lo, hi in zip(curve["accuracy"], curve["ci_low"], curve["ci_high"])],
+        f"Cohen et al., σ = {COHEN_CIFAR['sigma']:g} (%)": COHEN_CIFAR["certified"]}).set_index("radius")
+
+
+def cost_table(rows: pd.DataFrame, smooth_rows: dict) -> pd.DataFrame:
+    """Mean wall time per example (s) of every certificate and of the attack ensemble."""
+    out = []
+    for arch, g in rows.groupby("architecture", sort=False):
+        out += [{"what": f"IBP, {arch}", "s/example": g["ibp_seconds"].mean()},
+                {"what": f"CROWN, {arch}", "s/example": g["crown_seconds"].mean()},
+                {"what": f"attack ensemble, {arch}", "s/example": g["attack_seconds"].mean()}]
+        if g["milp_seconds"].notna().any():
+            out.append({"what": f"MILP, {arch} (undecided by bounds and attacks)",
+                        "s/example": g["milp_seconds"].mean()})
+    for (ds, s), r in smooth_rows.items():
+        out.append({"what": f"randomized smoothing CERTIFY, {ds}, σ = {s:g}", "s/example": r["seconds"].mean()})
+    return pd.DataFrame(out).set_index("what").round(4)
+
+
+def cifar_scale(cfg: Config) -> str:
+    subset = f"{cfg.cifar_subset:,}" if cfg.cifar_subset else "all 50,000"
+    return f"{cfg.cifar_epochs} epochs on {subset} training images (width {cfg.cifar_width:g})"
+
+
+# -- cost -----------------------------------------------------------------------------------------
+def bound_cost(cfg: Config, data: Dataset, eps: float, progress: bool = True) -> pd.DataFrame:
+    """Seconds per example of IBP and CROWN on the small ConvNet at every width of ``cost_widths``
+    (seeded random weights: most ReLUs unstable, CROWN's worst case), with the ReLU count."""
+    sub = data.take(torch.arange(cfg.cost_n))
+    out = []
+    for w in bar(cfg.cost_widths, desc="cost of a certificate", enabled=progress):
+        with torch.random.fork_rng():  # seeded weights, the caller's RNG untouched
+            torch.manual_seed(cfg.seed)
+            net = build_model("conv_small", cfg.dataset, width=w).eval()
+        rows = verify(net, sub, ThreatModel("linf", eps), batch_size=cfg.cost_n, progress=False)
+        out.append({"width": w, "ReLUs": _relu_count(net, sub.images()[:1]),
+                    "IBP (s/example)": rows["ibp_seconds"].mean(),
+                    "CROWN (s/example)": rows["crown_seconds"].mean()})
+    df = pd.DataFrame(out).set_index("width")
+    df["CROWN / IBP"] = df["CROWN (s/example)"] / df["IBP (s/example)"]
+    return df
+
+
+def _relu_count(net, x) -> int:
+    n, z = 0, x
+    with torch.no_grad():
+        for m in layers(net):
+            n += z[0].numel() if isinstance(m, nn.ReLU) else 0
+            z = m(z)
+    return n
