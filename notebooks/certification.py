@@ -278,4 +278,4 @@ certification.cost_table(rows, smooth_rows)
 # %% tags=["remove-input"]
 glue("cost_n", str(cfg.cost_n), display=False)
 glue("cost_eps", f"{cfg.eps_list[0]:g}", display=False)
-certification.bound_cost(cfg, cert_test, cfg.eps_list[0]).round(4)
+certification.bound_cost(cfg, cert_test, cfg.eps_list[0])
