@@ -95,6 +95,8 @@ def test_smoothadv_stays_in_the_l2_ball_and_leaves_the_model_alone(mnist_model, 
 
     x, y = batch[0][:16], batch[1][:16]
     mnist_model.train()
+    for p in mnist_model.parameters():  # the shared fixture may carry another test's gradients
+        p.grad = None
     before = {k: v.clone() for k, v in mnist_model.state_dict().items()}
     x_adv = smoothadv(mnist_model, x, y, sigma=0.25, eps=1.0, steps=3, draws=2)
     assert ThreatModel("l2", 1.0).contains(x, x_adv).all()

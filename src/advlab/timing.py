@@ -25,6 +25,10 @@ class Stopwatch:
         self._t0 = time.perf_counter()
         return self
 
+    def elapsed(self) -> float:
+        """Seconds since entering, while still inside (no synchronisation: a budget check)."""
+        return time.perf_counter() - self._t0
+
     def __exit__(self, *exc):
         synchronize(self.device)
         self.seconds = time.perf_counter() - self._t0

@@ -10,8 +10,6 @@ counterexample in the set), undecided only when the time limit stops the search 
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import torch
@@ -25,6 +23,7 @@ from ..errors import InputError
 from ..models import eval_mode
 from ..progress import bar
 from ..threat import ThreatModel
+from ..timing import Stopwatch
 from .bounds import layers, margin_bounds
 
 VERDICTS = ("robust", "not robust", "undecided")
@@ -121,7 +120,7 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
     with torch.no_grad(), eval_mode(model):
         segs = _segments(mods, x[:1])
         for i in bar(range(x.shape[0]), desc=f"MILP {threat}", enabled=progress, leave=False):
-            t0 = time.perf_counter()
+            clock = Stopwatch(x.device).__enter__()
             xi, yi = x[i:i + 1], y[i:i + 1]
             bounds = margin_bounds(model, xi, yi, threat, method="crown", upper=False)
             pre = [(l.flatten().double().cpu().numpy(), u.flatten().double().cpu().numpy()) for l, u in bounds.layers]
@@ -130,7 +129,7 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
             order = [j for j in torch.argsort(bounds.lower[0]).tolist() if j != int(yi) and bounds.lower[0, j] <= 0]
             verdict, cex, solved = "robust", None, 0
             for j in order:
-                left = time_limit - (time.perf_counter() - t0)
+                left = time_limit - clock.elapsed()
                 if left <= 0:
                     verdict = "undecided"
                     break
@@ -151,5 +150,5 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
                     break
             binaries = int(sum(((l < 0) & (u > 0)).sum() for l, u in pre))
             rows.append({"verdict": verdict, "programs": solved, "binaries": binaries,
-                         "seconds": time.perf_counter() - t0, "counterexample": cex})
+                         "seconds": clock.elapsed(), "counterexample": cex})
     return pd.DataFrame(rows)
