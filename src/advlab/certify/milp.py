@@ -51,9 +51,11 @@ def _segments(mods, x1):
     return out
 
 
-def _program(segs, pre, lo, hi, c):
-    """The MILP minimising c·f over the box [lo, hi] with ReLU bounds ``pre`` [(l, u)] per layer.
-    Variables: the input, then per ReLU layer its activations and its indicators."""
+def _program(segs, pre, lo, hi):
+    """The feasible set of the MILP: the network over the box [lo, hi] with ReLU bounds ``pre``
+    [(l, u)] per layer (variables: the input, then per ReLU layer its activations and indicators).
+    Returns the constraints, integrality, variable bounds and a function c ↦ (cost, constant) for
+    the objective c·f, so the margins of one example share one set of constraints."""
     sizes = [lo.size] + [len(l) for l, _ in pre]
     offsets = np.cumsum([0, sizes[0]] + [2 * n for n in sizes[1:]])
     nvar = int(offsets[-1])
@@ -92,10 +94,14 @@ def _program(segs, pre, lo, hi, c):
         block(unstable, 1.0, 0.0, -u, -inf, np.zeros(n))  # a ≤ u δ
         prev = act
     w, b = segs[-1]
-    cost = np.zeros(nvar)
-    cost[prev] = c @ w
+
+    def objective(c):
+        cost = np.zeros(nvar)
+        cost[prev] = c @ w
+        return cost, float(c @ b)
+
     constraints = LinearConstraint(sparse.vstack(rows), np.concatenate(lb), np.concatenate(ub)) if rows else None
-    return cost, float(c @ b), constraints, integrality, VarBounds(var_lo, var_hi)
+    return constraints, integrality, VarBounds(var_lo, var_hi), objective
 
 
 def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
@@ -116,39 +122,44 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
     check_positive(time_limit, "time_limit")
     check_labels(y, x)
     mods = layers(model)
-    rows = []
     with torch.no_grad(), eval_mode(model):
         segs = _segments(mods, x[:1])
-        for i in bar(range(x.shape[0]), desc=f"MILP {threat}", enabled=progress, leave=False):
-            clock = Stopwatch(x.device).__enter__()
-            xi, yi = x[i:i + 1], y[i:i + 1]
-            bounds = margin_bounds(model, xi, yi, threat, method="crown", upper=False)
-            pre = [(l.flatten().double().cpu().numpy(), u.flatten().double().cpu().numpy()) for l, u in bounds.layers]
-            lo, hi = (t.flatten().double().cpu().numpy() for t in threat.bounds(xi))
-            k = bounds.lower.shape[1]
-            order = [j for j in torch.argsort(bounds.lower[0]).tolist() if j != int(yi) and bounds.lower[0, j] <= 0]
-            verdict, cex, solved = "robust", None, 0
-            for j in order:
-                left = time_limit - clock.elapsed()
-                if left <= 0:
-                    verdict = "undecided"
-                    break
-                c = np.zeros(k)
-                c[int(yi)], c[j] = 1.0, -1.0
-                cost, const, cons, integrality, var_bounds = _program(segs, pre, lo, hi, c)
-                res = milp(cost, constraints=cons, integrality=integrality, bounds=var_bounds,
-                           options={"time_limit": left, "disp": False})
-                solved += 1
-                if res.x is not None and res.fun + const <= 0:  # optimal or not, a counterexample
-                    verdict = "not robust"
-                    cex = torch.as_tensor(res.x[:lo.size], dtype=x.dtype, device=x.device).view_as(xi).clamp(0, 1)
-                    break
-                proven = res.status == 0 or (getattr(res, "mip_dual_bound", None) is not None
-                                             and res.mip_dual_bound + const > 0)
-                if not proven:
-                    verdict = "undecided"
-                    break
-            binaries = int(sum(((l < 0) & (u > 0)).sum() for l, u in pre))
-            rows.append({"verdict": verdict, "programs": solved, "binaries": binaries,
-                         "seconds": clock.elapsed(), "counterexample": cex})
+        rows = [_decide(model, segs, x[i:i + 1], y[i:i + 1], threat, time_limit)
+                for i in bar(range(x.shape[0]), desc=f"MILP {threat}", enabled=progress, leave=False)]
     return pd.DataFrame(rows)
+
+
+def _decide(model, segs, xi, yi, threat, time_limit) -> dict:
+    """One example's verdict: a program per margin CROWN leaves open, most doubtful first."""
+    with Stopwatch(xi.device) as clock:
+        bounds = margin_bounds(model, xi, yi, threat, method="crown", upper=False)
+        pre = [(l.flatten().double().cpu().numpy(), u.flatten().double().cpu().numpy()) for l, u in bounds.layers]
+        lo, hi = (t.flatten().double().cpu().numpy() for t in threat.bounds(xi))
+        label, k = int(yi), bounds.lower.shape[1]
+        order = [j for j in torch.argsort(bounds.lower[0]).tolist() if j != label and bounds.lower[0, j] <= 0]
+        verdict, cex, solved = "robust", None, 0
+        if order:
+            constraints, integrality, var_bounds, objective = _program(segs, pre, lo, hi)
+        for j in order:
+            left = time_limit - clock.elapsed()
+            if left <= 0:
+                verdict = "undecided"
+                break
+            c = np.zeros(k)
+            c[label], c[j] = 1.0, -1.0
+            cost, const = objective(c)
+            res = milp(cost, constraints=constraints, integrality=integrality, bounds=var_bounds,
+                       options={"time_limit": left, "disp": False})
+            solved += 1
+            if res.x is not None and res.fun + const <= 0:  # optimal or not, a counterexample
+                verdict = "not robust"
+                cex = torch.as_tensor(res.x[:lo.size], dtype=xi.dtype, device=xi.device).view_as(xi).clamp(0, 1)
+                break
+            proven = res.status == 0 or (getattr(res, "mip_dual_bound", None) is not None
+                                         and res.mip_dual_bound + const > 0)
+            if not proven:
+                verdict = "undecided"
+                break
+    binaries = int(sum(((l < 0) & (u > 0)).sum() for l, u in pre))
+    return {"verdict": verdict, "programs": solved, "binaries": binaries, "seconds": clock.seconds,
+            "counterexample": cex}

@@ -272,7 +272,7 @@ def toy_sets(net: nn.Sequential, eps: float, samples: int, directions: int = 72)
     c = torch.tensor(np.stack([np.cos(angles), np.sin(angles)], 1), dtype=torch.float32)
     out = {"points": points}
     for method in ("ibp", "crown"):
-        cc = torch.eye(2).repeat(2, 1) * torch.tensor([[1.0], [1.0], [-1.0], [-1.0]]) if method == "ibp" else c
+        cc = torch.cat([torch.eye(2), -torch.eye(2)]) if method == "ibp" else c
         up = bound_spec(net, centre, threat, cc, method=method, upper=True).upper[0].numpy()
         halfspaces = np.concatenate([cc.numpy(), -up[:, None]], 1)
         inner = points.mean(0)
