@@ -81,11 +81,11 @@ from myst_nb import glue
 import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import black_box, chapter_config, models
-from advlab.data import dataset_spec, load_dataset
+from advlab.data import dataset_spec
 from advlab.defenses import BitDepthReduction, bpda
-from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, clean_table, display_table,
+from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, display_table,
                              evaluate_attack, format_accuracy, minimal_norms, noise_injection, noise_summary,
-                             norm_summary, query_grid, query_summary, sweep, transfer_matrix, transfer_summary)
+                             norm_summary, query_grid, query_summary, sweep, transfer_summary, transfer_table)
 from advlab.training import load_models
 
 # %% tags=["parameters"]
@@ -141,12 +141,8 @@ pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
 mnist_threat = ThreatModel("linf", cfg.eps)
 cifar_threat = ThreatModel("linf", cfg.cifar_eps_linf)
-score_attacks = {
-    "NES": ("nes", {"samples": cfg.nes_samples, "sigma": cfg.nes_sigma}),
-    "Square": ("square", {"p_init": cfg.square_p_init}),
-    "NATTACK": ("nattack", {"population": cfg.nattack_population, "sigma": cfg.nattack_sigma,
-                            "lr": cfg.nattack_lr}),
-}
+score_attacks = black_box.score_attacks(cfg)
+plan = black_box.plan(cfg)  # the attacks on the full test subsets: from the result cache, or computed here
 glue("queries", f"{cfg.queries:,}", display=False)
 glue("cifar_threat", str(cifar_threat), display=False)
 glue("mnist_threat", str(mnist_threat), display=False)
@@ -166,15 +162,14 @@ cfg.table()
 mnist_models, mnist_info = load_models(models.mnist_configs(cfg), device=device)
 cifar_models, cifar_info = load_models(models.cifar_configs(cfg), device=device)
 vgg = cifar_models[cfg.cifar_model]
-test = load_dataset(cfg.dataset, "test", device=device).subset(cfg.n_test, seed=cfg.seed, stratified=True)
-ctest = load_dataset("cifar10", "test", device=device).subset(cfg.cifar_n_test, seed=cfg.seed, stratified=True)
+test = plan.evaluations["clean mnist"].data.load(device)
+ctest = plan.evaluations["clean cifar"].data.load(device)
 dataset_name = dataset_spec(cfg.dataset).title
 glue("dataset", dataset_name, display=False)
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
-clean = pd.concat({**{(dataset_name, m): accuracy(clean_table(model, test), "correct")
-                      for m, model in mnist_models.items()},
-                   ("CIFAR-10", cfg.cifar_model): accuracy(clean_table(vgg, ctest), "correct")},
-                  names=["dataset", "model"]).reset_index(level=[0, 1])
+clean = pd.concat({dataset_name: accuracy(plan.result("clean mnist", device), "correct", by="model"),
+                   "CIFAR-10": accuracy(plan.result("clean cifar", device), "correct", by="model")},
+                  names=["dataset"]).reset_index(level=0)
 accuracy_table(clean, index=("dataset", "model"))
 
 # %% [markdown]
@@ -188,15 +183,10 @@ accuracy_table(clean, index=("dataset", "model"))
 # clean that NES did not fool within its budget.
 
 # %% tags=["remove-input"]
-nes_name, nes_params = score_attacks["NES"]
 glue("nes_budget", f"{cfg.nes_samples} samples per estimate at σ = {cfg.nes_sigma:g}, step ε/5, momentum 0.9",
      display=False)
-cifar_runs = {label: evaluate_attack(vgg, ctest, attack=name, threat=cifar_threat, budget=cfg.queries,
-                                     batch_size=cfg.batch_size, seed=cfg.seed, **params)
-              for label, (name, params) in score_attacks.items()}
-mnist_nes = pd.concat({m: evaluate_attack(model, test, attack=nes_name, threat=mnist_threat, budget=cfg.queries,
-                                          batch_size=cfg.batch_size, seed=cfg.seed, **nes_params)
-                       for m, model in mnist_models.items()}, names=["model"]).reset_index(level=0)
+cifar_runs = {label: plan.result(f"cifar {label}", device) for label in score_attacks}
+mnist_nes = plan.result("mnist NES", device)
 nes_table = pd.concat({
     ("CIFAR-10", cfg.cifar_model, str(cifar_threat)): accuracy(cifar_runs["NES"]),
     **{(dataset_name, m, str(mnist_threat)): accuracy(g) for m, g in mnist_nes.groupby("model", sort=False)},
@@ -229,8 +219,7 @@ glue("square_p", f"{cfg.square_p_init:g}", display=False)
 glue("nattack_budget", f"population {cfg.nattack_population}, σ = {cfg.nattack_sigma:g}, "
                        f"learning rate {cfg.nattack_lr:g}", display=False)
 glue("apgd_steps", str(cfg.apgd_steps), display=False)
-apgd = evaluate_attack(vgg, ctest, attack="apgd", threat=cifar_threat, steps=cfg.apgd_steps,
-                       batch_size=cfg.batch_size, seed=cfg.seed)
+apgd = plan.result("cifar APGD", device)
 score_rows = pd.concat(cifar_runs, names=["attack label"]).reset_index(level=0)
 budget_curves = accuracy_by_queries(score_rows, query_grid(cfg.queries), by="attack label")
 fig = plotting.accuracy_vs_queries(budget_curves, hue="attack label",
@@ -369,11 +358,8 @@ fig = plotting.accuracy_vs_eps(noise_curves, hue="perturbation", x="l2", logx=Tr
 # %% tags=["remove-input"]
 glue("transfer_steps", str(cfg.transfer_steps), display=False)
 surrogates, surrogate_info = load_models(black_box.surrogate_configs(cfg), device=device)
-transfer_attacks = {"FGSM": ("fgsm", {}), "PGD": ("pgd", {"steps": cfg.transfer_steps}),
-                    "MI-FGSM": ("mifgsm", {"steps": cfg.transfer_steps})}
-transfer = pd.concat({label: transfer_matrix(surrogates, test, attack=name, threat=mnist_threat,
-                                             batch_size=cfg.batch_size, seed=cfg.seed, **params)
-                      for label, (name, params) in transfer_attacks.items()}, names=["attack"]).reset_index(level=0)
+transfer = transfer_table(pd.concat([plan.result(f"transfer {label}", device).assign(attack=label)
+                                    for label in black_box.transfer_attacks(cfg)], ignore_index=True))
 fig = plotting.transfer_panels(transfer, panel="attack", title=f"transfer on {dataset_name}, {mnist_threat}")
 
 # %% tags=["remove-input"]

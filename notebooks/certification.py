@@ -51,7 +51,8 @@ from myst_nb import glue
 import advlab
 from advlab import plotting
 from advlab.chapters import certification, chapter_config
-from advlab.data import dataset_spec, load_dataset
+from advlab.data import dataset_spec
+from advlab.results import load_or_evaluate
 from advlab.training import load_or_train
 
 # %% tags=["parameters"]
@@ -150,10 +151,12 @@ fig = plotting.reachable_sets(toy_sets, title="Output set of a random 2-D ReLU n
 # Intervals are 95% Clopper-Pearson.
 
 # %% tags=["remove-input"]
-bound_cfgs = certification.bound_configs(cfg)
-bound_models = {key: load_or_train(c, device=device)[0] for key, c in bound_cfgs.items()}
-cert_test = load_dataset(cfg.dataset, "test", device=device).subset(cfg.n_cert, seed=cfg.seed, stratified=True)
-rows = certification.sandwich_rows(bound_models, cert_test, cfg)
+sandwich_evals = certification.sandwich_evaluations(cfg)  # cached by `advlab precompute certification`
+bound_models = {key: load_or_train(e["bounds"].models["model"], device=device)[0] for key, e in sandwich_evals.items()}
+cert_test = next(iter(sandwich_evals.values()))["bounds"].data.load(device)
+certificates = {key: load_or_evaluate(e["bounds"], device) for key, e in sandwich_evals.items()}
+attacked = {key: load_or_evaluate(e["attacks"], device) for key, e in sandwich_evals.items()}
+rows = certification.sandwich_rows(bound_models, cert_test, cfg, certificates, attacked)
 summary = certification.sandwich_summary(rows)
 sandwich_table = certification.sandwich_table(summary)
 glue("mlp_hidden", " + ".join(str(h) for h in cfg.mlp_hidden), display=False)
@@ -217,16 +220,14 @@ certification.published_comparison(summary)
 # (ResNet-110, 500 test images, n = 100,000).
 
 # %% tags=["remove-input"]
-smooth_cfgs = certification.smoothing_configs(cfg)
-smooth_models = {key: load_or_train(c, device=device)[0] for key, c in smooth_cfgs.items()}
-smooth_tests = {ds: load_dataset(ds, "test", device=device).subset(cfg.n_smooth, seed=cfg.seed, stratified=True)
-                for ds in dict.fromkeys(ds for ds, _ in smooth_cfgs)}
-smooth_rows = {key: certification.smoothing_rows(m, smooth_tests[key[0]], key[1], cfg)
-               for key, m in smooth_models.items()}
+smooth_evals = certification.smoothing_evaluations(cfg)  # cached by `advlab precompute certification`
+smooth_models = {key: load_or_train(ev.models["base"], device=device)[0] for key, ev in smooth_evals.items()}
+smooth_tests = {key: ev.data.load(device) for key, ev in smooth_evals.items()}
+smooth_rows = {key: load_or_evaluate(ev, device) for key, ev in smooth_evals.items()}
 curves = pd.concat(
     [certification.certified_curve(r, cfg.radii).assign(dataset=dataset_spec(ds).title, sigma=s, kind="certified")
      for (ds, s), r in smooth_rows.items()]
-    + [certification.empirical_curve(m, smooth_tests[ds], s, cfg).assign(dataset=dataset_spec(ds).title, sigma=s,
+    + [certification.empirical_curve(m, smooth_tests[ds, s], s, cfg).assign(dataset=dataset_spec(ds).title, sigma=s,
                                                                           kind="empirical")
        for (ds, s), m in smooth_models.items()], ignore_index=True)
 cohen = {"Cohen et al., σ = 0.25": (dataset_spec("cifar10").title, certification.COHEN_CIFAR["radii"],

@@ -75,7 +75,7 @@ from advlab.chapters import chapter_config, defenses, white_box
 from advlab.data import dataset_spec, load_dataset
 from advlab.defenses import EOT, BitDepthReduction, Denoised, GaussianNoise
 from advlab.evaluate import (accuracy, display_table, evaluate_attack, gradient_masking_audit, noise_injection,
-                             noise_summary, robust_evaluation)
+                             noise_summary)
 from advlab import training
 from advlab.training import load_or_train
 from advlab.training.denoiser import load_or_train_denoiser
@@ -152,7 +152,7 @@ mnist_linf, mnist_l2 = ThreatModel("linf", cfg.mnist_eps), ThreatModel("l2", cfg
 cifar_linf, cifar_l2 = ThreatModel("linf", cfg.cifar_eps), ThreatModel("l2", cfg.cifar_eps_l2)
 ensemble_text = (f"APGD-CE and APGD-DLR with {cfg.apgd_steps} iterations each, then Square with "
                  f"{cfg.square_queries:,} queries per example, as a cascade")
-evaluation = dict(steps=cfg.apgd_steps, queries=cfg.square_queries, batch_size=cfg.batch_size, seed=cfg.seed)
+plan = defenses.plan(cfg)  # the ensemble evaluations below: from the result cache, or computed here
 dataset_name = dataset_spec(cfg.dataset).title
 glue("ensemble", ensemble_text, display=False)
 glue("dataset", dataset_name, display=False)
@@ -179,7 +179,7 @@ trained = {name: load_or_train(c, device=device) for name, c in mnist_cfgs.items
 mnist_models = {name: m for name, (m, _) in trained.items()}
 infos = {f"{dataset_name}: {name}": info for name, (_, info) in trained.items()}
 test = load_dataset(cfg.dataset, "test", device=device).subset(cfg.n_test, seed=cfg.seed, stratified=True)
-mnist_rows = robust_evaluation(mnist_models, test, [mnist_linf, mnist_l2], **evaluation)
+mnist_rows = plan.result("mnist_robust", device)
 mnist_acc = defenses.summary(mnist_rows, by=["norm", "model"])
 linf_acc, l2_acc, union_acc = (mnist_acc.loc[n] for n in ("linf", "l2", "union"))
 mnist_cost = defenses.training_cost({name: info for name, (_, info) in trained.items()})
@@ -285,7 +285,7 @@ infos.update({f"CIFAR-10: {name}": info for name, (_, info) in ctrained.items()}
 ctest = load_dataset("cifar10", "test", device=device).subset(cfg.cifar_n_test, seed=cfg.seed, stratified=True)
 report_rows = defenses.report_attacks(cifar_models, ctest, linf_grid=cfg.eps_grid, l2_grid=cfg.l2_grid,
                                       batch_size=cfg.batch_size, seed=cfg.seed)
-cifar_rows = robust_evaluation(cifar_models, ctest, cifar_linf, **evaluation)
+cifar_rows = plan.result("cifar_robust", device)
 at_eps = report_rows[((report_rows.norm == "linf") & (report_rows.eps == cfg.cifar_eps))
                      | ((report_rows.norm == "l2") & (report_rows.eps == cfg.cifar_eps_l2))]
 report_acc = defenses.summary(at_eps, by=["label", "model"])
@@ -335,10 +335,10 @@ fig = plotting.accuracy_panels(fig4, panel="label", hue="model",
 
 # %% tags=["remove-input"]
 cap_cfgs = defenses.capacity_configs(cfg)
-cap_trained = {f"{a.upper()} ×{w:g}": load_or_train(c, device=device) for (a, w), c in cap_cfgs.items()}
+cap_trained = {defenses.capacity_label(a, w): load_or_train(c, device=device) for (a, w), c in cap_cfgs.items()}
 cap_models = {k: m for k, (m, _) in cap_trained.items()}
 infos.update({f"CIFAR-10: {k} PGD-L∞": info for k, (_, info) in cap_trained.items()})
-cap_rows = robust_evaluation(cap_models, ctest, cifar_linf, **evaluation)
+cap_rows = plan.result("capacity_robust", device)
 cap_acc = defenses.summary(cap_rows)
 cap_table = pd.DataFrame({
     "parameters": pd.Series({k: sum(p.numel() for p in m.parameters()) for k, m in cap_models.items()}),

@@ -90,9 +90,8 @@ from myst_nb import glue
 import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, models, white_box
-from advlab.data import dataset_spec, load_dataset
-from advlab.evaluate import (accuracy, accuracy_table, clean_table, display_table, evaluate_attack, format_accuracy,
-                             minimal_norms, norm_summary, sweep, transfer_matrix)
+from advlab.data import dataset_spec
+from advlab.evaluate import accuracy, accuracy_table, display_table, format_accuracy, norm_summary, transfer_table
 from advlab.training import load_models
 
 # %% tags=["parameters"]
@@ -136,8 +135,8 @@ pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
 threat = ThreatModel("linf", cfg.eps)
 pgd_params = {"steps": cfg.pgd_steps}
-cw_params = {"steps": cfg.cw_steps, "binary_search_steps": cfg.cw_search_steps, "lr": cfg.cw_lr,
-             "initial_const": cfg.cw_initial_const}
+cw_params = white_box.cw_params(cfg)
+plan = white_box.plan(cfg)  # the evaluations below: from the result cache, or computed here
 dataset_name = dataset_spec(cfg.dataset).title
 glue("dataset", dataset_name, display=False)
 cfg.table()
@@ -152,10 +151,9 @@ cfg.table()
 
 # %% tags=["remove-input"]
 mnist_models, mnist_info = load_models(models.mnist_configs(cfg), device=device)
-test = load_dataset(cfg.dataset, "test", device=device).subset(cfg.n_test, seed=cfg.seed, stratified=True)
-clean_rows = {name: clean_table(m, test) for name, m in mnist_models.items()}
-clean_acc = {name: accuracy(rows, "correct").iloc[0] for name, rows in clean_rows.items()}
-mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc[n]) for n in mnist_info.index]})
+test = plan.evaluations["clean"].data.load(device)
+clean_acc = accuracy(plan.result("clean", device), "correct", by="model").set_index("model")
+mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc.loc[n]) for n in mnist_info.index]})
 
 # %% [markdown]
 # ## The MNIST report: FGSM and DeepFool on the MLP
@@ -169,9 +167,8 @@ mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc[n]) for n in m
 
 # %% tags=["remove-input"]
 mlp = mnist_models["mlp"]
-mlp_fgsm = evaluate_attack(mlp, test, attack="fgsm", threat=threat, batch_size=cfg.batch_size)
-mlp_deepfool = evaluate_attack(mlp, test, attack="deepfool", norm="l2", batch_size=cfg.batch_size,
-                               steps=cfg.deepfool_steps)
+mlp_fgsm = plan.result("mlp_fgsm", device)
+mlp_deepfool = plan.result("mlp_deepfool", device)
 report_rows = {
     "clean": accuracy(mlp_fgsm, "clean_correct"),
     f"FGSM, L∞ ε = {cfg.eps:g}": accuracy(mlp_fgsm),
@@ -206,7 +203,7 @@ accuracy_table(pd.concat(report_rows, names=["input"]).reset_index(level=0), ind
 # Times are wall-clock on this run's device and vary from run to run.
 
 # %% tags=["remove-input"]
-minimal_set = test.subset(cfg.n_minimal, seed=cfg.seed, stratified=True)
+minimal_set = plan.evaluations["minimal_norms"].data.load(device)
 rho = white_box.rho_adv_table(mnist_models, minimal_set, deepfool_params={"steps": cfg.deepfool_steps},
                               fgsm_rate=cfg.fgsm_fool_rate)
 rho_ratio = rho["rho_fgsm"] / rho["rho_deepfool"]
@@ -234,8 +231,7 @@ display_table(rho, {"n": ("n (correct)", None), "test_error": ("test error", "{:
 
 # %% tags=["remove-input"]
 glue("pgd_steps", str(cfg.pgd_steps), display=False)
-curves = sweep(mnist_models, test, attacks={"fgsm": {}, "pgd": pgd_params}, norm="linf",
-               eps_grid=white_box.curve_grid(cfg.eps_grid, cfg.eps), batch_size=cfg.batch_size, seed=cfg.seed)
+curves = plan.result("curves", device)
 curve_acc = accuracy(curves, by=["attack", "model", "norm", "eps"])
 fig = plotting.accuracy_panels(curve_acc, panel="attack", hue="model",
                                title=f"{dataset_name}: accuracy under L∞ attacks (n = {len(test)})")
@@ -265,11 +261,7 @@ accuracy_table(curve_acc[curve_acc.eps == cfg.eps], index=("attack", "model", "e
 # %% tags=["remove-input"]
 glue("cw_budget", f"{cfg.cw_search_steps} binary-search steps × {cfg.cw_steps} Adam steps at learning rate "
                   f"{cfg.cw_lr:g}, c₀ = {cfg.cw_initial_const:g}", display=False)
-norm_rows = minimal_norms(mnist_models, minimal_set, {
-    "DeepFool-L2": ("deepfool", {"norm": "l2", "steps": cfg.deepfool_steps}),
-    "DeepFool-L∞": ("deepfool", {"norm": "linf", "steps": cfg.deepfool_steps}),
-    "CW-L2": ("cw", cw_params),
-})
+norm_rows = plan.result("minimal_norms", device)
 display_table(norm_summary(norm_rows), {
     "n": ("n", None), "success": ("success", "{:.1%}"), ("ci_low", "ci_high"): ("95% CI", "[{:.1%}, {:.1%}]"),
     "median_l2": ("median L2", "{:.3f}"), "median_linf": ("median L∞", "{:.3f}"),
@@ -295,8 +287,7 @@ fig = plotting.norm_scatter(norm_rows, x_attack="DeepFool-L2", y_attack="DeepFoo
 # surrogate.
 
 # %% tags=["remove-input"]
-transfer = transfer_matrix(mnist_models, test, attack="pgd", threat=threat, batch_size=cfg.batch_size,
-                           seed=cfg.seed, **pgd_params)
+transfer = transfer_table(plan.result("transfer", device))
 fig = plotting.transfer_heatmap(transfer, title=f"PGD transfer, {threat}")
 
 # %% [markdown]
@@ -336,17 +327,10 @@ vgg = cifar_models[cfg.cifar_model]
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
 glue("cifar_eps_linf", f"{cfg.cifar_eps_linf:.4g}", display=False)
 glue("cifar_eps_l2", f"{cfg.cifar_eps_l2:.4g}", display=False)
-ctest = load_dataset("cifar10", "test", device=device).subset(cfg.cifar_n_test, seed=cfg.seed, stratified=True)
-linf8, l2 = ThreatModel("linf", cfg.cifar_eps_linf), ThreatModel("l2", cfg.cifar_eps_l2)
-cifar_runs = {
-    "FGSM L∞": evaluate_attack(vgg, ctest, attack="fgsm", threat=linf8, batch_size=cfg.batch_size),
-    "PGD L∞": evaluate_attack(vgg, ctest, attack="pgd", threat=linf8, batch_size=cfg.batch_size, seed=cfg.seed,
-                              **pgd_params),
-    "PGD L2": evaluate_attack(vgg, ctest, attack="pgd", threat=l2, batch_size=cfg.batch_size, seed=cfg.seed,
-                              **pgd_params),
-    "APGD-CE L∞": evaluate_attack(vgg, ctest, attack="apgd", threat=linf8, batch_size=cfg.batch_size,
-                                  steps=cfg.apgd_steps, seed=cfg.seed),
-}
+ctest = plan.evaluations["cifar_fgsm"].data.load(device)
+linf8 = ThreatModel("linf", cfg.cifar_eps_linf)
+cifar_runs = {label: plan.result(name, device) for label, name in [
+    ("FGSM L∞", "cifar_fgsm"), ("PGD L∞", "cifar_pgd_linf"), ("PGD L2", "cifar_pgd_l2"), ("APGD-CE L∞", "cifar_apgd")]}
 cifar_table = pd.concat(
     {"clean": accuracy(cifar_runs["FGSM L∞"], "clean_correct"),
      **{f"{k}, ε = {r.eps.iloc[0]:.4g}": accuracy(r) for k, r in cifar_runs.items()}},
@@ -362,12 +346,8 @@ accuracy_table(cifar_table, index=("input",))
 # curves: L2 attacks on the left, L∞ attacks on the right.
 
 # %% tags=["remove-input"]
-cifar_curves = pd.concat([
-    sweep(vgg, ctest, attacks={"fgsm": {}, "pgd": pgd_params}, norm="linf", eps_grid=cfg.cifar_linf_grid,
-          batch_size=cfg.batch_size, seed=cfg.seed),
-    sweep(vgg, ctest, attacks={"fgsm": {}, "pgd": pgd_params}, norm="l2", eps_grid=cfg.cifar_l2_grid,
-          batch_size=cfg.batch_size, seed=cfg.seed),
-], ignore_index=True)
+cifar_curves = pd.concat([plan.result("cifar_curves_linf", device), plan.result("cifar_curves_l2", device)],
+                         ignore_index=True)
 fig = plotting.accuracy_panels(accuracy(cifar_curves, by=["norm", "attack", "eps"]), panel="norm", hue="attack",
                                title=f"{cfg.cifar_model} on CIFAR-10 (n = {len(ctest)})")
 

@@ -13,6 +13,11 @@ import torch
 from .errors import CheckpointError
 
 CACHE_ENV = "ADVLAB_CACHE"
+CACHED_ONLY_ENV = "ADVLAB_CACHED_ONLY"  # "1": a missing model or result is an error (a render-only run)
+
+
+def cached_only() -> bool:
+    return os.environ.get(CACHED_ONLY_ENV, "") == "1"
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:

@@ -4,6 +4,9 @@
     advlab run white-box --profile quick -p eps 0.2 [-o out.ipynb] [--force]
     advlab book [--profile quick] [--force]
     advlab references [white-box ...]
+    advlab precompute white-box --profile paper [-p eps 0.2] [--device cuda]
+    torchrun --nproc_per_node=K -m advlab precompute white-box --profile paper
+    advlab run white-box --profile paper --cached-only
 
 Everything that can be checked is checked before a kernel starts: the chapter and profile, every
 parameter's name, type, range and its relations to the others, and the data and cache folders
@@ -25,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from .cache import CACHE_ENV, atomic_write, config_key
-from .chapters import CHAPTERS, get_chapter
+from .cache import CACHE_ENV, CACHED_ONLY_ENV, atomic_write, config_key
+from .chapters import CHAPTERS, chapter_plan, get_chapter
 from .config import show_value
 from .data import DATA_ENV
 from .errors import AdvlabError, InputError
@@ -258,6 +261,42 @@ def build_book(root: Path, profile: str, force: bool = False) -> None:
     print(f"book: {root / '_build' / 'html' / 'index.html'}")
 
 
+def precompute(name: str, profile: str, overrides: dict | None = None, device: str | None = None,
+               progress: bool = True):
+    """Train and evaluate everything chapter ``name``'s plan needs into the cache.
+
+    Under torchrun every process runs this: the trainings use DistributedDataParallel and every
+    evaluation's blocks are shared out across the processes, rank 0 writing the results.
+    Returns the plan's status table (on every rank; rank 0 prints it).
+    """
+    from . import distributed
+
+    cfg = get_chapter(name).resolve(profile, overrides)
+    try:
+        configure_environment(find_root())
+    except AdvlabError:  # an installed package outside the repository: the environment decides
+        pass
+    dev = distributed.init(device)
+    ctx = distributed.context()
+    try:
+        plan = chapter_plan(name, cfg)
+        smallest = plan.smallest()
+        if smallest is not None and ctx.world > smallest:
+            raise InputError(f"{ctx.world} processes but the smallest evaluation of {name} ({profile}) has "
+                             f"{smallest} examples: start at most {smallest} (--nproc_per_node)")
+        if ctx.main:
+            print(f"{name} ({profile}): {len(plan.all_trainings())} trainings, {len(plan.evaluations)} evaluations, "
+                  f"{ctx.world} process(es) on {dev.type}")
+        status = plan.precompute(dev, progress=progress and ctx.main)
+        if ctx.main:
+            done = status.assign(was=status.cached.map({True: "cached", False: "computed"}))
+            print(done[["item", "what", "was", "seconds"]].to_string(index=False, float_format="{:.1f}".format))
+            print(f"{name}: {int((~status.cached).sum())} computed, {int(status.cached.sum())} already cached")
+        return status
+    finally:
+        distributed.shutdown()
+
+
 def list_chapters() -> None:
     for c in CHAPTERS.values():
         print(f"{c.name}: {c.title} (notebooks/{c.notebook})")
@@ -283,9 +322,17 @@ def main(argv=None) -> int:
                      help="override a parameter (YAML value: 0.2, [0.1, 0.2], mnist, all)")
     run.add_argument("-o", "--output", type=Path, help="executed notebook (default: book/CHAPTER.ipynb)")
     run.add_argument("--force", action="store_true", help="execute even if up to date")
+    run.add_argument("--cached-only", action="store_true",
+                     help="render from the cache: a missing model or result is an error, never computed")
     book = sub.add_parser("book", help="execute changed chapters and build the HTML book")
     book.add_argument("--profile", default="quick")
     book.add_argument("--force", action="store_true")
+    pre = sub.add_parser("precompute", help="train and evaluate what a chapter needs into the cache "
+                                            "(under torchrun: sharded across the processes)")
+    pre.add_argument("chapter")
+    pre.add_argument("--profile", default="quick")
+    pre.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    pre.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     ref = sub.add_parser("references", help="re-execute the smoke profile into the nbval references")
     ref.add_argument("chapters", nargs="*")
     args = ap.parse_args(argv)
@@ -294,8 +341,12 @@ def main(argv=None) -> int:
             list_chapters()
         elif args.cmd == "run":
             get_chapter(args.chapter)
+            if args.cached_only:
+                os.environ[CACHED_ONLY_ENV] = "1"  # inherited by the notebook's kernel
             execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
                             force=args.force)
+        elif args.cmd == "precompute":
+            precompute(args.chapter, args.profile, parse_overrides(args.param), args.device)
         elif args.cmd == "book":
             build_book(find_root(), args.profile, args.force)
         elif args.cmd == "references":

@@ -112,7 +112,7 @@ class Dataset:
         return self.x.shape[0]
 
     def to(self, device) -> "Dataset":
-        return Dataset(self.name, self.split, self.x.to(device), self.y.to(device), self.indices.to(device))
+        return Dataset(self.name, self.split, *(transfer(t, device) for t in (self.x, self.y, self.indices)))
 
     def take(self, idx: torch.Tensor) -> "Dataset":
         """The examples at positions ``idx`` of this dataset (indices into the split kept)."""
@@ -146,6 +146,14 @@ class Dataset:
     def images(self) -> torch.Tensor:
         """All images as float32 in [0, 1]."""
         return to_float(self.x)
+
+
+def transfer(t: torch.Tensor, device) -> torch.Tensor:
+    """``t`` on ``device``; host-to-GPU copies go through pinned (page-locked) memory, asynchronously."""
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:

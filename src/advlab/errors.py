@@ -19,3 +19,7 @@ class CheckpointError(AdvlabError):
 
 class BudgetError(AdvlabError, AssertionError):
     """An adversarial input lies outside the threat model's ball or the pixel box, or holds NaNs."""
+
+
+class CacheMiss(AdvlabError):
+    """A model or result is not cached and ``ADVLAB_CACHED_ONLY=1`` forbids computing it."""

@@ -39,6 +39,16 @@ def get_chapter(name: str) -> Chapter:
     return CHAPTERS[name]
 
 
+def chapter_plan(chapter: str, cfg: Config):
+    """The chapter's :class:`~advlab.results.Plan` for ``cfg``: the function ``plan`` of its module,
+    which its notebook calls too."""
+    ch = get_chapter(chapter)
+    module = importlib.import_module(f"{__name__}.{ch.notebook.removesuffix('.py')}")
+    if not callable(getattr(module, "plan", None)):
+        raise InputError(f"chapter {chapter!r} declares no plan (a function plan(cfg) in {module.__name__})")
+    return module.plan(cfg)
+
+
 def chapter_config(chapter: str, namespace: Mapping[str, Any]) -> Config:
     """Validate a notebook's parameters (its ``globals()``) for ``chapter``.
 
@@ -56,4 +66,4 @@ def chapter_config(chapter: str, namespace: Mapping[str, Any]) -> Config:
     return ch.resolve(profile, plain)
 
 
-__all__ = ["CHAPTERS", "chapter_config", "get_chapter"]
+__all__ = ["CHAPTERS", "chapter_config", "chapter_plan", "get_chapter"]

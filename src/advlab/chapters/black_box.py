@@ -6,6 +6,7 @@ them once for both chapters.
 from __future__ import annotations
 
 from ..config import Chapter, Config, Param, Relation
+from ..results import DataSpec, Evaluation, Plan
 from ..training import TrainConfig
 from . import models
 
@@ -106,3 +107,47 @@ def nearest(values, target: float) -> float:
     """The value closest to ``target`` (the σ of the sweep a report's number is compared with)."""
     return min(values, key=lambda v: abs(v - target))
 
+
+
+
+def score_attacks(cfg: Config) -> dict[str, tuple[str, dict]]:
+    """The score-based attacks compared on CIFAR-10: label -> (attack, parameters)."""
+    return {"NES": ("nes", {"samples": cfg.nes_samples, "sigma": cfg.nes_sigma}),
+            "Square": ("square", {"p_init": cfg.square_p_init}),
+            "NATTACK": ("nattack", {"population": cfg.nattack_population, "sigma": cfg.nattack_sigma,
+                                    "lr": cfg.nattack_lr})}
+
+
+def transfer_attacks(cfg: Config) -> dict[str, tuple[str, dict]]:
+    """The attacks crafted on the surrogates: label -> (attack, parameters)."""
+    return {"FGSM": ("fgsm", {}), "PGD": ("pgd", {"steps": cfg.transfer_steps}),
+            "MI-FGSM": ("mifgsm", {"steps": cfg.transfer_steps})}
+
+
+def plan(cfg: Config) -> Plan:
+    """The chapter's trainings (the target models, shared with the white-box chapter, and the
+    surrogates), its query-limited attacks on the full test subsets and the transfer matrices
+    (what ``advlab precompute`` fills). The small studies on sub-subsets (one-pixel, HopSkipJump)
+    and the attacks on wrapped models run in the notebook."""
+    mnist, cifar = models.mnist_configs(cfg), models.cifar_configs(cfg)
+    vgg = {cfg.cifar_model: cifar[cfg.cifar_model]}
+    test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
+    ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
+    cifar_threat, mnist_threat = ["linf", cfg.cifar_eps_linf], ["linf", cfg.eps]
+
+    def ev(kind, models_, data, **params):
+        return Evaluation(kind, models_, data, params, seed=cfg.seed, block=cfg.batch_size)
+
+    nes, nes_params = score_attacks(cfg)["NES"]
+    surrogates = surrogate_configs(cfg)
+    return Plan(trainings={**mnist, **cifar, **{f"surrogate {k}": c for k, c in surrogates.items()}},
+                evaluations={
+        "clean mnist": ev("clean", mnist, test),
+        "clean cifar": ev("clean", vgg, ctest),
+        **{f"cifar {label}": ev("attack", vgg, ctest, attack=name, threat=cifar_threat, budget=cfg.queries, **params)
+           for label, (name, params) in score_attacks(cfg).items()},
+        "mnist NES": ev("attack", mnist, test, attack=nes, threat=mnist_threat, budget=cfg.queries, **nes_params),
+        "cifar APGD": ev("attack", vgg, ctest, attack="apgd", threat=cifar_threat, steps=cfg.apgd_steps),
+        **{f"transfer {label}": ev("transfer", surrogates, test, attack=name, threat=mnist_threat, **params)
+           for label, (name, params) in transfer_attacks(cfg).items()},
+    })

@@ -13,14 +13,15 @@ import torch
 from scipy.spatial import HalfspaceIntersection
 from torch import nn
 
-from ..certify import bound_spec, certify, exact_verification, layers, smoothadv, smoothed_predict, verify
+from ..certify import bound_spec, exact_verification, layers, smoothadv, smoothed_predict, verify
 from ..config import ALL, Chapter, Config, Param, Relation
+from ..errors import InputError
 from ..data import Dataset
-from ..evaluate import clopper_pearson, robust_evaluation
+from ..evaluate import clopper_pearson
 from ..models import build_model
 from ..progress import bar
+from ..results import DataSpec, Evaluation, Plan
 from ..threat import ThreatModel
-from ..timing import Stopwatch
 from ..training import TrainConfig
 from . import models
 
@@ -149,21 +150,36 @@ def smoothing_configs(cfg: Config) -> dict[tuple[str, float], TrainConfig]:
 
 
 # -- the sandwich ---------------------------------------------------------------------------------
-def sandwich_rows(models_: dict, data: Dataset, cfg: Config, progress: bool = True) -> pd.DataFrame:
-    """Per-example rows of every (architecture, training, ε): IBP and CROWN certificates, the
-    ensemble's verdict (APGD-CE, APGD-DLR, Square) and, for the MLP's first ``n_milp`` examples not
-    already settled by a certificate or an attack, the MILP's exact verdict.
+def sandwich_evaluations(cfg: Config) -> dict[tuple[str, str, float], dict[str, Evaluation]]:
+    """(architecture, training, ε) -> its IBP / CROWN certificates (``"bounds"``) and the ensemble's
+    verdict (``"attacks"``: APGD-CE, APGD-DLR, Square) on the same ``n_cert`` test examples."""
+    data = DataSpec(cfg.dataset, n=cfg.n_cert, seed=cfg.seed)
+    ensemble = {"steps": cfg.apgd_steps, "queries": cfg.square_queries}
+    return {key: {"bounds": Evaluation("bounds", {"model": c}, data, {"threat": ["linf", key[2]]}, seed=cfg.seed,
+                                       block=cfg.batch_size),
+                  "attacks": Evaluation("robust", {"model": c}, data, {"threats": [["linf", key[2]]], **ensemble},
+                                        seed=cfg.seed, block=cfg.batch_size)}
+            for key, c in bound_configs(cfg).items()}
+
+
+def sandwich_rows(models_: dict, data: Dataset, cfg: Config, certificates: dict, attacks: dict,
+                  progress: bool = True) -> pd.DataFrame:
+    """Per-example rows of every (architecture, training, ε): IBP and CROWN certificates and the
+    ensemble's verdict (the per-example tables of :func:`sandwich_evaluations`, in ``certificates``
+    and ``attacks``) and, for the MLP's first ``n_milp`` examples not already settled by a
+    certificate or an attack, the MILP's exact verdict (computed here).
 
     Columns: ``architecture``, ``training``, ``eps``, ``example``, ``clean_correct``, ``ibp``,
     ``crown``, ``certified`` (either), ``attacked`` (robust under the ensemble), ``exact``
     (robust / not robust / undecided, or None beyond the MILP's examples), ``*_seconds``.
     """
     frames = []
-    for (arch, training, eps), model in bar(models_.items(), desc="certify and attack", enabled=progress):
+    for (arch, training, eps), model in bar(models_.items(), desc="exact verification", enabled=progress):
         threat = ThreatModel("linf", eps)
-        rows = verify(model, data, threat, batch_size=cfg.batch_size, progress=False)
-        att = robust_evaluation(model, data, threat, steps=cfg.apgd_steps, queries=cfg.square_queries,
-                                batch_size=cfg.batch_size, seed=cfg.seed, progress=False)
+        rows = certificates[arch, training, eps].drop(columns=["model", "block"])
+        att = attacks[arch, training, eps]
+        if not (rows["example"].to_numpy() == att["example"].to_numpy()).all():
+            raise InputError("the certificates and the attacks cover different examples")
         rows["attacked"] = att["robust"].to_numpy()
         rows["attack_seconds"] = att["seconds"].to_numpy()
         rows["certified"] = rows["ibp"] | rows["crown"]
@@ -287,17 +303,27 @@ def _polygon(vertices: np.ndarray) -> np.ndarray:
 
 
 # -- randomized smoothing ---------------------------------------------------------------------------
-def smoothing_rows(model, data: Dataset, sigma: float, cfg: Config) -> pd.DataFrame:
-    """CERTIFY on every example: ``prediction`` (−1: abstain), ``radius`` (certified L2 radius),
-    ``correct`` (certified and right), ``seconds`` per example."""
-    x, y = data.images(), data.y
-    gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
-    with Stopwatch(x.device) as sw:
-        pred, radius = certify(model, x, sigma=sigma, n0=cfg.n0, n=cfg.n_samples, alpha=cfg.alpha,
-                               batch_size=cfg.batch_size * 10, generator=gen)
-    return pd.DataFrame({"example": data.indices.cpu().numpy(), "prediction": pred.cpu().numpy(),
-                         "radius": radius.cpu().numpy(), "correct": (pred == y).cpu().numpy(),
-                         "seconds": sw.seconds / len(y)})
+SMOOTHING_BLOCK = 10  # examples per block of CERTIFY: at n = 100,000 samples each, enough to share out
+
+
+def smoothing_evaluations(cfg: Config) -> dict[tuple[str, float], Evaluation]:
+    """(dataset, σ) -> CERTIFY on ``n_smooth`` test examples with the model trained at that σ."""
+    return {(ds, s): Evaluation("smoothing", {"base": c}, DataSpec(ds, n=cfg.n_smooth, seed=cfg.seed),
+                                {"sigma": s, "n0": cfg.n0, "n": cfg.n_samples, "alpha": cfg.alpha,
+                                 "batch": cfg.batch_size * 10}, seed=cfg.seed, block=SMOOTHING_BLOCK)
+            for (ds, s), c in smoothing_configs(cfg).items()}
+
+
+def plan(cfg: Config) -> Plan:
+    """The chapter's trainings, its certificates and attacks, and its CERTIFY runs (what
+    ``advlab precompute`` fills). The MILP, bounded by ``n_milp`` × ``milp_seconds``, the toy
+    figure and the cost table run in the notebook."""
+    trainings = {f"{arch} {training} ε={eps:g}": c for (arch, training, eps), c in bound_configs(cfg).items()}
+    trainings.update({f"{ds} noise σ={s:g}": c for (ds, s), c in smoothing_configs(cfg).items()})
+    evaluations = {f"{part} {arch} {training} ε={eps:g}": ev
+                   for (arch, training, eps), evs in sandwich_evaluations(cfg).items() for part, ev in evs.items()}
+    evaluations.update({f"smoothing {ds} σ={s:g}": ev for (ds, s), ev in smoothing_evaluations(cfg).items()})
+    return Plan(trainings=trainings, evaluations=evaluations)
 
 
 def certified_curve(rows: pd.DataFrame, radii) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from ..defenses import GaussianNoise, majority_vote
 from ..evaluate import accuracy, clopper_pearson, evaluate_attack, interval
 from ..models import predict
 from ..progress import bar
+from ..results import DataSpec, Evaluation, Plan
 from ..threat import ThreatModel
 from ..training import TrainConfig
 from ..training.denoiser import DenoiserConfig
@@ -338,3 +339,37 @@ def comparison(entries: dict) -> pd.DataFrame:
         out.append({"defense": name, "clean (%)": cells(s, "clean").iloc[0], "robust (%)": cells(s, "robust").iloc[0],
                     "strongest honest attack": attack, "training time": f"{seconds:.0f} s"})
     return pd.DataFrame(out).set_index("defense")
+
+
+def capacity_label(arch: str, width: float) -> str:
+    return f"{arch.upper()} ×{width:g}"
+
+
+def plan(cfg: Config) -> Plan:
+    """The chapter's trainings and its ensemble evaluations (what ``advlab precompute`` fills).
+
+    The denoiser (its own training loop) and the small studies that wrap models at evaluation
+    time (randomized networks, the audit) run in the notebook.
+    """
+    mnist, cifar = mnist_configs(cfg), cifar_configs(cfg)
+    capacity = {capacity_label(a, w): c for (a, w), c in capacity_configs(cfg).items()}
+    trainings = {**{f"MNIST {k}": c for k, c in mnist.items()},
+                 **{f"overfitting {k}": c for k, c in overfitting_configs(cfg).items()},
+                 **{f"CIFAR-10 {k}": c for k, c in cifar.items()},
+                 **{f"capacity {k}": c for k, c in capacity.items()},
+                 **{f"fine-tuning {k}": c for k, c in finetune_configs(cfg).items()},
+                 **{f"noise σ = {s:g}": c for s, c in noise_configs(cfg).items()}}
+    test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
+    ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
+    ensemble = {"steps": cfg.apgd_steps, "queries": cfg.square_queries}
+    cifar_linf = [["linf", cfg.cifar_eps]]
+
+    def ev(models_, data, threats):
+        return Evaluation("robust", models_, data, {"threats": threats, **ensemble}, seed=cfg.seed,
+                          block=cfg.batch_size)
+
+    return Plan(trainings=trainings, evaluations={
+        "mnist_robust": ev(mnist, test, [["linf", cfg.mnist_eps], ["l2", cfg.mnist_eps_l2]]),
+        "cifar_robust": ev(cifar, ctest, cifar_linf),
+        "capacity_robust": ev(capacity, ctest, cifar_linf),
+    })

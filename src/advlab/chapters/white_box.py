@@ -9,10 +9,11 @@ import math
 import pandas as pd
 
 from ..attacks import fgsm, run_attack
-from ..config import Chapter, Param, Relation
+from ..config import Chapter, Config, Param, Relation
 from ..data import Dataset
 from ..evaluate import check_adversarial
 from ..models import predict
+from ..results import DataSpec, Evaluation, Plan
 from ..threat import L2, ThreatModel
 from ..timing import Stopwatch
 from . import models
@@ -45,7 +46,8 @@ CHAPTER = Chapter(
         "cifar_eps_l2": Param(float, "headline L2 budget on CIFAR-10, pixel units", minimum=0),
         "cifar_linf_grid": Param(("list", float), "L∞ budgets of the CIFAR-10 curves", minimum=0),
         "cifar_l2_grid": Param(("list", float), "L2 budgets of the CIFAR-10 curves", minimum=0),
-        "batch_size": Param(int, "examples per attack batch", minimum=1),
+        "batch_size": Param(int, "examples per attack batch, and per block of an evaluation (the unit a "
+                                 "process computes under torchrun)", minimum=1),
         "n_show": Param(int, "examples per image grid", minimum=1),
     },
     base="quick",
@@ -59,12 +61,12 @@ CHAPTER = Chapter(
                       cifar_l2_grid=[0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5], batch_size=500, n_show=8),
         "smoke": dict(**models.PROFILES["smoke"], n_test=200, eps_grid=[0.0, 0.1, 0.2, 0.3],
                       pgd_steps=5, n_minimal=30, cw_steps=20, cw_search_steps=2, apgd_steps=20, cifar_n_test=60,
-                      cifar_linf_grid=[0.0, 2 / 255, _LINF_8], cifar_l2_grid=[0.0, 0.25, 0.5], batch_size=200,
+                      cifar_linf_grid=[0.0, 2 / 255, _LINF_8], cifar_l2_grid=[0.0, 0.25, 0.5], batch_size=50,
                       n_show=4),
         "paper": dict(**models.PROFILES["paper"], n_test=10000,
                       eps_grid=[0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3], pgd_steps=40,
                       n_minimal=1000, cw_steps=1000, cw_search_steps=9, cw_lr=0.01, cifar_n_test=10000,
-                      batch_size=1000),
+                      batch_size=250),
     },
     relations=(
         Relation(("n_minimal", "n_test"), lambda c: c.n_minimal <= c.n_test,
@@ -78,6 +80,45 @@ CHAPTER = Chapter(
 def curve_grid(grid, headline: float) -> list[float]:
     """The budgets of a curve: the grid with the headline budget added, so its cell can look it up."""
     return sorted(set(grid) | {headline})
+
+
+def cw_params(cfg: Config) -> dict:
+    return {"steps": cfg.cw_steps, "binary_search_steps": cfg.cw_search_steps, "lr": cfg.cw_lr,
+            "initial_const": cfg.cw_initial_const}
+
+
+def plan(cfg: Config) -> Plan:
+    """The chapter's trainings and per-example evaluations (what ``advlab precompute`` fills)."""
+    mnist, cifar = models.mnist_configs(cfg), models.cifar_configs(cfg)
+    vgg = {cfg.cifar_model: cifar[cfg.cifar_model]}
+    test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
+    minimal = DataSpec(cfg.dataset, n=cfg.n_minimal, seed=cfg.seed)
+    ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
+    pgd = {"steps": cfg.pgd_steps}
+    linf8, l2 = ["linf", cfg.cifar_eps_linf], ["l2", cfg.cifar_eps_l2]
+
+    def ev(kind, models_, data, **params):
+        return Evaluation(kind, models_, data, params, seed=cfg.seed, block=cfg.batch_size)
+
+    attacks = {"fgsm": {}, "pgd": pgd}
+    return Plan(trainings={**mnist, **cifar}, evaluations={
+        "clean": ev("clean", mnist, test),
+        "mlp_fgsm": ev("attack", {"mlp": mnist["mlp"]}, test, attack="fgsm", threat=["linf", cfg.eps]),
+        "mlp_deepfool": ev("attack", {"mlp": mnist["mlp"]}, test, attack="deepfool", norm="l2",
+                           steps=cfg.deepfool_steps),
+        "curves": ev("sweep", mnist, test, attacks=attacks, norm="linf", eps_grid=curve_grid(cfg.eps_grid, cfg.eps)),
+        "minimal_norms": ev("minimal_norms", mnist, minimal, attacks={
+            "DeepFool-L2": ["deepfool", {"norm": "l2", "steps": cfg.deepfool_steps}],
+            "DeepFool-L∞": ["deepfool", {"norm": "linf", "steps": cfg.deepfool_steps}],
+            "CW-L2": ["cw", cw_params(cfg)]}),
+        "transfer": ev("transfer", mnist, test, attack="pgd", threat=["linf", cfg.eps], **pgd),
+        "cifar_fgsm": ev("attack", vgg, ctest, attack="fgsm", threat=linf8),
+        "cifar_pgd_linf": ev("attack", vgg, ctest, attack="pgd", threat=linf8, **pgd),
+        "cifar_pgd_l2": ev("attack", vgg, ctest, attack="pgd", threat=l2, **pgd),
+        "cifar_apgd": ev("attack", vgg, ctest, attack="apgd", threat=linf8, steps=cfg.apgd_steps),
+        "cifar_curves_linf": ev("sweep", vgg, ctest, attacks=attacks, norm="linf", eps_grid=cfg.cifar_linf_grid),
+        "cifar_curves_l2": ev("sweep", vgg, ctest, attacks=attacks, norm="l2", eps_grid=cfg.cifar_l2_grid),
+    })
 
 
 # -- the DeepFool paper's Table 1 --------------------------------------------------------------

@@ -16,7 +16,7 @@ from ..models import predict
 from ..progress import bar
 from ..threat import ATOL, ThreatModel, in_pixel_box, perturbation_norms
 from ..timing import Stopwatch
-from .stats import clopper_pearson
+from .stats import transfer_table
 
 
 ORACLE_ARGS = ("budget", "output")  # evaluate_attack's arguments for a black-box attack's oracle
@@ -243,27 +243,33 @@ def robust_evaluation(models, data: Dataset, threats: ThreatModel | Sequence[Thr
     return out[["model", "threat", *[c for c in out.columns if c not in ("model", "threat")]]]
 
 
-def transfer_matrix(models: Mapping, data: Dataset, *, attack: str, threat: ThreatModel, batch_size: int = 500,
-                    seed: int = 0, progress: bool = True, **params) -> pd.DataFrame:
-    """Accuracy of every target model on adversarial inputs crafted on every source model.
-
-    One row per (source, target) with ``n``, ``correct``, ``accuracy``, ``ci_low``, ``ci_high``;
-    the diagonal is the white-box accuracy. An example counts as correct when the target
-    classifies the source's adversarial input correctly.
-    """
+def transfer_rows(models: Mapping, data: Dataset, *, attack: str, threat: ThreatModel, batch_size: int = 500,
+                  seed: int = 0, progress: bool = True, **params) -> pd.DataFrame:
+    """Per-example transfer: one row per (source, target, example) with ``correct``, whether the
+    target classifies the adversarial input crafted on the source correctly (the diagonal is the
+    white-box case). Aggregate with :func:`~advlab.evaluate.transfer_table`."""
     x, y = data.images(), data.y
-    rows = []
+    frames = []
     for src, m_src in bar(models.items(), desc="transfer", enabled=progress):
         gen = seeded_generator(seed, x.device)
         adv = torch.cat([run_attack(attack, m_src, x[i:i + batch_size], y[i:i + batch_size], threat=threat,
                                     generator=gen, **params).x_adv for i in range(0, len(x), batch_size)])
         check_adversarial(x, adv, threat)
         for tgt, m_tgt in models.items():
-            k, n = int((predict(m_tgt, adv) == y).sum()), len(y)
-            lo, hi = clopper_pearson(k, n)
-            rows.append({"source": src, "target": tgt, "n": n, "correct": k, "accuracy": k / n,
-                         "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows)
+            frames.append(pd.DataFrame({"source": src, "target": tgt, "example": data.indices.cpu().numpy(),
+                                        "correct": (predict(m_tgt, adv) == y).cpu().numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def transfer_matrix(models: Mapping, data: Dataset, *, attack: str, threat: ThreatModel, batch_size: int = 500,
+                    seed: int = 0, progress: bool = True, **params) -> pd.DataFrame:
+    """Accuracy of every target model on adversarial inputs crafted on every source model.
+
+    One row per (source, target) with ``n``, ``correct``, ``accuracy``, ``ci_low``, ``ci_high``;
+    the diagonal is the white-box accuracy (:func:`transfer_rows`, aggregated).
+    """
+    return transfer_table(transfer_rows(models, data, attack=attack, threat=threat, batch_size=batch_size,
+                                        seed=seed, progress=progress, **params))
 
 
 def minimal_norms(models: Mapping, data: Dataset, attacks: Mapping[str, tuple[str, dict]],

@@ -156,9 +156,22 @@ def noise_summary(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("sigma")
 
 
+def transfer_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-example transfer rows (``source``, ``target``, ``correct``; any other grouping column such
+    as ``attack`` is kept) -> one row per (source, target) with ``n``, ``correct``, ``accuracy`` and
+    the 95% Clopper-Pearson ``ci_low`` / ``ci_high``."""
+    keys = [c for c in rows.columns if c not in ("example", "correct", "block")]
+    out = []
+    for key, g in rows.groupby(keys, sort=False):
+        k, n = int(g.correct.sum()), len(g)
+        lo, hi = clopper_pearson(k, n)
+        out.append({**dict(zip(keys, key)), "n": n, "correct": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(out)
+
+
 def transfer_summary(matrix: pd.DataFrame, by: str = "attack") -> pd.DataFrame:
     """White-box (diagonal) and transferred (off-diagonal) mean target accuracy per ``by`` value,
-    from :func:`~advlab.evaluate.transfer_matrix` rows that carry a ``by`` column."""
+    from :func:`~advlab.evaluate.transfer_table` rows that carry a ``by`` column."""
     diag = matrix.source == matrix.target
     return pd.DataFrame({
         "white_box": matrix[diag].groupby(by, sort=False).accuracy.mean(),

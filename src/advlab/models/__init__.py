@@ -105,6 +105,38 @@ def build_model(name: str, dataset: str, **options) -> nn.Sequential:
     return nn.Sequential(Normalize(spec.mean, spec.std), net)
 
 
+def to_device(model: nn.Module, device, channels_last: bool | None = None) -> nn.Module:
+    """``model`` on ``device``; convolutional models in channels-last memory format on CUDA.
+
+    Channels-last (NHWC) is what cuDNN's tensor-core convolutions want. ``channels_last=None``
+    means "on CUDA only": on CPU the layout stays contiguous, so CPU results do not change.
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    if channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+class Autocast(nn.Module):
+    """``model`` run under bf16 autocast on its inputs' device, returning float32 logits.
+
+    A GPU speed option for attacks and smoothing (matrix products in bf16, accumulation and the
+    attack's own arithmetic in float32); results then differ from float32 ones in the last bits.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x).float()
+
+
 @contextmanager
 def eval_mode(model: nn.Module):
     """Run the model in eval mode and restore every submodule's own mode afterwards.

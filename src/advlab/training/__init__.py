@@ -23,12 +23,13 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..attacks import run_attack
-from ..cache import atomic_save, cache_root, config_key, load_checkpoint
+from ..cache import atomic_save, cache_root, cached_only, config_key, load_checkpoint
 from ..checks import check_choice
 from ..config import coerce
 from ..data import Dataset, batches, dataset_spec, load_dataset
-from ..errors import CheckpointError, InputError
-from ..models import build_model, eval_mode, model_options, predict
+from ..distributed import barrier, broadcast_from_main, context
+from ..errors import CacheMiss, CheckpointError, InputError
+from ..models import build_model, eval_mode, model_options, predict, to_device
 from ..progress import bar as progress_bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
@@ -211,9 +212,12 @@ def train(config: TrainConfig, device=None, progress: bool = True):
     with ``monitor``, the kept epoch and whether catastrophic overfitting was detected.
     """
     device = torch.device(device or "cpu")
+    ctx = context()
     method = METHODS[config.method]
     params = config.params
     train_set, held = _splits(config, device)
+    if ctx.distributed:
+        _check_shards(len(train_set), config.batch_size, ctx.world)
     gen = torch.Generator().manual_seed(config.seed)
     adv_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -228,9 +232,10 @@ def train(config: TrainConfig, device=None, progress: bool = True):
     cuda = device.type == "cuda"
     with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(config.seed)
-        model = build_model(config.model, config.dataset, **config.model_options).to(device)
+        model = to_device(build_model(config.model, config.dataset, **config.model_options), device)
         if init_state is not None:
             model.load_state_dict(init_state)
+        net = _data_parallel(model, device) if ctx.distributed else model
         decay = [p for n, p in model.named_parameters() if p.ndim > 1]
         no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
         opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
@@ -240,20 +245,27 @@ def train(config: TrainConfig, device=None, progress: bool = True):
         step = 0
         with Stopwatch(device) as clock:
             bar = progress_bar(total=total, desc=f"train {config.model} ({config.method}) on {config.dataset}",
-                               enabled=progress)
+                               enabled=progress and ctx.main)
             for epoch in range(config.epochs):
-                model.train()
+                net.train()
                 seen = correct = 0
                 sums = {"loss": 0.0, "clean": 0.0, "adv": 0.0}
                 counts = {"clean": 0, "adv": 0}
                 with Stopwatch(device) as epoch_clock:
                     for x, y in batches(train_set, config.batch_size, shuffle=True, augment=config.augment,
                                         generator=gen):
+                        scale = 1.0
+                        if ctx.distributed:  # this rank's slice of the global batch
+                            n_global = x.shape[0]
+                            x, y = (t.tensor_split(ctx.world)[ctx.rank] for t in (x, y))
+                            # DDP averages the ranks' gradients; weighting each by its share makes
+                            # that the global batch's mean, whatever the slice sizes
+                            scale = x.shape[0] * ctx.world / n_global
                         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                            out = method.step(model, x, y, params, generator=adv_gen, step=step, total=total,
+                            out = method.step(net, x, y, params, generator=adv_gen, step=step, total=total,
                                               label_smoothing=config.label_smoothing)
                         opt.zero_grad(set_to_none=True)
-                        out.loss.backward()
+                        (out.loss * scale if scale != 1.0 else out.loss).backward()
                         opt.step()
                         sched.step()
                         step += 1
@@ -275,6 +287,8 @@ def train(config: TrainConfig, device=None, progress: bool = True):
                                 with torch.no_grad(), eval_mode(model):
                                     post["clean_loss"] = f"{F.cross_entropy(model(x), y).item():.3f}"
                             bar.set_postfix(epoch=epoch + 1, **post)
+                if ctx.distributed:
+                    sums, counts, seen, correct = _all_reduce_running(sums, counts, seen, correct, device)
                 row = {"epoch": epoch + 1, **_running(sums, counts, seen, correct, numeric=True),
                        "seconds": epoch_clock.seconds}
                 if held is not None:
@@ -297,14 +311,62 @@ def train(config: TrainConfig, device=None, progress: bool = True):
                           stacklevel=3)
         if best["epoch"] != history[-1]["epoch"]:
             model.load_state_dict(best_state)
+    if ctx.distributed and any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()):
+        plain = to_device(build_model(config.model, config.dataset, **config.model_options), device)
+        plain.load_state_dict(model.state_dict())
+        model = plain
     model.eval()
     test = load_dataset(config.dataset, "test").subset(config.eval_subset, seed=config.seed).to(device)
     test_correct = int((predict(model, test.images()) == test.y).sum())
+    if ctx.distributed:
+        passes = [int(v) for v in _sum_ranks(torch.tensor(passes, dtype=torch.float64), device)]
     metrics.update({"test_accuracy": test_correct / len(test), "test_examples": len(test),
                     "train_examples": len(train_set),
                     "train_seconds": seconds, "forwards": passes[0], "backwards": passes[1],
-                    "history": history, "device": str(device)})
+                    "history": history, "device": str(device), "processes": ctx.world})
     return model, metrics
+
+
+def _check_shards(n: int, batch_size: int, world: int) -> None:
+    last = n % batch_size
+    if batch_size < world or 0 < last < world:
+        raise InputError(f"{world} processes cannot share batches of {batch_size} examples (the last of "
+                         f"{last or batch_size}): every process needs at least one example per batch; start fewer")
+
+
+def _data_parallel(model, device):
+    """DistributedDataParallel around ``model``: gradients all-reduced in buckets during backward.
+
+    Batch norm becomes SyncBatchNorm on CUDA (statistics over the global batch); torch implements
+    it for GPUs only, so on CPU each rank normalises its own slice (and rank 0's running
+    statistics are broadcast with every forward).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
+
+
+def _sum_ranks(t: torch.Tensor, device) -> torch.Tensor:
+    import torch.distributed as dist
+
+    t = t.to(device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.cpu()
+
+
+def _all_reduce_running(sums, counts, seen, correct, device):
+    """The epoch's running sums over every rank's slices (so the history is the global batch's)."""
+    keys = ("loss", "clean", "adv")
+    flat = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in keys]
+                       + [torch.tensor(float(counts["clean"])), torch.tensor(float(counts["adv"])),
+                          torch.tensor(float(seen)), torch.as_tensor(correct, dtype=torch.float64).cpu()]
+                       ).to(torch.float64)
+    flat = _sum_ranks(flat, device)
+    return ({k: flat[i] for i, k in enumerate(keys)}, {"clean": int(flat[3]), "adv": int(flat[4])},
+            int(flat[5]), flat[6])
 
 
 def _running(sums, counts, seen, correct, numeric=False) -> dict:
@@ -355,27 +417,44 @@ def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: b
     ``config``, ``metrics``, ``versions``, ``path`` and ``trained`` (False when loaded).
     """
     device = torch.device(device or "cpu")
+    ctx = context()
     path = config.checkpoint_path(cache_root)
-    if path.exists() and not retrain:
-        try:
-            ckpt = load_checkpoint(path, map_location=device)
-            if ckpt.get("config") != config.to_dict() or ckpt.get("format") != CHECKPOINT_FORMAT:
-                raise CheckpointError(f"checkpoint {path} was written for another configuration")
-            if ckpt.get("weights_sha256") != weights_digest(ckpt["state_dict"]):
-                raise CheckpointError(f"checkpoint {path} fails its weights digest (corrupt, or written "
-                                      "before advlab stored digests)")
-            model = build_model(config.model, config.dataset, **config.model_options).to(device)
-            model.load_state_dict(ckpt["state_dict"])
-            model.eval()
-            info = {k: ckpt[k] for k in ("config", "metrics", "versions")}
-            return model, {**info, "path": str(path), "trained": False}
-        except CheckpointError as e:
-            warnings.warn(f"{e}; retraining", stacklevel=2)
-            path.unlink(missing_ok=True)
+    # Under torchrun rank 0 decides (the cache must be on a filesystem every rank sees) and the
+    # others follow, so all of them train together or all load.
+    loaded = _load(config, path, device) if (path.exists() and not retrain and ctx.main) else None
+    if ctx.distributed and broadcast_from_main(loaded is not None) and not ctx.main:
+        loaded = _load(config, path, device)
+    if loaded is not None:
+        return loaded
+    if cached_only():
+        raise CacheMiss(f"no cached checkpoint {path.name}; fill the cache with `advlab precompute <chapter>` "
+                        "(or run without ADVLAB_CACHED_ONLY)")
     model, metrics = train(config, device=device, progress=progress)
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    state = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}
     ckpt = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "metrics": metrics,
             "versions": _versions(), "state_dict": state, "weights_sha256": weights_digest(state)}
-    atomic_save(ckpt, path)
+    if ctx.main:
+        atomic_save(ckpt, path)
+    barrier()
     info = {k: ckpt[k] for k in ("config", "metrics", "versions")}
     return model, {**info, "path": str(path), "trained": True}
+
+
+def _load(config: TrainConfig, path: Path, device):
+    """``(model, info)`` from a valid checkpoint at ``path``, or None (a bad file is reported and removed)."""
+    try:
+        ckpt = load_checkpoint(path, map_location=device)
+        if ckpt.get("config") != config.to_dict() or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {path} was written for another configuration")
+        if ckpt.get("weights_sha256") != weights_digest(ckpt["state_dict"]):
+            raise CheckpointError(f"checkpoint {path} fails its weights digest (corrupt, or written "
+                                  "before advlab stored digests)")
+    except CheckpointError as e:
+        warnings.warn(f"{e}; retraining", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+    model = to_device(build_model(config.model, config.dataset, **config.model_options), device)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    info = {k: ckpt[k] for k in ("config", "metrics", "versions")}
+    return model, {**info, "path": str(path), "trained": False}

@@ -1,0 +1,482 @@
+"""Evaluation results cached like checkpoints, computed in fixed-size blocks that shard across ranks.
+
+An :class:`Evaluation` declares a per-example table: a registered ``kind`` (an attack, a sweep,
+the robust ensemble, a certificate, ...) with its parameters, the models it runs on (named
+:class:`~advlab.training.TrainConfig`\\ s), a data subset and a seed. Its key hashes all of that, the
+block size, the precision, the library version and the source of the kernels, so a change in any
+of them is a different result, never a mixed one. :func:`load_or_evaluate` returns the table from
+``<cache>/results/`` or computes and stores it, as :func:`~advlab.training.load_or_train` does for
+models.
+
+Sharding: the subset is cut into blocks of ``block`` examples; block ``b`` draws all its random
+numbers from a generator seeded with :func:`block_seed` ``(seed, b)``, so the table does not depend
+on which process computed which block (bit for bit on CPU). Under ``torchrun`` rank r computes
+blocks r, r + K, ... and rank 0 gathers them. Every finished block is saved (atomically) under
+``results/.parts/<name>/``; a killed run resumes with the missing blocks only, and the table in
+``results/`` appears, atomically, once every block is done.
+
+A chapter's :class:`Plan` lists the trainings and evaluations it needs for a configuration; the
+notebook reads its results through the plan and ``advlab precompute`` fills the cache from it.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import shutil
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .cache import atomic_save, cache_root, cached_only, config_key
+from .checks import check_choice
+from .data import Dataset, dataset_spec, load_dataset
+from .distributed import barrier, broadcast_from_main, context, gather_to_main, shard
+from .errors import AdvlabError, CacheMiss, CheckpointError, InputError
+from .models import Autocast
+from .progress import bar
+from .threat import ThreatModel
+from .timing import Stopwatch
+from .training import TrainConfig, load_or_train
+
+RESULT_FORMAT = 1
+PRECISIONS = ("fp32", "bf16")
+TIMING = ("seconds",)  # columns that measure wall time: they vary between runs, all else must not
+
+
+def timing_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c in TIMING or c.endswith("_seconds")]
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block``'s random stream: a hash of (seed, block), so neighbouring seeds and
+    blocks give unrelated streams."""
+    digest = hashlib.sha256(f"advlab-block:{seed}:{block}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+# -- what the kernels are ----------------------------------------------------------------------------
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def kernel_hash() -> str:
+    """Hash of the source of every advlab module this one imports, directly or not (syntax trees,
+    so comments do not count): a result is recomputed when the code that produced it changes."""
+    def module_file(name):
+        base = _PACKAGE.joinpath(*name.split(".")[1:])
+        for f in (base.with_suffix(".py"), base / "__init__.py"):
+            if f.is_file():
+                return f
+        return None
+
+    seen, todo = {}, [__name__]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            mod = ".".join(parts[:i])
+            f = None if mod in seen else module_file(mod)
+            if f is None:
+                continue
+            seen[mod] = f
+            is_pkg = f.name == "__init__.py"
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    base = ".".join(pkg[:len(pkg) - node.level + 1] + ([node.module] if node.module else []))
+                    todo += [base] + [f"{base}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("advlab"):
+                    todo += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    h = hashlib.sha256()
+    for mod in sorted(seen):
+        h.update(mod.encode())
+        h.update(ast.dump(ast.parse(seen[mod].read_text())).encode())
+    return h.hexdigest()[:16]
+
+
+# -- declarations ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSpec:
+    """A seeded subset of one split: ``n`` examples (None: all), class-stratified or not."""
+
+    dataset: str
+    split: str = "test"
+    n: int | None = None
+    seed: int = 0
+    stratified: bool = True
+
+    def __post_init__(self):
+        dataset_spec(self.dataset)
+        check_choice(self.split, ("train", "test"), "split")
+        if self.n is not None and (not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1):
+            raise InputError(f"DataSpec.n must be a positive int or None (all), got {self.n!r}")
+
+    def load(self, device=None) -> Dataset:
+        data = load_dataset(self.dataset, self.split, device=device)
+        return data.subset(self.n, seed=self.seed, stratified=self.stratified)
+
+
+def threat_of(spec) -> ThreatModel | None:
+    """A threat model from its JSON form ``[norm, eps]`` (None stays None)."""
+    if spec is None or isinstance(spec, ThreatModel):
+        return spec
+    if not (isinstance(spec, (list, tuple)) and len(spec) == 2):
+        raise InputError(f"a threat model is written [norm, eps], got {spec!r}")
+    return ThreatModel(spec[0], spec[1])
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A registered evaluation: ``fn(models, data, seed=, batch_size=, autocast=, **params)`` returns
+    per-example rows for one block of examples."""
+
+    name: str
+    fn: Callable
+    doc: str
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(name: str, doc: str):
+    def deco(fn):
+        KINDS[name] = Kind(name, fn, doc)
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A per-example table, declared: ``kind`` with ``params`` on ``models`` over ``data``.
+
+    ``params`` must be JSON-able (threat models as ``[norm, eps]``). ``block`` is the unit of
+    sharding and of the random streams, and the attack batch size; ``precision`` "bf16" runs the
+    models under bf16 autocast (a GPU option; "fp32" is exact and the default).
+    """
+
+    kind: str
+    models: Mapping[str, TrainConfig]
+    data: DataSpec
+    params: Mapping = field(default_factory=dict)
+    seed: int = 0
+    block: int = 256
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        check_choice(self.kind, KINDS, "evaluation kind")
+        check_choice(self.precision, PRECISIONS, "precision")
+        if not self.models or not all(isinstance(c, TrainConfig) for c in self.models.values()):
+            raise InputError("an evaluation needs a mapping of names to TrainConfigs")
+        if not isinstance(self.block, int) or self.block < 1:
+            raise InputError(f"block must be a positive int, got {self.block!r}")
+        try:
+            json.dumps(dict(self.params), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"evaluation parameters must be JSON values (threats as [norm, eps]): {e}") from None
+        object.__setattr__(self, "models", dict(self.models))
+        object.__setattr__(self, "params", dict(self.params))
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def describe(self) -> dict:
+        """The full configuration the key hashes (self-description stored with the table)."""
+        return {"format": RESULT_FORMAT, "kind": self.kind, "models": {k: c.key for k, c in self.models.items()},
+                "data": dataclasses.asdict(self.data), "params": self.params, "seed": self.seed,
+                "block": self.block, "precision": self.precision, "advlab": __version__, "kernels": kernel_hash()}
+
+    @property
+    def key(self) -> str:
+        return config_key(self.describe(), length=16)
+
+    def path(self, root=None) -> Path:
+        first = next(iter(self.models.values()))
+        return cache_root(root) / "results" / f"{self.kind}-{first.dataset}-{self.key}.pt"
+
+    def blocks(self, n: int) -> list[range]:
+        return [range(i, min(i + self.block, n)) for i in range(0, n, self.block)]
+
+
+# -- tables on disk ----------------------------------------------------------------------------------
+def _plain(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def encode_table(df: pd.DataFrame) -> dict:
+    """A DataFrame as tensors (numeric and bool columns, exact) and lists (the rest): what
+    ``torch.load(weights_only=True)`` accepts."""
+    cols, kinds = {}, {}
+    for c in df.columns:
+        s = df[c]
+        if s.dtype.kind in "biuf":
+            cols[c], kinds[c] = torch.from_numpy(s.to_numpy().copy()), "tensor"
+        else:  # pandas' string dtype, or objects (str, None, numbers)
+            cols[c] = [_plain(v) for v in s.tolist()]
+            kinds[c] = "str" if isinstance(s.dtype, pd.StringDtype) else "list"
+    return {"columns": list(df.columns), "data": cols, "kinds": kinds}
+
+
+def decode_table(enc: dict) -> pd.DataFrame:
+    dtypes = {"list": object, "str": "str"}
+    data = {c: (enc["data"][c].numpy() if enc["kinds"][c] == "tensor"
+                else pd.Series(enc["data"][c], dtype=dtypes[enc["kinds"][c]]))
+            for c in enc["columns"]}
+    return pd.DataFrame(data, columns=enc["columns"])
+
+
+def table_digest(enc: dict) -> str:
+    h = hashlib.sha256()
+    for c in enc["columns"]:
+        h.update(c.encode())
+        v = enc["data"][c]
+        if enc["kinds"][c] == "tensor":
+            h.update(f"{v.dtype}|{tuple(v.shape)}".encode())
+            h.update(v.contiguous().view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(json.dumps(v).encode())
+    return h.hexdigest()
+
+
+def _save_table(df: pd.DataFrame, path: Path, describe: dict, extra: dict | None = None) -> None:
+    enc = encode_table(df)
+    atomic_save({"format": RESULT_FORMAT, "evaluation": describe, "table": enc, "sha256": table_digest(enc),
+                 **(extra or {})}, path)
+
+
+def _load_table(path: Path, describe: dict) -> tuple[pd.DataFrame, dict]:
+    """The table stored at ``path`` for exactly ``describe``, or CheckpointError."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"result {path} is truncated or corrupt ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict) or obj.get("format") != RESULT_FORMAT or "table" not in obj:
+        raise CheckpointError(f"result {path} is not an advlab result of format {RESULT_FORMAT}")
+    if obj.get("evaluation") != describe:
+        raise CheckpointError(f"result {path} was written for another evaluation or library version")
+    if obj.get("sha256") != table_digest(obj["table"]):
+        raise CheckpointError(f"result {path} fails its digest (corrupt)")
+    return decode_table(obj["table"]), obj
+
+
+def load_result(ev: Evaluation, root=None) -> pd.DataFrame | None:
+    """The cached table of ``ev``, or None. A corrupt or foreign file is reported and removed."""
+    path = ev.path(root)
+    if not path.exists():
+        return None
+    try:
+        return _load_table(path, ev.describe())[0]
+    except CheckpointError as e:
+        warnings.warn(f"{e}; recomputing", stacklevel=2)
+        if context().main:
+            path.unlink(missing_ok=True)
+        return None
+
+
+# -- computing -----------------------------------------------------------------------------------------
+def _models(ev: Evaluation, device, progress: bool) -> dict:
+    out = {}
+    for name, cfg in ev.models.items():
+        model, _ = load_or_train(cfg, device=device, progress=progress)
+        out[name] = Autocast(model) if ev.precision == "bf16" else model
+    return out
+
+
+def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range) -> pd.DataFrame:
+    part = data.take(torch.arange(rows.start, rows.stop, device=data.x.device))
+    out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **ev.params)
+    return out.assign(block=b)
+
+
+def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = True) -> pd.DataFrame:
+    """The per-example table of ``ev``: from the cache, or computed (sharded under torchrun) and stored.
+
+    Every rank returns the same table. Rows are in block order (within a block, in the kind's
+    order); the ``block`` column says which block an example belonged to. With
+    ``ADVLAB_CACHED_ONLY=1`` a missing table raises :class:`CacheMiss` instead.
+    """
+    device = torch.device(device or "cpu")
+    ctx = context()
+    found = load_result(ev, root)
+    if ctx.distributed:  # every rank must take the same branch
+        found = broadcast_from_main(found)
+    if found is not None:
+        return found
+    if cached_only():
+        raise CacheMiss(f"no cached {ev.kind} result {ev.path(root).name}; fill the cache with "
+                        "`advlab precompute <chapter>` (or run without ADVLAB_CACHED_ONLY)")
+    data = ev.data.load(device)
+    if ctx.world > len(data):
+        raise InputError(f"{ctx.world} processes for an evaluation of {len(data)} examples ({ev.kind} on "
+                         f"{ev.data.dataset}): every process needs at least one; start fewer (--nproc_per_node)")
+    models = _models(ev, device, progress)
+    blocks = ev.blocks(len(data))
+    parts = ev.path(root).parent / ".parts" / ev.path(root).stem
+    describe = ev.describe()
+    mine = shard(list(enumerate(blocks)), ctx)
+    done = {}
+    with Stopwatch(device) as sw:
+        for b, rows in bar(mine, desc=f"{ev.kind} ({len(data)} examples, rank {ctx.rank}/{ctx.world})",
+                           enabled=progress, leave=False):
+            part = parts / f"{b:06d}.pt"
+            if part.exists():
+                try:
+                    done[b] = _load_table(part, describe)[0]
+                    continue
+                except CheckpointError:
+                    part.unlink(missing_ok=True)
+            done[b] = _run_block(ev, models, data, b, rows)
+            _save_table(done[b], part, describe)
+    gathered = gather_to_main(done)
+    table = None
+    if ctx.main:
+        merged = {b: t for d in gathered for b, t in d.items()}
+        missing = sorted(set(range(len(blocks))) - set(merged))
+        if missing:
+            raise AdvlabError(f"blocks {missing} of {ev.kind} were not computed by any rank")
+        table = pd.concat([merged[b] for b in range(len(blocks))], ignore_index=True)
+        _save_table(table, ev.path(root), describe,
+                    {"computed": {"device": str(device), "world": ctx.world, "seconds": sw.seconds}})
+        table = decode_table(encode_table(table))  # the same dtypes as a table read from the cache
+        shutil.rmtree(parts, ignore_errors=True)
+    table = broadcast_from_main(table)
+    barrier()
+    return table
+
+
+# -- the kinds ---------------------------------------------------------------------------------------
+def _per_model(models: dict, fn) -> pd.DataFrame:
+    frames = [fn(m).assign(model=name) for name, m in models.items()]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", *[c for c in out.columns if c != "model"]]]
+
+
+@register("clean", "clean predictions of every model (evaluate.clean_table)")
+def _clean(models, data, *, seed, batch_size):
+    from .evaluate import clean_table
+    return _per_model(models, lambda m: clean_table(m, data, batch_size=batch_size))
+
+
+@register("attack", "one attack on every model (evaluate.evaluate_attack); params: attack, threat, its parameters")
+def _attack(models, data, *, seed, batch_size, attack, threat=None, **params):
+    from .evaluate import evaluate_attack
+    t = threat_of(threat)
+    return _per_model(models, lambda m: evaluate_attack(m, data, attack=attack, threat=t, batch_size=batch_size,
+                                                         seed=seed, progress=False, **params))
+
+
+@register("sweep", "attacks over a grid of ε (evaluate.sweep); params: attacks, norm, eps_grid")
+def _sweep(models, data, *, seed, batch_size, attacks, norm, eps_grid):
+    from .evaluate import sweep
+    return sweep(models, data, attacks=attacks, norm=norm, eps_grid=eps_grid, batch_size=batch_size, seed=seed,
+                 progress=False)
+
+
+@register("minimal_norms", "minimum-norm attacks (evaluate.minimal_norms); params: attacks {label: [name, params]}")
+def _minimal(models, data, *, seed, batch_size, attacks):
+    from .evaluate import minimal_norms
+    return minimal_norms(models, data, {k: (a, dict(p)) for k, (a, p) in attacks.items()}, progress=False)
+
+
+@register("transfer", "attacks crafted on every model, scored on every model (evaluate.transfer_rows); "
+                      "params: attack, threat, its parameters")
+def _transfer(models, data, *, seed, batch_size, attack, threat, **params):
+    from .evaluate import transfer_rows
+    return transfer_rows(models, data, attack=attack, threat=threat_of(threat), batch_size=batch_size, seed=seed,
+                         progress=False, **params)
+
+
+@register("robust", "worst case over the evaluation ensemble (evaluate.robust_evaluation); params: threats, "
+                    "steps, restarts, queries")
+def _robust(models, data, *, seed, batch_size, threats, steps=100, restarts=1, queries=5000):
+    from .evaluate import robust_evaluation
+    return robust_evaluation(models, data, [threat_of(t) for t in threats], steps=steps, restarts=restarts,
+                             queries=queries, batch_size=batch_size, seed=seed, progress=False)
+
+
+@register("smoothing", "randomized-smoothing CERTIFY (certify.certify); params: sigma, n0, n, alpha, batch")
+def _smoothing(models, data, *, seed, batch_size, sigma, n0, n, alpha, batch=1000):
+    from .certify import certify
+    x, y = data.images(), data.y
+
+    def rows(m):
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        with Stopwatch(x.device) as sw:
+            pred, radius = certify(m, x, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch, generator=gen)
+        return pd.DataFrame({"example": data.indices.cpu().numpy(), "label": y.cpu().numpy(),
+                             "prediction": pred.cpu().numpy(), "radius": radius.cpu().numpy(),
+                             "correct": (pred == y).cpu().numpy(), "seconds": sw.seconds / len(y)})
+    return _per_model(models, rows)
+
+
+@register("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods")
+def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown")):
+    from .certify import verify
+    t = threat_of(threat)
+    return _per_model(models, lambda m: verify(m, data, t, methods=tuple(methods), batch_size=batch_size,
+                                               progress=False))
+
+
+# -- plans -------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    """What a chapter computes for one configuration: models to train and tables to evaluate.
+
+    The notebook asks the plan for its results (:meth:`result`), and ``advlab precompute`` walks
+    the same plan (:meth:`precompute`), so the two cannot disagree about what is cached.
+    """
+
+    trainings: dict[str, TrainConfig] = field(default_factory=dict)
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+    def result(self, name: str, device=None, progress: bool = True) -> pd.DataFrame:
+        check_choice(name, self.evaluations, "planned evaluation")
+        return load_or_evaluate(self.evaluations[name], device=device, progress=progress)
+
+    def all_trainings(self) -> dict[str, TrainConfig]:
+        """Every training, those the evaluations use included (by key: each model once)."""
+        out = dict(self.trainings)
+        for ename, ev in self.evaluations.items():
+            for mname, cfg in ev.models.items():
+                out.setdefault(f"{ename}/{mname}", cfg)
+        unique = {}
+        for name, cfg in out.items():
+            unique.setdefault(cfg.key, (name, cfg))
+        return dict(unique.values())
+
+    def smallest(self) -> int | None:
+        """Examples of the smallest evaluation (the most processes the plan can use); None without any."""
+        return min((len(ev.data.load()) for ev in self.evaluations.values()), default=None)
+
+    def status(self, root=None) -> pd.DataFrame:
+        rows = [{"item": n, "what": f"train {c.model} ({c.method}) on {c.dataset}",
+                 "cached": c.checkpoint_path(root).exists()} for n, c in self.all_trainings().items()]
+        rows += [{"item": n, "what": f"{ev.kind} on {ev.data.dataset} ({len(ev.models)} model(s))",
+                  "cached": ev.path(root).exists()} for n, ev in self.evaluations.items()]
+        return pd.DataFrame(rows)
+
+    def precompute(self, device=None, progress: bool = True) -> pd.DataFrame:
+        """Train every model and compute every evaluation not yet cached; one row per item with
+        whether it was cached before and the wall time spent on it here."""
+        before = self.status()
+        seconds = []
+        for cfg in self.all_trainings().values():
+            with Stopwatch(device or "cpu") as sw:
+                load_or_train(cfg, device=device, progress=progress)
+            seconds.append(sw.seconds)
+        for ev in self.evaluations.values():
+            with Stopwatch(device or "cpu") as sw:
+                load_or_evaluate(ev, device=device, progress=progress)
+            seconds.append(sw.seconds)
+        return before.assign(seconds=seconds)

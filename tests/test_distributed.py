@@ -1,0 +1,115 @@
+"""The distributed path on CPU: torchrun with 2 gloo processes against one process, end to end.
+
+One precompute of the white-box chapter's smoke profile with ``torchrun --nproc_per_node=2``
+(DDP training, sharded evaluations), then: the per-example tables equal a single process's bit
+for bit (same models, one thread per process as torchrun sets), DDP's weights match
+single-process training with the same global batch, a second precompute computes nothing, and
+the chapter renders from the cache alone.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from advlab.chapters import chapter_plan, get_chapter
+from advlab.results import load_result, timing_columns
+from advlab.training import load_or_train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHAPTER, PROFILE = "white-box", "smoke"
+
+
+def _env(cache, **extra):
+    env = {**os.environ, "ADVLAB_CACHE": str(cache), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", **extra}
+    env.pop("ADVLAB_CACHED_ONLY", None)
+    return env
+
+
+def _torchrun(cache, *args, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "advlab", "precompute", CHAPTER, "--profile", PROFILE, "--device", "cpu", *args]
+    return subprocess.run(cmd, env=_env(cache), cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _advlab(cache, *args, **extra):
+    return subprocess.run([sys.executable, "-m", "advlab", *args], env=_env(cache, **extra), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("sharded")
+    run = _torchrun(cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 process(es) on cpu" in run.stdout and "0 already cached" in run.stdout
+    return cache
+
+
+def _plan():
+    return chapter_plan(CHAPTER, get_chapter(CHAPTER).resolve(PROFILE))
+
+
+def test_sharded_tables_equal_one_process(sharded, tmp_path):
+    single = tmp_path / "single"
+    shutil.copytree(sharded / "models", single / "models")  # the same weights: only the sharding differs
+    run = _advlab(single, "precompute", CHAPTER, "--profile", PROFILE, "--device", "cpu")
+    assert run.returncode == 0, run.stderr[-3000:]
+    plan = _plan()
+    for name, ev in plan.evaluations.items():
+        a, b = load_result(ev, root=sharded), load_result(ev, root=single)
+        assert a is not None and b is not None, name
+        assert len(a) == len(ev.data.load()) * (len(a) // len(ev.data.load())), name
+        keep = [c for c in a.columns if c not in timing_columns(a)]
+        pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=True, obj=name)
+
+
+def test_ddp_training_matches_one_process(sharded, tmp_path):
+    """Same global batch, gradients all-reduced: the weights agree to float rounding (no batch norm
+    in these models; torch synchronises batch norm on GPUs only)."""
+    plan = _plan()
+    for name in ("mlp", "small_cnn", "lenet5"):
+        cfg = plan.trainings[name]
+        ddp = torch.load(cfg.checkpoint_path(sharded), weights_only=True)
+        assert ddp["metrics"]["processes"] == 2
+        model, info = load_or_train(cfg, cache_root=tmp_path, progress=False)
+        assert info["trained"]
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(ddp["state_dict"][k], v, atol=1e-5, rtol=1e-4, msg=f"{name}.{k}")
+
+
+def test_second_run_computes_nothing_and_the_chapter_renders_from_the_cache(sharded, tmp_path):
+    again = _torchrun(sharded)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 computed" in again.stdout
+    before = sorted(p.name for p in (sharded / "results").glob("*.pt"))
+    out = tmp_path / "page.ipynb"
+    run = _advlab(sharded, "run", CHAPTER, "--profile", PROFILE, "--cached-only", "--force", "-o", str(out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert out.exists()
+    assert sorted(p.name for p in (sharded / "results").glob("*.pt")) == before
+
+
+def test_cached_only_run_names_what_is_missing(tmp_path):
+    run = _advlab(tmp_path, "run", CHAPTER, "--profile", PROFILE, "--cached-only", "--force",
+                  "-o", str(tmp_path / "page.ipynb"))
+    assert run.returncode == 2 and "CacheMiss" in run.stderr and "advlab precompute" in run.stderr
+
+
+def test_more_processes_than_examples_is_refused(tmp_path):
+    run = _torchrun(tmp_path, "-p", "n_minimal", "1")
+    assert run.returncode != 0
+    assert "start at most 1 (--nproc_per_node)" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["precompute", "whitebox"], "unknown chapter"),
+    (["precompute", CHAPTER, "--profile", "huge"], "unknown profile"),
+    (["precompute", CHAPTER, "-p", "epz", "0.1"], "unknown parameter"),
+])
+def test_precompute_bad_input(tmp_path, args, message):
+    run = _advlab(tmp_path, *args)
+    assert run.returncode == 2 and message in run.stderr

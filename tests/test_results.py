@@ -1,0 +1,194 @@
+"""The result cache: keys, tables on disk, shard-independent random streams, resumption, bad input."""
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+
+from advlab import distributed, results
+from advlab.cache import CACHED_ONLY_ENV
+from advlab.errors import CacheMiss, InputError
+from advlab.results import DataSpec, Evaluation, Plan, block_seed, decode_table, encode_table, load_or_evaluate
+from advlab.training import TrainConfig
+
+MODEL = TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000, eval_subset=500)  # conftest's
+
+
+def _pgd(n=40, block=16, **kw):
+    return Evaluation("attack", {"cnn": MODEL}, DataSpec("mnist", n=n, seed=3),
+                      {"attack": "pgd", "threat": ["linf", 0.1], "steps": 3}, seed=5, block=block, **kw)
+
+
+def _stable(df):
+    return df.drop(columns=results.timing_columns(df))
+
+
+def test_table_round_trip_is_exact():
+    df = pd.DataFrame({"a": [1.0, float("nan"), 1 / 3], "b": [True, False, True], "c": pd.Series([1, 2, 3]),
+                       "s": pd.Series(["x", "y", "z"], dtype="str"), "o": pd.Series(["p", None, "q"], dtype=object)})
+    back = decode_table(encode_table(df))
+    pd.testing.assert_frame_equal(back, df)
+
+
+def test_block_seeds_are_distinct():
+    seeds = {block_seed(s, b) for s in range(5) for b in range(100)}
+    assert len(seeds) == 500 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_result_is_cached_and_reloaded(tmp_path, monkeypatch, mnist_model):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = _pgd()
+    first = load_or_evaluate(ev, progress=False)
+    assert ev.path().exists()
+    assert len(first) == 40 and sorted(first.block.unique()) == [0, 1, 2]
+    monkeypatch.setenv(CACHED_ONLY_ENV, "1")  # a second call must not compute anything
+    pd.testing.assert_frame_equal(load_or_evaluate(ev, progress=False), first)
+    assert not list((ev.path().parent / ".parts").glob("*/*.pt"))  # the parts are gone once the table is whole
+
+
+def test_tables_do_not_depend_on_how_blocks_are_shared(tmp_path, monkeypatch, mnist_model):
+    """Rank r of K computes blocks r, r + K, ...: simulate 3 ranks one after another, each on its share."""
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "one"))
+    whole = load_or_evaluate(_pgd(), progress=False)
+    ev = _pgd()
+    data, models = ev.data.load(), results._models(ev, "cpu", False)
+    blocks = list(enumerate(ev.blocks(len(data))))
+    parts = {}
+    for rank in range(3):
+        for b, rows in distributed.shard(blocks, distributed.Context(rank, 3)):
+            parts[b] = results._run_block(ev, models, data, b, rows)
+    sharded = pd.concat([parts[b] for b in sorted(parts)], ignore_index=True)
+    pd.testing.assert_frame_equal(_stable(decode_table(encode_table(sharded))), _stable(whole))
+
+
+def test_random_streams_follow_blocks_not_batches(tmp_path, monkeypatch, mnist_model):
+    """The random start of an example depends on its block and seed only: another seed changes it."""
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    a = load_or_evaluate(_pgd(), progress=False)
+    b = load_or_evaluate(_pgd().__class__(**{**_pgd().__dict__, "seed": 6}), progress=False)
+    assert not a.linf.equals(b.linf)
+
+
+def test_killed_run_resumes_with_missing_blocks_only(tmp_path, monkeypatch, mnist_model):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = _pgd()
+    calls = []
+    real = results._run_block
+
+    def dying(ev_, models, data, b, rows):
+        if b == 2 and not calls.count("resumed"):
+            raise KeyboardInterrupt  # the process is killed in its third block
+        calls.append(b)
+        return real(ev_, models, data, b, rows)
+
+    monkeypatch.setattr(results, "_run_block", dying)
+    with pytest.raises(KeyboardInterrupt):
+        load_or_evaluate(ev, progress=False)
+    assert not ev.path().exists()  # no partial table in the cache
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert calls == [0, 1]
+    calls.append("resumed")
+    table = load_or_evaluate(ev, progress=False)
+    assert calls == [0, 1, "resumed", 2]  # blocks 0 and 1 were not recomputed
+    monkeypatch.setattr(results, "_run_block", real)
+    fresh = load_or_evaluate(ev, root=tmp_path / "fresh", progress=False)
+    pd.testing.assert_frame_equal(_stable(table), _stable(fresh))
+
+
+def test_foreign_or_corrupt_result_is_recomputed(tmp_path, monkeypatch, mnist_model):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = _pgd(n=16)
+    table = load_or_evaluate(ev, progress=False)
+    path = ev.path()
+    obj = torch.load(path, weights_only=True)
+    obj["evaluation"]["kernels"] = "another-version"  # written by other library code, same file name
+    torch.save(obj, path)
+    with pytest.warns(UserWarning, match="another evaluation or library version"):
+        again = load_or_evaluate(ev, progress=False)
+    pd.testing.assert_frame_equal(_stable(again), _stable(table))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="truncated or corrupt"):
+        load_or_evaluate(ev, progress=False)
+    obj = torch.load(path, weights_only=True)
+    obj["table"]["data"]["robust"][0] ^= True  # a flipped value that still unpickles
+    torch.save(obj, path)
+    with pytest.warns(UserWarning, match="digest"):
+        load_or_evaluate(ev, progress=False)
+
+
+def test_key_covers_configuration_and_code(monkeypatch):
+    base = _pgd()
+    others = [_pgd(n=41), _pgd(block=8), _pgd(precision="bf16"),
+              Evaluation("attack", {"cnn": MODEL}, base.data, {**base.params, "steps": 4}, seed=5, block=16),
+              Evaluation("attack", {"cnn": TrainConfig(**{**MODEL.to_dict(), "seed": 1})}, base.data, base.params,
+                         seed=5, block=16)]
+    key = base.key
+    assert len({key} | {e.key for e in others}) == 1 + len(others)
+    monkeypatch.setattr(results, "kernel_hash", lambda: "changed")
+    assert _pgd().key != key
+
+
+def test_cached_only_refuses_to_compute(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv(CACHED_ONLY_ENV, "1")
+    with pytest.raises(CacheMiss, match="advlab precompute"):
+        load_or_evaluate(_pgd(), progress=False)
+    from advlab.training import load_or_train
+    with pytest.raises(CacheMiss, match="checkpoint"):
+        load_or_train(MODEL, progress=False)
+
+
+def test_bad_declarations():
+    with pytest.raises(InputError, match="evaluation kind"):
+        Evaluation("attak", {"cnn": MODEL}, DataSpec("mnist"))
+    with pytest.raises(InputError, match="precision"):
+        _pgd(precision="fp16")
+    with pytest.raises(InputError, match="JSON"):
+        Evaluation("attack", {"cnn": MODEL}, DataSpec("mnist"), {"threat": object()})
+    with pytest.raises(InputError, match="TrainConfig"):
+        Evaluation("attack", {"cnn": "small_cnn"}, DataSpec("mnist"))
+    with pytest.raises(InputError, match="block"):
+        _pgd(block=0)
+    with pytest.raises(InputError, match="positive int"):
+        DataSpec("mnist", n=0)
+    with pytest.raises(InputError):
+        DataSpec("imagenet")
+
+
+def test_more_processes_than_examples(tmp_path, monkeypatch, mnist_model):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(results, "context", lambda: distributed.Context(0, 5))
+    monkeypatch.setattr(results, "broadcast_from_main", lambda obj: obj)
+    with pytest.raises(InputError, match="5 processes for an evaluation of 4 examples"):
+        load_or_evaluate(_pgd(n=4), progress=False)
+
+
+def test_bf16_precision_is_honoured(tmp_path, monkeypatch, mnist_model):
+    """precision="bf16" runs the model's convolutions in bf16 (its logits move in the last bits);
+    the default fp32 leaves the model as it is."""
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = _pgd(n=16)
+    plain = results._models(ev, "cpu", False)["cnn"]
+    fast = results._models(Evaluation(**{**ev.__dict__, "precision": "bf16"}), "cpu", False)["cnn"]
+    assert isinstance(fast, results.Autocast) and not isinstance(plain, results.Autocast)
+    seen = []
+    fast.model[1].features[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x = ev.data.load().images()
+    logits, fp32 = fast(x), plain(x)
+    assert seen == [torch.bfloat16] and logits.dtype == torch.float32
+    assert not torch.equal(logits, fp32) and torch.allclose(logits, fp32, atol=0.1, rtol=0.05)
+    assert (logits.argmax(1) == fp32.argmax(1)).float().mean() > 0.9
+    table = load_or_evaluate(Evaluation(**{**ev.__dict__, "precision": "bf16"}), progress=False)
+    assert len(table) == 16 and (table.linf <= 0.1 + 1e-6).all()
+
+
+def test_plan_lists_each_model_once(mnist_model):
+    ev = _pgd()
+    plan = Plan(trainings={"cnn": MODEL}, evaluations={"a": ev, "b": _pgd(n=20)})
+    assert list(plan.all_trainings()) == ["cnn"]
+    assert plan.smallest() == 20
+    with pytest.raises(InputError, match="planned evaluation"):
+        plan.result("c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set(plan.status().columns) == {"item", "what", "cached"}
