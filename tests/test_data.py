@@ -95,3 +95,17 @@ def test_unknown_dataset_and_split_list_valid_ones():
 def test_every_dataset_has_checksums_for_both_splits():
     for spec in DATASETS.values():
         assert set(spec.sha256) == {"train", "test"}
+
+
+def test_batch_shards_make_up_the_global_batch(mnist_test):
+    """Data-parallel ranks draw the same order and crops; their slices are the one-process batch."""
+    ds = mnist_test.subset(103, seed=0)
+    whole = list(batches(ds, 25, shuffle=True, augment=True, generator=torch.Generator().manual_seed(1)))
+    parts = [list(batches(ds, 25, shuffle=True, augment=True, generator=torch.Generator().manual_seed(1),
+                          shard=(r, 3))) for r in range(3)]
+    assert len(whole) == 5 and all(len(p) == 5 for p in parts)
+    for k, (x, y) in enumerate(whole):
+        assert torch.equal(torch.cat([p[k][0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[k][1] for p in parts]), y)
+    with pytest.raises(InputError, match="rank"):
+        next(batches(ds, 25, shard=(3, 3)))

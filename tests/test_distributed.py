@@ -113,3 +113,36 @@ def test_more_processes_than_examples_is_refused(tmp_path):
 def test_precompute_bad_input(tmp_path, args, message):
     run = _advlab(tmp_path, *args)
     assert run.returncode == 2 and message in run.stderr
+
+
+WORKER = """
+import sys, torch
+from advlab import distributed
+from advlab.training import TrainConfig, train
+distributed.init("cpu")
+methods = [("ibp", {"eps": 0.1, "warmup": 0.2, "ramp": 0.4}), ("pgd", {"norm": "linf", "eps": 0.1, "steps": 2})]
+for method, params in methods:
+    cfg = TrainConfig(dataset="mnist", model="conv_small", epochs=1, train_subset=600, batch_size=60,
+                      method=method, method_params=params, eval_subset=100)
+    model, metrics = train(cfg, progress=False)
+    if distributed.context().main:
+        torch.save(model.state_dict(), f"{sys.argv[1]}/{method}-{metrics['processes']}.pt")
+distributed.shutdown()
+"""
+
+
+def test_ddp_adversarial_training(tmp_path):
+    """IBP and PGD training run under DDP (attacks and bounds through the wrapped model); IBP, which
+    draws nothing at random, gives one process's weights; PGD's random starts are drawn per slice."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    for nproc in (1, 2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(script), str(tmp_path)]
+        run = subprocess.run(cmd, env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+    one, two = (torch.load(tmp_path / f"ibp-{k}.pt", weights_only=True) for k in (1, 2))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=1e-4, msg=k)
+    pgd = torch.load(tmp_path / "pgd-2.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in pgd.values())

@@ -315,18 +315,25 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None,
 
 
 def batches(ds: Dataset, batch_size: int, *, shuffle: bool = False, augment: bool = False,
-            generator: torch.Generator | None = None, drop_last: bool = False):
+            generator: torch.Generator | None = None, drop_last: bool = False, shard: tuple[int, int] = (0, 1)):
     """Yield ``(x, y)`` with x float32 in [0, 1] on the dataset's device.
 
     Shuffling and augmentation draw from ``generator`` (a CPU generator, so the order and the
-    crops do not depend on the device the data lives on).
+    crops do not depend on the device the data lives on). ``shard=(rank, world)`` yields rank's
+    contiguous slice of each global batch of ``batch_size`` (data-parallel training): every rank
+    draws the same order and crops, so the slices of one step make up the one-process batch.
     """
+    rank, world = shard
+    if not (isinstance(world, int) and world >= 1 and 0 <= rank < world):
+        raise InputError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
     n = len(ds)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for i in range(0, stop, batch_size):
         idx = order[i:i + batch_size].to(ds.x.device)
-        xb = ds.x[idx]
+        xb, yb = ds.x[idx], ds.y[idx]
         if augment:
             xb = random_crop_flip(xb, generator=generator)
-        yield to_float(xb), ds.y[idx]
+        if world > 1:
+            xb, yb = xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
+        yield to_float(xb), yb

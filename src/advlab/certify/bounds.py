@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..checks import check_choice, check_labels, check_positive_int
 from ..data import to_float
@@ -58,7 +59,9 @@ def layers(model: nn.Module) -> list[nn.Module]:
     out = []
 
     def walk(m, path):
-        if isinstance(m, nn.Sequential):
+        if isinstance(m, DistributedDataParallel):  # DDP training (IBP): the wrapped network
+            walk(m.module, path)
+        elif isinstance(m, nn.Sequential):
             for name, child in m.named_children():
                 walk(child, f"{path}.{name}" if path else name)
         elif type(m) in _SEQUENTIAL_PARTS:

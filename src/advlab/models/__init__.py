@@ -124,7 +124,7 @@ class Autocast(nn.Module):
     """``model`` run under bf16 autocast on its inputs' device, returning float32 logits.
 
     A GPU speed option for attacks and smoothing (matrix products in bf16, accumulation and the
-    attack's own arithmetic in float32); results then differ from float32 ones in the last bits.
+    attack's own arithmetic in float32); results then differ slightly from float32 ones.
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):

@@ -252,15 +252,13 @@ def train(config: TrainConfig, device=None, progress: bool = True):
                 sums = {"loss": 0.0, "clean": 0.0, "adv": 0.0}
                 counts = {"clean": 0, "adv": 0}
                 with Stopwatch(device) as epoch_clock:
-                    for x, y in batches(train_set, config.batch_size, shuffle=True, augment=config.augment,
-                                        generator=gen):
-                        scale = 1.0
-                        if ctx.distributed:  # this rank's slice of the global batch
-                            n_global = x.shape[0]
-                            x, y = (t.tensor_split(ctx.world)[ctx.rank] for t in (x, y))
-                            # DDP averages the ranks' gradients; weighting each by its share makes
-                            # that the global batch's mean, whatever the slice sizes
-                            scale = x.shape[0] * ctx.world / n_global
+                    for i, (x, y) in enumerate(batches(train_set, config.batch_size, shuffle=True,
+                                                       augment=config.augment, generator=gen,
+                                                       shard=(ctx.rank, ctx.world))):
+                        # DDP averages the ranks' gradients; weighting each rank's mean loss by its
+                        # share of the global batch makes that the global batch's mean
+                        n_global = min(config.batch_size, len(train_set) - i * config.batch_size)
+                        scale = x.shape[0] * ctx.world / n_global
                         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                             out = method.step(net, x, y, params, generator=adv_gen, step=step, total=total,
                                               label_smoothing=config.label_smoothing)
