@@ -53,7 +53,6 @@ from advlab import plotting
 from advlab.chapters import certification, chapter_config
 from advlab.data import dataset_spec
 from advlab.results import load_or_evaluate
-from advlab.training import load_or_train
 
 # %% tags=["parameters"]
 # None: the profile's value (see the table below)
@@ -152,11 +151,9 @@ fig = plotting.reachable_sets(toy_sets, title="Output set of a random 2-D ReLU n
 
 # %% tags=["remove-input"]
 sandwich_evals = certification.sandwich_evaluations(cfg)  # cached by `advlab precompute certification`
-bound_models = {key: load_or_train(e["bounds"].models["model"], device=device)[0] for key, e in sandwich_evals.items()}
 cert_test = next(iter(sandwich_evals.values()))["bounds"].data.load(device)
-certificates = {key: load_or_evaluate(e["bounds"], device) for key, e in sandwich_evals.items()}
-attacked = {key: load_or_evaluate(e["attacks"], device) for key, e in sandwich_evals.items()}
-rows = certification.sandwich_rows(bound_models, cert_test, cfg, certificates, attacked)
+rows = certification.sandwich_rows({key: {part: load_or_evaluate(ev, device) for part, ev in evs.items()}
+                                    for key, evs in sandwich_evals.items()})
 summary = certification.sandwich_summary(rows)
 sandwich_table = certification.sandwich_table(summary)
 glue("mlp_hidden", " + ".join(str(h) for h in cfg.mlp_hidden), display=False)
@@ -221,15 +218,13 @@ certification.published_comparison(summary)
 
 # %% tags=["remove-input"]
 smooth_evals = certification.smoothing_evaluations(cfg)  # cached by `advlab precompute certification`
-smooth_models = {key: load_or_train(ev.models["base"], device=device)[0] for key, ev in smooth_evals.items()}
-smooth_tests = {key: ev.data.load(device) for key, ev in smooth_evals.items()}
 smooth_rows = {key: load_or_evaluate(ev, device) for key, ev in smooth_evals.items()}
+attacked_rows = {key: load_or_evaluate(ev, device) for key, ev in certification.smoothadv_evaluations(cfg).items()}
 curves = pd.concat(
     [certification.certified_curve(r, cfg.radii).assign(dataset=dataset_spec(ds).title, sigma=s, kind="certified")
      for (ds, s), r in smooth_rows.items()]
-    + [certification.empirical_curve(m, smooth_tests[ds, s], s, cfg).assign(dataset=dataset_spec(ds).title, sigma=s,
-                                                                          kind="empirical")
-       for (ds, s), m in smooth_models.items()], ignore_index=True)
+    + [certification.empirical_curve(r).assign(dataset=dataset_spec(ds).title, sigma=s, kind="empirical")
+       for (ds, s), r in attacked_rows.items()], ignore_index=True)
 cohen = {"Cohen et al., σ = 0.25": (dataset_spec("cifar10").title, certification.COHEN_CIFAR["radii"],
                                     certification.COHEN_CIFAR["certified"])}
 glue("cifar_model", cfg.cifar_model, display=False)

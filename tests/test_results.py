@@ -8,7 +8,8 @@ import torch
 from advlab import distributed, results
 from advlab.cache import CACHED_ONLY_ENV
 from advlab.errors import CacheMiss, InputError
-from advlab.results import DataSpec, Evaluation, Plan, block_seed, decode_table, encode_table, load_or_evaluate
+from advlab.results import (DataSpec, Evaluation, Plan, block_seed, decode_table, encode_table, load_or_evaluate,
+                            load_result)
 from advlab.training import TrainConfig
 
 MODEL = TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000, eval_subset=500)  # conftest's
@@ -75,11 +76,11 @@ def test_killed_run_resumes_with_missing_blocks_only(tmp_path, monkeypatch, mnis
     calls = []
     real = results._run_block
 
-    def dying(ev_, models, data, b, rows):
+    def dying(ev_, models, data, b, rows, inputs=None):
         if b == 2 and not calls.count("resumed"):
             raise KeyboardInterrupt  # the process is killed in its third block
         calls.append(b)
-        return real(ev_, models, data, b, rows)
+        return real(ev_, models, data, b, rows, inputs)
 
     monkeypatch.setattr(results, "_run_block", dying)
     with pytest.raises(KeyboardInterrupt):
@@ -192,3 +193,33 @@ def test_plan_lists_each_model_once(mnist_model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert set(plan.status().columns) == {"item", "what", "cached"}
+
+
+def test_exact_verification_reads_its_inputs(tmp_path, monkeypatch):
+    """The MILP decides only the first `head` examples the certificates and attacks leave open."""
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    mlp = TrainConfig(dataset="mnist", model="mlp", model_options={"hidden": [20]}, epochs=1, train_subset=1000,
+                      eval_subset=100)
+    data = DataSpec("mnist", n=12, seed=1)
+    threat = ["linf", 0.02]
+    bounds = Evaluation("bounds", {"m": mlp}, data, {"threat": threat}, block=5)
+    attacks = Evaluation("robust", {"m": mlp}, data, {"threats": [threat], "steps": 5, "queries": 20}, block=5)
+    exact = Evaluation("exact", {"m": mlp}, data, {"threat": threat, "time_limit": 5.0, "head": 7}, block=5,
+                       inputs={"certificates": bounds, "attacks": attacks})
+    table = load_or_evaluate(exact, progress=False)
+    cert, att = load_result(bounds), load_result(attacks)
+    assert cert is not None and att is not None  # the inputs were computed and cached first
+    assert list(table.example) == list(cert.example)
+    head, certified = table.index < 7, (cert.ibp | cert.crown).to_numpy()
+    assert table.exact[~head].isna().all() and table.exact[head].notna().all()
+    assert (table.exact[head & certified] == "robust").all()
+    assert (table.exact[head & ~att.robust.to_numpy()] == "not robust").all()
+    solved = table.milp_seconds.notna()
+    assert (solved == (head & att.robust.to_numpy() & ~certified)).all()
+    assert exact.key != Evaluation(**{**exact.__dict__, "inputs": {"certificates": bounds, "attacks": bounds}}).key
+    with pytest.raises(InputError, match="takes inputs"):
+        Evaluation("exact", {"m": mlp}, data, exact.params)
+    with pytest.raises(InputError, match="takes no inputs"):
+        Evaluation("bounds", {"m": mlp}, data, {"threat": threat}, inputs={"x": bounds})
+    with pytest.raises(InputError, match="same examples"):
+        Evaluation("exact", {"m": mlp}, DataSpec("mnist", n=5), exact.params, inputs=exact.inputs)

@@ -137,20 +137,22 @@ def threat_of(spec) -> ThreatModel | None:
 
 @dataclass(frozen=True)
 class Kind:
-    """A registered evaluation: ``fn(models, data, seed=, batch_size=, autocast=, **params)`` returns
-    per-example rows for one block of examples."""
+    """A registered evaluation: ``fn(models, data, seed=, batch_size=, **params)`` returns per-example
+    rows for one block of examples. A kind with inputs also receives ``inputs`` (each input's rows
+    for the block's examples) and ``start`` (the block's first position in the subset)."""
 
     name: str
     fn: Callable
     doc: str
+    takes_inputs: bool = False
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def register(name: str, doc: str):
+def register(name: str, doc: str, takes_inputs: bool = False):
     def deco(fn):
-        KINDS[name] = Kind(name, fn, doc)
+        KINDS[name] = Kind(name, fn, doc, takes_inputs)
         return fn
     return deco
 
@@ -161,7 +163,9 @@ class Evaluation:
 
     ``params`` must be JSON-able (threat models as ``[norm, eps]``). ``block`` is the unit of
     sharding and of the random streams, and the attack batch size; ``precision`` "bf16" runs the
-    models under bf16 autocast (a GPU option; "fp32" is exact and the default).
+    models under bf16 autocast (a GPU option; "fp32" is exact and the default). ``inputs`` names
+    other evaluations on the same examples whose tables this one reads (e.g. the MILP decides only
+    what the certificates and attacks left open); they are computed first.
     """
 
     kind: str
@@ -171,6 +175,7 @@ class Evaluation:
     seed: int = 0
     block: int = 256
     precision: str = "fp32"
+    inputs: Mapping[str, "Evaluation"] = field(default_factory=dict)
 
     def __post_init__(self):
         check_choice(self.kind, KINDS, "evaluation kind")
@@ -183,8 +188,15 @@ class Evaluation:
             json.dumps(dict(self.params), allow_nan=False)
         except (TypeError, ValueError) as e:
             raise InputError(f"evaluation parameters must be JSON values (threats as [norm, eps]): {e}") from None
+        takes = KINDS[self.kind].takes_inputs
+        if bool(self.inputs) != takes:
+            raise InputError(f"evaluation kind {self.kind!r} takes {'inputs' if takes else 'no inputs'}")
+        for name, dep in self.inputs.items():
+            if not isinstance(dep, Evaluation) or dep.data != self.data:
+                raise InputError(f"input {name!r} must be an Evaluation of the same examples ({self.data})")
         object.__setattr__(self, "models", dict(self.models))
         object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "inputs", dict(self.inputs))
 
     def __hash__(self):
         return hash(self.key)
@@ -193,7 +205,8 @@ class Evaluation:
         """The full configuration the key hashes (self-description stored with the table)."""
         return {"format": RESULT_FORMAT, "kind": self.kind, "models": {k: c.key for k, c in self.models.items()},
                 "data": dataclasses.asdict(self.data), "params": self.params, "seed": self.seed,
-                "block": self.block, "precision": self.precision, "advlab": __version__, "kernels": kernel_hash()}
+                "block": self.block, "precision": self.precision, "inputs": {k: e.key for k, e in self.inputs.items()},
+                "advlab": __version__, "kernels": kernel_hash()}
 
     @property
     def key(self) -> str:
@@ -293,9 +306,16 @@ def _models(ev: Evaluation, device, progress: bool) -> dict:
     return out
 
 
-def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range) -> pd.DataFrame:
+def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
+               inputs: dict | None = None) -> pd.DataFrame:
     part = data.take(torch.arange(rows.start, rows.stop, device=data.x.device))
-    out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **ev.params)
+    extra = {}
+    if KINDS[ev.kind].takes_inputs:
+        examples = part.indices.cpu().numpy()
+        # each input's rows for these examples, in the block's order (the inputs' blocks may differ)
+        extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
+                                                  for k, t in (inputs or {}).items()}}
+    out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **extra, **ev.params)
     return out.assign(block=b)
 
 
@@ -320,6 +340,7 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
     if ctx.world > len(data):
         raise InputError(f"{ctx.world} processes for an evaluation of {len(data)} examples ({ev.kind} on "
                          f"{ev.data.dataset}): every process needs at least one; start fewer (--nproc_per_node)")
+    inputs = {k: load_or_evaluate(dep, device, root, progress) for k, dep in ev.inputs.items()}
     models = _models(ev, device, progress)
     blocks = ev.blocks(len(data))
     parts = ev.path(root).parent / ".parts" / ev.path(root).stem
@@ -336,7 +357,7 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
                     continue
                 except CheckpointError:
                     part.unlink(missing_ok=True)
-            done[b] = _run_block(ev, models, data, b, rows)
+            done[b] = _run_block(ev, models, data, b, rows, inputs)
             _save_table(done[b], part, describe)
     gathered = gather_to_main(done)
     table = None
@@ -420,12 +441,55 @@ def _smoothing(models, data, *, seed, batch_size, sigma, n0, n, alpha, batch=100
     return _per_model(models, rows)
 
 
+@register("smoothadv", "SmoothAdv on the smoothed classifier, scored by PREDICT (certify.smoothadv, smoothed_predict); "
+                       "params: sigma, radii, steps, draws, n, alpha, batch")
+def _smoothadv(models, data, *, seed, batch_size, sigma, radii, steps, draws, n, alpha, batch=1000):
+    from .certify import smoothadv, smoothed_predict
+    x, y = data.images(), data.y
+
+    def rows(m):
+        frames = []
+        for r in radii:
+            x_adv = smoothadv(m, x, y, sigma=sigma, eps=r, steps=steps, draws=draws, seed=seed)
+            gen = torch.Generator(device=x.device).manual_seed(block_seed(seed, 0))  # PREDICT's own stream
+            pred = smoothed_predict(m, x_adv, sigma=sigma, n=n, alpha=alpha, batch_size=batch, generator=gen)
+            frames.append(pd.DataFrame({"radius": r, "example": data.indices.cpu().numpy(), "label": y.cpu().numpy(),
+                                        "prediction": pred.cpu().numpy(), "correct": (pred == y).cpu().numpy()}))
+        return pd.concat(frames, ignore_index=True)
+    return _per_model(models, rows)
+
+
 @register("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods")
 def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown")):
     from .certify import verify
     t = threat_of(threat)
     return _per_model(models, lambda m: verify(m, data, t, methods=tuple(methods), batch_size=batch_size,
                                                progress=False))
+
+
+@register("exact", "exact verification by MILP (certify.exact_verification) of the first `head` examples that "
+                   "the inputs `certificates` (kind bounds) and `attacks` (kind robust) leave open; params: threat, "
+                   "time_limit, head", takes_inputs=True)
+def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit, head):
+    from .certify import exact_verification
+    (name, model), = models.items()
+    cert, att = inputs["certificates"], inputs["attacks"]
+    certified = (cert["ibp"] | cert["crown"]).to_numpy()
+    attacked = att["robust"].to_numpy()
+    in_head = start + np.arange(len(data)) < head
+    exact = np.full(len(data), None, dtype=object)
+    exact[in_head & certified] = "robust"
+    exact[in_head & ~attacked] = "not robust"
+    seconds = np.full(len(data), np.nan)
+    gap = np.flatnonzero(in_head & attacked & ~certified)
+    if len(gap):
+        idx = torch.as_tensor(gap, device=data.x.device)
+        ex = exact_verification(model, data.images()[idx], data.y[idx], threat_of(threat), time_limit=time_limit,
+                                progress=False)
+        exact[gap] = ex["verdict"].to_numpy()
+        seconds[gap] = ex["seconds"].to_numpy()
+    return pd.DataFrame({"model": name, "example": data.indices.cpu().numpy(), "exact": exact,
+                         "milp_seconds": seconds})
 
 
 # -- plans -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from scipy.spatial import HalfspaceIntersection
 from torch import nn
 
-from ..certify import bound_spec, exact_verification, layers, smoothadv, smoothed_predict, verify
+from ..certify import bound_spec, layers, verify
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..errors import InputError
 from ..data import Dataset
@@ -151,50 +151,47 @@ def smoothing_configs(cfg: Config) -> dict[tuple[str, float], TrainConfig]:
 
 # -- the sandwich ---------------------------------------------------------------------------------
 def sandwich_evaluations(cfg: Config) -> dict[tuple[str, str, float], dict[str, Evaluation]]:
-    """(architecture, training, ε) -> its IBP / CROWN certificates (``"bounds"``) and the ensemble's
-    verdict (``"attacks"``: APGD-CE, APGD-DLR, Square) on the same ``n_cert`` test examples."""
+    """(architecture, training, ε) -> its IBP / CROWN certificates (``"bounds"``), the ensemble's
+    verdict (``"attacks"``: APGD-CE, APGD-DLR, Square) on the same ``n_cert`` test examples and, for
+    the MLP, the MILP's exact verdict on the first ``n_milp`` examples those two leave open
+    (``"exact"``)."""
     data = DataSpec(cfg.dataset, n=cfg.n_cert, seed=cfg.seed)
     ensemble = {"steps": cfg.apgd_steps, "queries": cfg.square_queries}
-    return {key: {"bounds": Evaluation("bounds", {"model": c}, data, {"threat": ["linf", key[2]]}, seed=cfg.seed,
-                                       block=cfg.batch_size),
-                  "attacks": Evaluation("robust", {"model": c}, data, {"threats": [["linf", key[2]]], **ensemble},
-                                        seed=cfg.seed, block=cfg.batch_size)}
-            for key, c in bound_configs(cfg).items()}
+    out = {}
+    for key, c in bound_configs(cfg).items():
+        threat = ["linf", key[2]]
+        evs = {"bounds": Evaluation("bounds", {"model": c}, data, {"threat": threat}, seed=cfg.seed,
+                                    block=cfg.batch_size),
+               "attacks": Evaluation("robust", {"model": c}, data, {"threats": [threat], **ensemble}, seed=cfg.seed,
+                                     block=cfg.batch_size)}
+        if key[0] == "small MLP":
+            evs["exact"] = Evaluation("exact", {"model": c}, data,
+                                      {"threat": threat, "time_limit": cfg.milp_seconds, "head": cfg.n_milp},
+                                      seed=cfg.seed, block=cfg.batch_size,
+                                      inputs={"certificates": evs["bounds"], "attacks": evs["attacks"]})
+        out[key] = evs
+    return out
 
 
-def sandwich_rows(models_: dict, data: Dataset, cfg: Config, certificates: dict, attacks: dict,
-                  progress: bool = True) -> pd.DataFrame:
-    """Per-example rows of every (architecture, training, ε): IBP and CROWN certificates and the
-    ensemble's verdict (the per-example tables of :func:`sandwich_evaluations`, in ``certificates``
-    and ``attacks``) and, for the MLP's first ``n_milp`` examples not already settled by a
-    certificate or an attack, the MILP's exact verdict (computed here).
+def sandwich_rows(tables: dict) -> pd.DataFrame:
+    """Per-example rows of every (architecture, training, ε) from the tables of
+    :func:`sandwich_evaluations` (``tables[key][part]``).
 
     Columns: ``architecture``, ``training``, ``eps``, ``example``, ``clean_correct``, ``ibp``,
     ``crown``, ``certified`` (either), ``attacked`` (robust under the ensemble), ``exact``
     (robust / not robust / undecided, or None beyond the MILP's examples), ``*_seconds``.
     """
     frames = []
-    for (arch, training, eps), model in bar(models_.items(), desc="exact verification", enabled=progress):
-        threat = ThreatModel("linf", eps)
-        rows = certificates[arch, training, eps].drop(columns=["model", "block"])
-        att = attacks[arch, training, eps]
+    for (arch, training, eps), parts in tables.items():
+        rows = parts["bounds"].drop(columns=["model", "block"])
+        att = parts["attacks"]
         if not (rows["example"].to_numpy() == att["example"].to_numpy()).all():
             raise InputError("the certificates and the attacks cover different examples")
         rows["attacked"] = att["robust"].to_numpy()
         rows["attack_seconds"] = att["seconds"].to_numpy()
         rows["certified"] = rows["ibp"] | rows["crown"]
-        rows["exact"] = None
-        rows["milp_seconds"] = np.nan
-        if arch == "small MLP":
-            head = np.arange(len(rows)) < cfg.n_milp
-            rows.loc[head & rows["certified"], "exact"] = "robust"
-            rows.loc[head & ~rows["attacked"], "exact"] = "not robust"
-            gap = np.flatnonzero(head & rows["attacked"].to_numpy() & ~rows["certified"].to_numpy())
-            if len(gap):
-                x, y = data.images()[gap], data.y[gap]
-                ex = exact_verification(model, x, y, threat, time_limit=cfg.milp_seconds, progress=False)
-                rows.loc[gap, "exact"] = ex["verdict"].to_numpy()
-                rows.loc[gap, "milp_seconds"] = ex["seconds"].to_numpy()
+        rows["exact"] = parts["exact"]["exact"].to_numpy() if "exact" in parts else None
+        rows["milp_seconds"] = parts["exact"]["milp_seconds"].to_numpy() if "exact" in parts else np.nan
         frames.append(rows.assign(architecture=arch, training=training))
     return pd.concat(frames, ignore_index=True)
 
@@ -314,15 +311,24 @@ def smoothing_evaluations(cfg: Config) -> dict[tuple[str, float], Evaluation]:
             for (ds, s), c in smoothing_configs(cfg).items()}
 
 
+def smoothadv_evaluations(cfg: Config) -> dict[tuple[str, float], Evaluation]:
+    """(dataset, σ) -> SmoothAdv at every attack radius on the CERTIFY examples, scored by PREDICT."""
+    return {key: Evaluation("smoothadv", ev.models, ev.data,
+                            {"sigma": key[1], "radii": cfg.attack_radii, "steps": cfg.smoothadv_steps,
+                             "draws": cfg.smoothadv_draws, "n": cfg.n_samples, "alpha": cfg.alpha,
+                             "batch": cfg.batch_size * 10}, seed=cfg.seed, block=SMOOTHING_BLOCK)
+            for key, ev in smoothing_evaluations(cfg).items()}
+
+
 def plan(cfg: Config) -> Plan:
-    """The chapter's trainings, its certificates and attacks, and its CERTIFY runs (what
-    ``advlab precompute`` fills). The MILP, bounded by ``n_milp`` × ``milp_seconds``, the toy
-    figure and the cost table run in the notebook."""
+    """The chapter's trainings, its certificates, attacks and exact verification, and its CERTIFY
+    runs (what ``advlab precompute`` fills). The toy figure and the cost table run in the notebook."""
     trainings = {f"{arch} {training} ε={eps:g}": c for (arch, training, eps), c in bound_configs(cfg).items()}
     trainings.update({f"{ds} noise σ={s:g}": c for (ds, s), c in smoothing_configs(cfg).items()})
     evaluations = {f"{part} {arch} {training} ε={eps:g}": ev
                    for (arch, training, eps), evs in sandwich_evaluations(cfg).items() for part, ev in evs.items()}
     evaluations.update({f"smoothing {ds} σ={s:g}": ev for (ds, s), ev in smoothing_evaluations(cfg).items()})
+    evaluations.update({f"SmoothAdv {ds} σ={s:g}": ev for (ds, s), ev in smoothadv_evaluations(cfg).items()})
     return Plan(trainings=trainings, evaluations=evaluations)
 
 
@@ -335,19 +341,12 @@ def certified_curve(rows: pd.DataFrame, radii) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def empirical_curve(model, data: Dataset, sigma: float, cfg: Config) -> pd.DataFrame:
-    """The smoothed classifier's accuracy under SmoothAdv at every attack radius (its prediction,
-    by PREDICT with ``n_samples`` draws, equal to the label; abstentions count as errors)."""
-    x, y = data.images(), data.y
-    out = []
-    for r in cfg.attack_radii:
-        x_adv = smoothadv(model, x, y, sigma=sigma, eps=r, steps=cfg.smoothadv_steps, draws=cfg.smoothadv_draws,
-                          seed=cfg.seed)
-        gen = torch.Generator(device=x.device).manual_seed(cfg.seed + 1)
-        pred = smoothed_predict(model, x_adv, sigma=sigma, n=cfg.n_samples, alpha=cfg.alpha,
-                                batch_size=cfg.batch_size * 10, generator=gen)
-        out.append({"radius": r, **_rate(int((pred == y).sum()), len(y))})
-    return pd.DataFrame(out)
+def empirical_curve(rows: pd.DataFrame) -> pd.DataFrame:
+    """The smoothed classifier's accuracy under SmoothAdv at every attack radius, from the rows of
+    :func:`smoothadv_evaluations` (its prediction by PREDICT equal to the label; abstentions count
+    as errors), with 95% intervals."""
+    return pd.DataFrame([{"radius": r, **_rate(int(g["correct"].sum()), len(g))}
+                         for r, g in rows.groupby("radius", sort=True)])
 
 
 def smoothing_table(smooth_rows: dict, radii) -> pd.DataFrame:
