@@ -77,6 +77,7 @@ from advlab.defenses import EOT, BitDepthReduction, Denoised, GaussianNoise
 from advlab.evaluate import (accuracy, display_table, evaluate_attack, gradient_masking_audit, noise_injection,
                              noise_summary)
 from advlab import training
+from advlab.results import load_or_evaluate
 from advlab.training import load_or_train
 from advlab.training.denoiser import load_or_train_denoiser
 
@@ -283,8 +284,8 @@ ctrained = {name: load_or_train(c, device=device) for name, c in cifar_cfgs.item
 cifar_models = {name: m for name, (m, _) in ctrained.items()}
 infos.update({f"CIFAR-10: {name}": info for name, (_, info) in ctrained.items()})
 ctest = load_dataset("cifar10", "test", device=device).subset(cfg.cifar_n_test, seed=cfg.seed, stratified=True)
-report_rows = defenses.report_attacks(cifar_models, ctest, linf_grid=cfg.eps_grid, l2_grid=cfg.l2_grid,
-                                      batch_size=cfg.batch_size, seed=cfg.seed)
+report_rows = defenses.report_rows({key: load_or_evaluate(ev, device)
+                                    for key, ev in defenses.report_evaluations(cfg).items()})
 cifar_rows = plan.result("cifar_robust", device)
 at_eps = report_rows[((report_rows.norm == "linf") & (report_rows.eps == cfg.cifar_eps))
                      | ((report_rows.norm == "l2") & (report_rows.eps == cfg.cifar_eps_l2))]

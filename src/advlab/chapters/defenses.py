@@ -251,21 +251,40 @@ def training_cost(infos: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def report_attacks(models_: dict, data: Dataset, *, linf_grid, l2_grid, batch_size: int = 256, seed: int = 0,
-                   progress: bool = True) -> pd.DataFrame:
-    """The VGG-19 report's evaluation: FGSM and PGD-L∞ over ``linf_grid``, PGD-L2 over ``l2_grid``,
-    PGD with step ε/10 for 10 iterations (random start). Per-example rows of every (model, attack,
-    ε) with ``model`` and ``label`` columns; ε = 0 gives the clean accuracy."""
+def report_runs(linf_grid, l2_grid) -> list[tuple[str, str, str, float, dict]]:
+    """The VGG-19 report's evaluation as (label, attack, norm, ε, parameters): FGSM and PGD-L∞ over
+    ``linf_grid``, PGD-L2 over ``l2_grid``, PGD with step ε/10 for 10 iterations (random start)."""
     runs = [("FGSM", "fgsm", "linf", e, {}) for e in linf_grid]
     runs += [("PGD-L∞", "pgd", "linf", e, {"steps": 10, "step_size": e / 10}) for e in linf_grid]
     runs += [("PGD-L2", "pgd", "l2", e, {"steps": 10, "step_size": e / 10}) for e in l2_grid]
+    return runs
+
+
+def report_attacks(models_: dict, data: Dataset, *, linf_grid, l2_grid, batch_size: int = 256, seed: int = 0,
+                   progress: bool = True) -> pd.DataFrame:
+    """:func:`report_runs` on any models (wrapped ones too). Per-example rows of every (model,
+    attack, ε) with ``model`` and ``label`` (the attack's) columns; ε = 0 gives the clean accuracy."""
     frames = []
     for name, model in bar(models_.items(), desc="report's attacks", enabled=progress):
-        for label, attack, norm, eps, params in runs:
+        for label, attack, norm, eps, params in report_runs(linf_grid, l2_grid):
             rows = evaluate_attack(model, data, attack=attack, threat=ThreatModel(norm, eps), batch_size=batch_size,
                                    seed=seed, progress=False, **params)
             frames.append(rows.assign(model=name, label=label))
     return pd.concat(frames, ignore_index=True)
+
+
+def report_evaluations(cfg: Config) -> dict[tuple[str, str, float], Evaluation]:
+    """(label, norm, ε) -> the report's attack on the CIFAR-10 models (planned, cached)."""
+    ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
+    return {(label, norm, eps): Evaluation("attack", cifar_configs(cfg), ctest,
+                                           {"attack": attack, "threat": [norm, eps], **params}, seed=cfg.seed,
+                                           block=cfg.batch_size)
+            for label, attack, norm, eps, params in report_runs(cfg.eps_grid, cfg.l2_grid)}
+
+
+def report_rows(tables: dict) -> pd.DataFrame:
+    """The tables of :func:`report_evaluations` as one, ``label`` naming the attack."""
+    return pd.concat([t.assign(label=label) for (label, _, _), t in tables.items()], ignore_index=True)
 
 
 def summary(rows: pd.DataFrame, by="model") -> pd.DataFrame:
@@ -346,10 +365,11 @@ def capacity_label(arch: str, width: float) -> str:
 
 
 def plan(cfg: Config) -> Plan:
-    """The chapter's trainings and its ensemble evaluations (what ``advlab precompute`` fills).
+    """The chapter's trainings, its ensemble evaluations and the report's attacks on the CIFAR-10
+    models (what ``advlab precompute`` fills).
 
     The denoiser (its own training loop) and the small studies that wrap models at evaluation
-    time (randomized networks, the audit) run in the notebook.
+    time (randomized networks, the denoised pipeline, the audit) run in the notebook.
     """
     mnist, cifar = mnist_configs(cfg), cifar_configs(cfg)
     capacity = {capacity_label(a, w): c for (a, w), c in capacity_configs(cfg).items()}
@@ -372,4 +392,5 @@ def plan(cfg: Config) -> Plan:
         "mnist_robust": ev(mnist, test, [["linf", cfg.mnist_eps], ["l2", cfg.mnist_eps_l2]]),
         "cifar_robust": ev(cifar, ctest, cifar_linf),
         "capacity_robust": ev(capacity, ctest, cifar_linf),
+        **{f"report {label} {norm} {eps:g}": e for (label, norm, eps), e in report_evaluations(cfg).items()},
     })
