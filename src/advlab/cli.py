@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import os
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from . import source
 from .cache import CACHE_ENV, CACHED_ONLY_ENV, atomic_write, config_key
 from .chapters import CHAPTERS, chapter_plan, get_chapter
 from .config import show_value
@@ -74,39 +74,16 @@ def configure_environment(root: Path, environ=os.environ) -> dict[str, str]:
 
 
 # -- what a chapter depends on ---------------------------------------------------------------------
+# PACKAGE is read at call time, so a test can point the dependency walk at a copy of the package.
 def _module_file(name: str) -> Path | None:
-    parts = name.split(".")
-    if parts[0] != "advlab":
-        return None
-    base = PACKAGE.joinpath(*parts[1:])
-    for f in (base.with_suffix(".py"), base / "__init__.py"):
-        if f.is_file():
-            return f
-    return None
+    return source.module_file(name, PACKAGE)
 
 
 def _module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    parts = list(rel.parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return source.module_name(path, PACKAGE)
 
 
-def _imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
-    """Module names (advlab.*) imported anywhere in ``tree``, relative ones resolved."""
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                pkg = current.split(".") if is_package else current.split(".")[:-1]
-                pkg = pkg[:len(pkg) - node.level + 1]
-                base = ".".join(pkg + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
-    return {m for m in out if m.split(".")[0] == "advlab"}
+_imports = source.imports
 
 
 def chapter_dependencies(chapter: str, root: Path) -> list[Path]:
@@ -119,30 +96,13 @@ def chapter_dependencies(chapter: str, root: Path) -> list[Path]:
     """
     ch = get_chapter(chapter)
     own = f"advlab.chapters.{Path(ch.notebook).stem}"
-    todo = sorted(_imports(ast.parse((root / "notebooks" / ch.notebook).read_text()), "", False) | {own})
-    seen: dict[str, Path] = {}
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            mod = ".".join(parts[:i])
-            if mod in seen:
-                continue
-            f = _module_file(mod)
-            if f is None:
-                continue
-            seen[mod] = f
-            todo.extend(_imports(ast.parse(f.read_text()), mod, f.name == "__init__.py"))
-    return sorted(set(seen.values()))
+    notebook = source.imports(ast.parse((root / "notebooks" / ch.notebook).read_text()), "", False)
+    return source.dependencies(notebook | {own}, PACKAGE)
 
 
 def code_hash(files) -> str:
     """Hash of the code in ``files``: their syntax trees, so comments and blank lines do not count."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(_module_name(f).encode())
-        h.update(ast.dump(ast.parse(f.read_text())).encode())
-    return h.hexdigest()[:16]
+    return source.code_hash(files, PACKAGE)
 
 
 # -- parameters --------------------------------------------------------------------------------------

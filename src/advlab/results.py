@@ -20,7 +20,6 @@ notebook reads its results through the plan and ``advlab precompute`` fills the 
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import hashlib
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
+from . import __version__, source
 from .cache import atomic_save, cache_root, cached_only, config_key
 from .checks import check_choice
 from .data import Dataset, dataset_spec, load_dataset
@@ -65,43 +64,11 @@ def block_seed(seed: int, block: int) -> int:
 
 
 # -- what the kernels are ----------------------------------------------------------------------------
-_PACKAGE = Path(__file__).resolve().parent
-
-
 @functools.cache
 def kernel_hash() -> str:
     """Hash of the source of every advlab module this one imports, directly or not (syntax trees,
     so comments do not count): a result is recomputed when the code that produced it changes."""
-    def module_file(name):
-        base = _PACKAGE.joinpath(*name.split(".")[1:])
-        for f in (base.with_suffix(".py"), base / "__init__.py"):
-            if f.is_file():
-                return f
-        return None
-
-    seen, todo = {}, [__name__]
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            mod = ".".join(parts[:i])
-            f = None if mod in seen else module_file(mod)
-            if f is None:
-                continue
-            seen[mod] = f
-            is_pkg = f.name == "__init__.py"
-            for node in ast.walk(ast.parse(f.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.level:
-                    pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                    base = ".".join(pkg[:len(pkg) - node.level + 1] + ([node.module] if node.module else []))
-                    todo += [base] + [f"{base}.{a.name}" for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("advlab"):
-                    todo += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-    h = hashlib.sha256()
-    for mod in sorted(seen):
-        h.update(mod.encode())
-        h.update(ast.dump(ast.parse(seen[mod].read_text())).encode())
-    return h.hexdigest()[:16]
+    return source.code_hash(source.dependencies([__name__]))
 
 
 # -- declarations ------------------------------------------------------------------------------------
@@ -333,8 +300,9 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
         found = broadcast_from_main(found)
     if found is not None:
         return found
+    path = ev.path(root)
     if cached_only():
-        raise CacheMiss(f"no cached {ev.kind} result {ev.path(root).name}; fill the cache with "
+        raise CacheMiss(f"no cached {ev.kind} result {path.name}; fill the cache with "
                         "`advlab precompute <chapter>` (or run without ADVLAB_CACHED_ONLY)")
     data = ev.data.load(device)
     if ctx.world > len(data):
@@ -343,7 +311,7 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
     inputs = {k: load_or_evaluate(dep, device, root, progress) for k, dep in ev.inputs.items()}
     models = _models(ev, device, progress)
     blocks = ev.blocks(len(data))
-    parts = ev.path(root).parent / ".parts" / ev.path(root).stem
+    parts = path.parent / ".parts" / path.stem
     describe = ev.describe()
     mine = shard(list(enumerate(blocks)), ctx)
     done = {}
@@ -367,7 +335,7 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
         if missing:
             raise AdvlabError(f"blocks {missing} of {ev.kind} were not computed by any rank")
         table = pd.concat([merged[b] for b in range(len(blocks))], ignore_index=True)
-        _save_table(table, ev.path(root), describe,
+        _save_table(table, path, describe,
                     {"computed": {"device": str(device), "world": ctx.world, "seconds": sw.seconds}})
         table = decode_table(encode_table(table))  # the same dtypes as a table read from the cache
         shutil.rmtree(parts, ignore_errors=True)
