@@ -33,9 +33,11 @@ from .chapters import CHAPTERS, chapter_plan, get_chapter
 from .config import show_value
 from .data import DATA_ENV
 from .errors import AdvlabError, InputError
+from .reproducibility import cpu_kernels, pin_cpu_kernels
 
 BOOK_DIR = "book"
 REFERENCE_DIR = Path("tests") / "notebooks"
+PINNED_CACHE = "pinned"  # models and results computed under the pinned kernels, apart from the book's
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -70,6 +72,18 @@ def configure_environment(root: Path, environ=os.environ) -> dict[str, str]:
             environ[var] = str(Path(value).expanduser().resolve())
         elif var == CACHE_ENV or default.is_dir():
             environ[var] = str(default.resolve())
+    return {v: environ.get(v, "") for v in (DATA_ENV, CACHE_ENV)}
+
+
+def pinned_environment(root: Path, environ=os.environ) -> dict[str, str]:
+    """The environment of the test suite and of ``advlab references``: the repository's folders,
+    CPU kernels pinned (:mod:`advlab.reproducibility`), and a model cache of their own,
+    ``<cache>/pinned``, so that a model trained by a book build with the machine's own kernels
+    is never taken for the pinned one (the cache key names a configuration, not the kernels).
+    """
+    configure_environment(root, environ)
+    if pin_cpu_kernels(environ) and Path(environ[CACHE_ENV]).name != PINNED_CACHE:
+        environ[CACHE_ENV] = str(Path(environ[CACHE_ENV]) / PINNED_CACHE)
     return {v: environ.get(v, "") for v in (DATA_ENV, CACHE_ENV)}
 
 
@@ -194,7 +208,8 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    executed.metadata["advlab"] = {"chapter": name, "profile": profile, "overrides": overrides, "key": key}
+    executed.metadata["advlab"] = {"chapter": name, "profile": profile, "overrides": overrides, "key": key,
+                                   "kernels": cpu_kernels()}
     atomic_write(output, lambda p: nbformat.write(executed, str(p)))
     shutil.rmtree(work, ignore_errors=True)
     return output, True
@@ -311,7 +326,8 @@ def main(argv=None) -> int:
             build_book(find_root(), args.profile, args.force)
         elif args.cmd == "references":
             root = find_root()
-            os.environ["TQDM_DISABLE"] = "1"  # nbval runs with it too (tests/conftest.py)
+            pinned_environment(root)  # the kernels and cache the test suite uses (tests/conftest.py)
+            os.environ["TQDM_DISABLE"] = "1"  # nbval runs with it too
             for name in args.chapters or CHAPTERS:
                 execute_chapter(name, "smoke", output=root / REFERENCE_DIR / f"{name}.ipynb", root=root,
                                 force=True)
