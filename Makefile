@@ -10,7 +10,7 @@ MATHJAX := book/_static/mathjax/tex-mml-chtml.js
 # Data and model cache: ADVLAB_DATA and ADVLAB_CACHE if set, else ../shared/data and .cache.
 # Those defaults live in one place, advlab.cli.repository_defaults, used by the CLI and the tests.
 
-.PHONY: env test book references benchmark clean help
+.PHONY: env test book references benchmark gpu-prepare gpu-check clean help
 
 help:
 	@echo "make test        tests: ruff, pytest + nbval regression of the notebooks (creates .venv if missing)"
@@ -18,6 +18,9 @@ help:
 	@echo "make references  re-execute the smoke profile into tests/notebooks (nbval references)"
 	@echo "make benchmark   attack and adversarial-training overhead against bare passes; one-pixel against"
 	@echo "                 torchattacks; fast adversarial training on MNIST within its time budget"
+	@echo "make env         create .venv with the pinned packages (make test and make book do it first)"
+	@echo "make gpu-prepare fill .gpu/ (data, CIFAR-10 checkpoints) for a lent GPU machine; carry it there"
+	@echo "make gpu-check   on a GPU machine: cuda tests, benchmarks on CUDA, throughput table (one log)"
 	@echo "make clean       remove _build and executed pages (keeps .venv and the model cache)"
 
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -56,6 +59,13 @@ benchmark: env
 	$(BIN)/python benchmarks/bound_cost.py
 	$(BIN)/python benchmarks/sharded_evaluation.py
 	$(BIN)/python benchmarks/fast_at_mnist.py
+
+gpu-prepare: env
+	bash benchmarks/gpu_prepare.sh
+
+# Runs on the GPU machine with its own python3 (no .venv there); see benchmarks/gpu_check.sh.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf _build book/*.ipynb

@@ -17,6 +17,7 @@ Writes a Markdown table to stdout and, with --out, to a file.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from advlab import ThreatModel
 from advlab.attacks import apgd, carlini_wagner_l2, deepfool, fgsm, pgd
+from advlab.attacks.graphs import GRAPHS_ENV
 from advlab.cli import configure_environment
 from advlab.data import load_dataset
 from advlab.timing import Stopwatch
@@ -54,6 +56,14 @@ def paired(fn, floor, device, repeats, fn_units=1.0, floor_units=1.0):
         times.append(t[fn] / fn_units)
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return statistics.median(times), statistics.median(ratios), q[0], q[2]
+
+
+def graphed(fn):
+    os.environ[GRAPHS_ENV] = "1"
+    try:
+        return fn()
+    finally:
+        os.environ.pop(GRAPHS_ENV)
 
 
 def bare(model, x, y, k, evaluate=False):
@@ -94,7 +104,10 @@ def main():
         ("PGD-10", 10, lambda: pgd(model, x, y, threat=t, steps=10, generator=gen())),
         ("PGD-40", 40, lambda: pgd(model, x, y, threat=t, steps=40, generator=gen())),
         ("APGD-CE-100", 100, lambda: apgd(model, x, y, threat=t, steps=100, generator=gen())),
-    ]:
+    ] + ([  # on a GPU: PGD with its steps replayed as one captured CUDA graph (advlab.attacks.graphs)
+        ("PGD-10, CUDA graph", 10, lambda: graphed(lambda: pgd(model, x, y, threat=t, steps=10, generator=gen()))),
+        ("PGD-40, CUDA graph", 40, lambda: graphed(lambda: pgd(model, x, y, threat=t, steps=40, generator=gen()))),
+    ] if device.type == "cuda" else []):
         sec, ratio, lo, hi = paired(fn, lambda: bare(model, x, y, k, evaluate=True), device, args.repeats)
         rows.append((name, f"{1e3 * sec:.1f}", f"{ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]"))
 

@@ -64,7 +64,7 @@ def test_imports_flow_one_way():
     assert not any(m.startswith("advlab.evaluate") for m in _imports_of("advlab.training"))
     assert not any(m.startswith(("advlab.chapters", "advlab.cli")) for m in _imports_of("advlab.config"))
     for low in ("advlab.threat", "advlab.cache", "advlab.checks", "advlab.timing", "advlab.distributed",
-                "advlab.source"):
+                "advlab.source", "advlab.precision", "advlab.rng", "advlab.reproducibility"):
         assert not any(m.startswith(("advlab.attacks", "advlab.evaluate", "advlab.training", "advlab.chapters"))
                        for m in _imports_of(low)), low
     assert not any(m.startswith(("advlab.evaluate", "advlab.training")) for m in _package_imports("advlab.attacks"))

@@ -41,7 +41,7 @@ OTHER = {"dataset": "fashion-mnist", "model": "small_cnn", "model_options": {"hi
          "batch_size": 32, "lr": 0.1, "momentum": 0.8, "weight_decay": 1e-4, "schedule": "cosine",
          "label_smoothing": 0.1, "augment": True, "train_subset": 256, "seed": 1, "method": "fgsm",
          "method_params": {"norm": "linf", "eps": 0.2}, "init": TrainConfig(**TINY), "monitor": 100,
-         "eval_subset": 100}
+         "eval_subset": 100, "precision": "bf16"}
 ADV = {"method": "pgd", "method_params": {"norm": "linf", "eps": 0.1}}
 
 

@@ -42,13 +42,13 @@ from .data import Dataset, dataset_spec, load_dataset
 from .distributed import barrier, broadcast_from_main, context, gather_to_main, shard
 from .errors import AdvlabError, CacheMiss, CheckpointError, InputError
 from .models import Autocast
+from .precision import PRECISIONS, strict_fp32
 from .progress import bar
 from .threat import ThreatModel
 from .timing import Stopwatch
 from .training import TrainConfig, load_or_train
 
 RESULT_FORMAT = 1
-PRECISIONS = ("fp32", "bf16")
 TIMING = ("seconds",)  # columns that measure wall time: they vary between runs, all else must not
 
 
@@ -282,7 +282,8 @@ def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
         # each input's rows for these examples, in the block's order (the inputs' blocks may differ)
         extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
                                                   for k, t in (inputs or {}).items()}}
-    out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **extra, **ev.params)
+    with strict_fp32():  # fp32 means IEEE fp32 on GPUs too; bf16 models carry their own autocast
+        out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **extra, **ev.params)
     return out.assign(block=b)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from .checks import check_choice
 from .errors import InputError
+from .rng import normal_like, rand, uniform_like
 
 NORMS = ("linf", "l2")
 NORM_SYMBOLS = {"linf": "L∞", "l2": "L2"}
@@ -202,14 +203,14 @@ class ThreatModel:
         [0, ε]. This is deliberately not uniform in the ball: in d = 784 dimensions a uniform draw
         lies within 1% of the sphere, so an attack would start with its whole budget spent on a
         random direction (PGD-L2 at ε = 1.5 on MNIST left 4.4 points more accuracy that way).
-        ``generator`` must live on x's device (or be None for the global RNG).
+        ``generator`` may live on any device (:mod:`advlab.rng`), or be None for the global RNG.
         """
         if self.norm == "linf":
-            u = torch.empty_like(x).uniform_(generator=generator)
+            u = uniform_like(x, generator)
             delta = (2 * u - 1) * self.eps
         else:
-            g = torch.empty_like(x).normal_(generator=generator)
-            r = torch.empty(x.shape[0], device=x.device, dtype=x.dtype).uniform_(generator=generator)
+            g = normal_like(x, generator)
+            r = rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
             delta = self.geometry.normalize(g) * per_example(r * self.eps, g)
         return keep_layout((x + delta).clamp(0.0, 1.0), x)
 
@@ -220,7 +221,7 @@ class ThreatModel:
         direction at radius ε.
         """
         if self.norm == "linf":
-            t = 2 * torch.empty_like(x).uniform_(generator=generator) - 1
+            t = 2 * uniform_like(x, generator) - 1
         else:
-            t = torch.empty_like(x).normal_(generator=generator)
+            t = normal_like(x, generator)
         return keep_layout((x + self.eps * self.geometry.normalize(t)).clamp(0, 1), x)

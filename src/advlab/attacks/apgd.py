@@ -80,7 +80,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps:
     ----------
     steps : int, default 100;  loss : {"ce", "dlr"}, default "ce" (DLR is untargeted)
     restarts : int, default 1;  rho : float, default 0.75;  momentum : float, default 0.75
-    generator : torch.Generator on x's device, for the random starts
+    generator : torch.Generator on any device (advlab.rng), for the random starts
     Other arguments as in :func:`advlab.attacks.pgd`.
     """
     labels = target if targeted else y

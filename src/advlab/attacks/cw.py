@@ -94,11 +94,10 @@ def carlini_wagner_l2(model, x: torch.Tensor, y: torch.Tensor, *, threat: Threat
                 # the iterate just evaluated: successful (with margin κ) and smaller than the best?
                 ok = gap.detach() + confidence < 0 if confidence > 0 else gap.detach() < 0
                 found[idx] |= ok
+                # written through the active indices, no `better.any()`: no GPU sync per step
                 better = ok & (l2sq < best_l2[idx])
-                if better.any():
-                    sel = idx[better]
-                    best_l2[sel] = l2sq[better]
-                    best_adv[sel] = x_adv[better]
+                best_l2[idx] = torch.where(better, l2sq, best_l2[idx])
+                best_adv[idx] = torch.where(better.view(view), x_adv, best_adv[idx])
                 # Adam, by hand so per-example state can leave with its example
                 w = w.detach()
                 m.mul_(beta1).add_(g, alpha=1 - beta1)

@@ -8,6 +8,7 @@ import torch
 from ..checks import check_choice, check_positive, check_positive_int
 from ..threat import ThreatModel
 from .base import attacker_loss, check_loss, fooled, loss_and_grad, register
+from .graphs import run_steps
 
 SCHEDULES = ("constant", "cosine")
 
@@ -51,7 +52,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
         Step size per step: fixed, or decayed as step_size · (1 + cos(π t / steps)) / 2.
     loss : {"ce", "dlr"}, default "ce"
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on x's device, for the random starts
+    generator : torch.Generator on any device (advlab.rng), for the random starts
 
     Returns
     -------
@@ -68,23 +69,32 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
              for t in range(steps)]
 
     n = x.shape[0]
+    view = (-1,) + (1,) * (x.ndim - 1)
     best_x = x.clone()
     best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
     best_loss = torch.full((n,), -float("inf"), device=x.device, dtype=x.dtype)
+
+    def step(size, x_adv, best_x, best_fooled, best_loss, first):
+        l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, loss)
+        if random_start or not first:  # x itself is no candidate
+            # selections, not masked writes: a boolean index would wait for the GPU every step
+            upd = fooled(logits, y, targeted, target) & ~best_fooled
+            best_x = torch.where(upd.view(view), x_adv, best_x)
+            best_loss = torch.where(upd, l, best_loss)
+            best_fooled = best_fooled | upd
+        return threat.project(x, threat.step(x_adv, grad, size)), best_x, best_fooled, best_loss
+
     for _ in range(restarts):
         x_adv = threat.random_start(x, generator) if random_start else x.clone()
-        for t in range(steps):
-            l, grad, logits = loss_and_grad(model, x_adv, labels, targeted, loss)
-            if t > 0 or random_start:  # x itself is no candidate
-                upd = fooled(logits, y, targeted, target) & ~best_fooled
-                best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], True, l[upd]
-            x_adv = threat.project(x, threat.step(x_adv, grad, sizes[t]))
+        x_adv, best_x, best_fooled, best_loss = run_steps(step, (x_adv, best_x, best_fooled, best_loss), sizes,
+                                                          counter=model)
         if restarts == 1:  # the last iterate is kept unless an earlier one fooled
-            return torch.where(best_fooled.view(-1, 1, 1, 1), best_x, x_adv)
+            return torch.where(best_fooled.view(view), best_x, x_adv)
         with torch.no_grad():
             logits = model(x_adv)
         f = fooled(logits, y, targeted, target)
         l = attacker_loss(logits, labels, targeted, loss)
         upd = _better(f, l, best_fooled, best_loss)
-        best_x[upd], best_fooled[upd], best_loss[upd] = x_adv[upd], f[upd], l[upd]
+        best_x = torch.where(upd.view(view), x_adv, best_x)
+        best_fooled, best_loss = torch.where(upd, f, best_fooled), torch.where(upd, l, best_loss)
     return best_x

@@ -5,6 +5,10 @@
 - :mod:`~advlab.certify.milp`: exact verification of small networks by mixed-integer programming;
 - :mod:`~advlab.certify.smoothing`: randomized smoothing, probabilistic L2 certificates for any
   classifier, and SmoothAdv, the attack on the smoothed classifier.
+
+Every entry point computes in IEEE float32 whatever the caller's global flags (TF32 off for matrix
+products and convolutions, :func:`advlab.precision.strict_fp32`, the flags restored afterwards):
+a bound rounded in TF32 can be an unsound certificate.
 """
 from .bounds import Bounds, bound_spec, certified, layers, margin_bounds, verify
 from .milp import exact_verification

@@ -39,6 +39,7 @@ from ..data import to_float
 from ..errors import InputError
 from ..models import Normalize, eval_mode, predict
 from ..models.nets import MLP, VGG, LeNet5, SmallCNN
+from ..precision import strictly_fp32
 from ..progress import bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
@@ -299,6 +300,7 @@ def _outputs(mods, x) -> tuple:
     return tuple(z.shape[1:])
 
 
+@strictly_fp32
 def bound_spec(model: nn.Module, x: torch.Tensor, threat: ThreatModel, c: torch.Tensor, *, method: str = "crown",
                upper: bool = True) -> Bounds:
     """Bounds of ``c · f(x')`` over every x' in ``threat``'s ball ∩ [0, 1] around each input.
@@ -323,6 +325,7 @@ def margin_spec(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return eye[y].unsqueeze(1) - eye.unsqueeze(0)
 
 
+@strictly_fp32
 def margin_bounds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                   method: str = "crown", upper: bool = True) -> Bounds:
     """Bounds on the margins z_y − z_j (B, K) over the input set; column y is exactly 0."""
@@ -338,6 +341,7 @@ def certified(bounds: Bounds, y: torch.Tensor) -> torch.Tensor:
     return ((bounds.lower > 0) | own).all(1)
 
 
+@strictly_fp32
 def ibp_margin_lower(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
     """IBP's lower bounds on the margins (B, K), differentiable in the model's parameters (IBP
     training). The model runs in its current mode: batch norm must be in eval mode."""
@@ -347,6 +351,7 @@ def ibp_margin_lower(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat:
     return _propagate(mods, x, threat, "ibp", margin_spec(y, k).to(x.dtype), False).lower
 
 
+@strictly_fp32
 def verify(model: nn.Module, data, threat: ThreatModel, *, methods=METHODS, batch_size: int = 100,
            progress: bool = True) -> pd.DataFrame:
     """Certify every example of ``data`` (a :class:`~advlab.data.Dataset`) with each bound method.

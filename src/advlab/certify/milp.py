@@ -21,6 +21,7 @@ from torch import nn
 from ..checks import check_labels, check_positive
 from ..errors import InputError
 from ..models import eval_mode
+from ..precision import strictly_fp32
 from ..progress import bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
@@ -104,6 +105,7 @@ def _program(segs, pre, lo, hi):
     return constraints, integrality, VarBounds(var_lo, var_hi), objective
 
 
+@strictly_fp32
 def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                        time_limit: float = 30.0, progress: bool = True) -> pd.DataFrame:
     """Decide robustness of every example exactly; one row per example.

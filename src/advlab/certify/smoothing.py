@@ -18,6 +18,8 @@ from scipy import stats
 from ..checks import check_images, check_positive, check_positive_int
 from ..errors import InputError
 from ..models import eval_mode
+from ..precision import strictly_fp32
+from ..rng import randn
 
 ABSTAIN = -1
 
@@ -30,12 +32,13 @@ def _check(sigma, alpha, batch_size):
 
 
 @torch.no_grad()
+@strictly_fp32
 def sample_counts(model, x: torch.Tensor, num: int, sigma: float, *, batch_size: int = 1000,
                   generator: torch.Generator | None = None, num_classes: int | None = None) -> torch.Tensor:
     """Class counts of the base classifier on ``num`` noisy copies x + σ·N(0, I) of every input.
 
     Returns an int64 tensor (N, K) on x's device; the noise is not clipped (Cohen et al.). The
-    model runs in eval mode; noise comes from ``generator`` (on x's device).
+    model runs in eval mode; noise comes from ``generator`` (on any device, advlab.rng).
     """
     check_images(x)
     check_positive_int(num=num, batch_size=batch_size)
@@ -47,7 +50,7 @@ def sample_counts(model, x: torch.Tensor, num: int, sigma: float, *, batch_size:
             idx = torch.arange(start, min(start + batch_size, n * num), device=x.device)
             ex = idx // num
             xb = x[ex]
-            noisy = xb + sigma * torch.randn(xb.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noisy = xb + sigma * randn(xb.shape, generator=generator, device=x.device, dtype=x.dtype)
             logits = model(noisy)
             pred = logits.argmax(1)
             if counts is None:
@@ -62,6 +65,7 @@ def lower_confidence_bound(k, n: int, alpha: float) -> np.ndarray:
     return np.where(k > 0, stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1), 0.0)
 
 
+@strictly_fp32
 def smoothed_predict(model, x: torch.Tensor, *, sigma: float, n: int, alpha: float = 0.001, batch_size: int = 1000,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Cohen et al.'s PREDICT: the top class of ``n`` noisy samples, or ``ABSTAIN`` (−1) unless a
@@ -78,6 +82,7 @@ def smoothed_predict(model, x: torch.Tensor, *, sigma: float, n: int, alpha: flo
     return pred
 
 
+@strictly_fp32
 def certify(model, x: torch.Tensor, *, sigma: float, n0: int = 100, n: int = 100_000, alpha: float = 0.001,
             batch_size: int = 1000, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cohen et al.'s CERTIFY: guess the top class c_A from ``n0`` samples, count it in ``n`` fresh
@@ -99,6 +104,7 @@ def certify(model, x: torch.Tensor, *, sigma: float, n0: int = 100, n: int = 100
     return pred, torch.as_tensor(radius, dtype=torch.float32, device=x.device)
 
 
+@strictly_fp32
 def smoothadv(model, x: torch.Tensor, y: torch.Tensor, *, sigma: float, eps: float, steps: int = 10, draws: int = 8,
               step_size: float | None = None, seed: int = 0) -> torch.Tensor:
     """SmoothAdv (Salman et al. 2019): PGD-L2 on the smoothed classifier's soft prediction.

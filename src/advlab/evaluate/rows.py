@@ -20,6 +20,14 @@ from .stats import transfer_table
 
 
 ORACLE_ARGS = ("budget", "output")  # evaluate_attack's arguments for a black-box attack's oracle
+# Examples per attack batch when none is given. A GPU runs small models launch-bound: a batch of
+# 1024 costs about what 256 does there, so it fills the device; a CPU is compute-bound already.
+ATTACK_BATCH = {"cpu": 256, "cuda": 1024}
+
+
+def attack_batch_size(device) -> int:
+    """The default attack batch on ``device`` (:data:`ATTACK_BATCH`; 256 for any other device type)."""
+    return ATTACK_BATCH.get(torch.device(device).type, 256)
 
 
 def check_adversarial(x: torch.Tensor, x_adv: torch.Tensor, threat: ThreatModel | None = None,
@@ -54,7 +62,7 @@ def clean_table(model, data: Dataset, batch_size: int = 1024) -> pd.DataFrame:
 
 
 def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | None = None,
-                    batch_size: int = 256, seed: int | None = None, generator: torch.Generator | None = None,
+                    batch_size: int | None = None, seed: int | None = None, generator: torch.Generator | None = None,
                     budget: int | None = None, output: str | None = None, progress: bool = True,
                     **params) -> pd.DataFrame:
     """Attack every example of ``data`` and return one row per example.
@@ -68,7 +76,8 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
 
     ``threat`` is required by bounded attacks and optional for minimum-norm ones (a projection;
     ``norm`` then records the norm the attack minimised). Random draws come from ``generator``,
-    or from a fresh generator seeded with ``seed`` on the data's device.
+    or from a fresh generator seeded with ``seed`` on the data's device. ``batch_size`` defaults
+    to :func:`attack_batch_size` of the data's device (256 on a CPU, 1024 on a GPU).
 
     Black-box attacks see ``model`` only through a :class:`~advlab.attacks.QueryOracle` answering
     ``output`` (default: the first the attack accepts) with ``budget`` queries per example; their
@@ -86,6 +95,9 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     elif budget is not None or output is not None:
         raise InputError(f"budget and output describe a black-box oracle; {attack} is a {spec.kind} attack")
     generator = _generator(seed, generator, data.x.device)
+    if batch_size is None:
+        batch_size = attack_batch_size(data.x.device)
+    check_positive_int(batch_size=batch_size)
     norm = spec.norm_for(threat, params)
     rows = []
     it = range(0, len(data), batch_size)
@@ -121,7 +133,7 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     return df
 
 
-def sweep(models, data: Dataset, *, attacks: dict, norm: str, eps_grid, batch_size: int = 256,
+def sweep(models, data: Dataset, *, attacks: dict, norm: str, eps_grid, batch_size: int | None = None,
           seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Per-example rows for every (model, attack, ε); ``attacks`` maps a name to its parameters.
 
@@ -142,7 +154,8 @@ def sweep(models, data: Dataset, *, attacks: dict, norm: str, eps_grid, batch_si
 
 
 def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] | Sequence[tuple[str, dict]],
-               threat: ThreatModel, batch_size: int = 256, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+               threat: ThreatModel, batch_size: int | None = None, seed: int = 0,
+               progress: bool = True) -> pd.DataFrame:
     """Per-example worst case over an ensemble of attacks, run as a cascade (as AutoAttack does).
 
     ``attacks`` maps a label to ``(attack name, parameters)`` (a sequence of pairs uses the names as
@@ -203,7 +216,7 @@ def ensemble(threat: ThreatModel, *, steps: int = 100, restarts: int = 1, querie
 
 
 def robust_evaluation(models, data: Dataset, threats: ThreatModel | Sequence[ThreatModel], *, steps: int = 100,
-                      restarts: int = 1, queries: int = 5000, batch_size: int = 256, seed: int = 0,
+                      restarts: int = 1, queries: int = 5000, batch_size: int | None = None, seed: int = 0,
                       progress: bool = True) -> pd.DataFrame:
     """Per-example worst case over :func:`ensemble` for every model and threat, and their union.
 

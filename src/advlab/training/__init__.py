@@ -30,6 +30,7 @@ from ..data import Dataset, batches, dataset_spec, load_dataset
 from ..distributed import barrier, broadcast_from_main, context
 from ..errors import CacheMiss, CheckpointError, InputError
 from ..models import build_model, eval_mode, model_options, predict, to_device
+from ..precision import PRECISIONS, computing_in, strictly_fp32
 from ..progress import bar as progress_bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
@@ -61,6 +62,9 @@ class TrainConfig:
     ``monitor`` > 0 holds that many training-split examples out of training and measures PGD
     accuracy on them after every epoch (the method's threat model, 10 steps); the best epoch's
     weights are kept and a fall of more than ``CO_DROP`` is reported as catastrophic overfitting.
+    ``precision`` is the arithmetic of the training steps on every device: "fp32" (IEEE float32,
+    no TF32 on GPUs) or "bf16" (autocast, a GPU speed option); it is part of the key, so a GPU
+    and a CPU build the same model unless asked otherwise.
     """
 
     dataset: str
@@ -81,6 +85,7 @@ class TrainConfig:
     init: TrainConfig | None = None
     monitor: int = 0
     eval_subset: int | None = 2000  # test examples for the metrics stored in the checkpoint
+    precision: str = "fp32"
 
     def __post_init__(self):
         dataset_spec(self.dataset)
@@ -99,6 +104,7 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError("epochs and batch_size must be positive")
         check_choice(self.schedule, SCHEDULES, "schedule")
+        check_choice(self.precision, PRECISIONS, "precision")
         method = get_method(self.method)
         method.resolve(self.method_params)  # names, types, ranges, required ε
         if self.monitor < 0:
@@ -202,6 +208,7 @@ def overfitting_epochs(history: list[dict]) -> list[int]:
     return out
 
 
+@strictly_fp32  # fp32 means IEEE fp32 on GPUs too (the monitor and the test accuracy included)
 def train(config: TrainConfig, device=None, progress: bool = True):
     """Train a fresh model for ``config`` on ``device``; return ``(model, metrics)``.
 
@@ -259,7 +266,7 @@ def train(config: TrainConfig, device=None, progress: bool = True):
                         # share of the global batch makes that the global batch's mean
                         n_global = min(config.batch_size, len(train_set) - i * config.batch_size)
                         scale = x.shape[0] * ctx.world / n_global
-                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                        with computing_in(config.precision, device):
                             out = method.step(net, x, y, params, generator=adv_gen, step=step, total=total,
                                               label_smoothing=config.label_smoothing)
                         opt.zero_grad(set_to_none=True)

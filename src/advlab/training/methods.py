@@ -26,6 +26,7 @@ from ..config import coerce
 from ..errors import InputError
 from ..models import eval_mode
 from ..threat import NORMS, ThreatModel
+from ..rng import randn
 
 REQUIRED = object()
 
@@ -163,7 +164,7 @@ def standard(model, x, y, p, *, generator, step, total, label_smoothing):
 def noise(model, x, y, p, *, generator, step, total, label_smoothing):
     """Gaussian noise augmentation x + σ·N(0, I), not clipped (Cohen et al. 2019; the reports'
     randomized network)."""
-    noisy = x + p["sigma"] * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noisy = x + p["sigma"] * randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     logits = model(noisy)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     return StepOut(loss, logits, None, loss.detach(), x.shape[0], x.shape[0])
@@ -231,7 +232,7 @@ def trades(model, x, y, p, *, generator, step, total, label_smoothing):
     PGD from x + 0.001·N(0, I) (the reference code's start); step size 2.5·ε/steps unless given."""
     threat = ThreatModel(p["norm"], p["eps"])
     size = p["step_size"] or 2.5 * p["eps"] / p["steps"]
-    start = x + 0.001 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    start = x + 0.001 * randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     x_adv = threat.project(x, start)
     with eval_mode(model):
         with torch.no_grad():

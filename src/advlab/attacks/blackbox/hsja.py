@@ -8,6 +8,7 @@ import torch
 from ...checks import check_positive, check_positive_int
 from ...threat import L2, ThreatModel, keep_layout, per_example
 from ..base import register
+from ...rng import rand, randn
 
 
 def _labels(answer, output):
@@ -43,7 +44,7 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
     steps : int, default 40;  init_evals : int, default 100;  max_evals : int, default 10,000
     gamma : float, default 1.0 (sets θ);  init_tries : int, default 100
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on x's device
+    generator : torch.Generator on any device (advlab.rng)
     """
     budget = oracle.attack_budget(queries, "hsja")
     check_positive_int(steps=steps, init_evals=init_evals, max_evals=max_evals, init_tries=init_tries)
@@ -86,7 +87,7 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
         todo = (~found & ~already & (left(everyone) >= 1)).nonzero().squeeze(1)
         if todo.numel() == 0:
             break
-        noise = torch.rand(x[todo].shape, generator=generator, device=dev, dtype=x.dtype)
+        noise = rand(x[todo].shape, generator=generator, device=dev, dtype=x.dtype)
         ok = adversarial(noise, todo)
         cur[todo[ok]] = noise[ok]
         found[todo[ok]] = True
@@ -104,7 +105,7 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
         dist = L2.norm(xt - x[live])
         delta = torch.full_like(dist, 0.1) if t == 1 else math.sqrt(d) * theta * dist
         # gradient direction from the labels of points around x_t
-        u = L2.normalize(torch.randn((b * evals, *x.shape[1:]), generator=generator, device=dev, dtype=x.dtype))
+        u = L2.normalize(randn((b * evals, *x.shape[1:]), generator=generator, device=dev, dtype=x.dtype))
         u = u.view(b, evals, *x.shape[1:])
         dl = delta.view(b, 1, *([1] * (x.ndim - 1)))
         probes = (xt[:, None] + dl * u).clamp(0, 1)

@@ -7,6 +7,7 @@ from ...checks import check_positive, check_positive_int
 from ...errors import InputError
 from ...threat import ThreatModel, keep_layout
 from ..base import register
+from ...rng import randn
 
 
 def _candidates(x, x_tanh, z, threat):
@@ -40,7 +41,7 @@ def nattack(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, qu
     population : int, default 100 (the paper uses 300 for CIFAR-10, a tenth of its memory here)
     sigma : float, default 0.1;  lr : float, default 0.02 (the paper's values)
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on x's device
+    generator : torch.Generator on any device (advlab.rng)
     """
     budget = oracle.attack_budget(queries, "nattack")
     check_positive_int(population=population)
@@ -52,7 +53,7 @@ def nattack(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, qu
     n = x.shape[0]
     dev, dt = x.device, x.dtype
     x_tanh = torch.atanh((2 * x - 1) * (1 - 1e-6))
-    mu = 0.001 * torch.randn(x.shape, generator=generator, device=dev, dtype=dt)
+    mu = 0.001 * randn(x.shape, generator=generator, device=dev, dtype=dt)
     out = x.clone()
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     for _ in range(budget // population):
@@ -60,7 +61,7 @@ def nattack(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, qu
         if active.numel() == 0:
             break
         b = active.numel()
-        eps = torch.randn((b, population, *x.shape[1:]), generator=generator, device=dev, dtype=dt)
+        eps = randn((b, population, *x.shape[1:]), generator=generator, device=dev, dtype=dt)
         cand = _candidates(x[active], x_tanh[active], mu[active, None] + sigma * eps, threat)
         scores = oracle(keep_layout(cand, x), active.repeat_interleave(population))
         logp = scores.log_softmax(1) if oracle.output == "logits" else scores.clamp_min(1e-30).log()

@@ -9,6 +9,7 @@ from ...errors import InputError
 from ...threat import ThreatModel, keep_layout
 from ..base import register
 from .oracle import margin
+from ...rng import randn
 
 LOSSES = ("ce", "margin")
 
@@ -57,7 +58,7 @@ def nes(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, querie
     momentum : float in [0, 1), default 0.9
     loss : {"ce", "margin"}, default "ce"
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on x's device
+    generator : torch.Generator on any device (advlab.rng)
 
     Returns
     -------
@@ -86,7 +87,7 @@ def nes(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, querie
             break
         b = active.numel()
         xa = x_adv[active]
-        u = torch.randn((b, samples // 2, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+        u = randn((b, samples // 2, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
         u = torch.cat([u, -u], 1)
         probes = (xa[:, None] + sigma * u).clamp(0, 1).flatten(0, 1)
         scores = oracle(keep_layout(probes, x), active.repeat_interleave(samples))
@@ -118,7 +119,7 @@ def gaussian_noise(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMo
     out = x.clone()
     todo = torch.arange(n, device=x.device)
     for _ in range(draws):  # draws of a whole batch; the loop is over K, not over examples
-        noisy = (x[todo] + sigma * torch.randn(x[todo].shape, generator=generator, device=x.device,
+        noisy = (x[todo] + sigma * randn(x[todo].shape, generator=generator, device=x.device,
                                                 dtype=x.dtype)).clamp(0, 1)
         if threat is not None:
             noisy = threat.project(x[todo], noisy)

@@ -7,6 +7,7 @@ from ...checks import check_positive, check_positive_int
 from ...errors import InputError
 from ...threat import keep_layout
 from ..base import register
+from ...rng import rand, randint, randn
 
 
 def apply_pixels(x: torch.Tensor, genomes: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,7 @@ def one_pixel(oracle, x: torch.Tensor, y: torch.Tensor, *, threat=None, pixels: 
     pixels : int, default 1 (the paper also uses 3 and 5)
     population : int, default 400;  generations : int, default 100;  scale : float, default 0.5
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on x's device
+    generator : torch.Generator on any device (advlab.rng)
 
     Returns
     -------
@@ -67,8 +68,8 @@ def one_pixel(oracle, x: torch.Tensor, y: torch.Tensor, *, threat=None, pixels: 
     hi = torch.tensor([h - 1e-4, w - 1e-4] + [1.0] * c, device=dev)
 
     def random_genomes(b):
-        pos = torch.rand((b, p, pixels, 2), generator=generator, device=dev) * hi[:2]
-        col = (0.5 + 0.5 * torch.randn((b, p, pixels, c), generator=generator, device=dev)).clamp(0, 1)
+        pos = rand((b, p, pixels, 2), generator=generator, device=dev) * hi[:2]
+        col = (0.5 + 0.5 * randn((b, p, pixels, c), generator=generator, device=dev)).clamp(0, 1)
         return torch.cat([pos, col], -1)
 
     def fitness(idx, genomes):  # genomes (B, P, k, D) -> (fitness (B, P), fooled (B, P))
@@ -91,7 +92,7 @@ def one_pixel(oracle, x: torch.Tensor, y: torch.Tensor, *, threat=None, pixels: 
             break
         b = active.numel()
         pa = pop[active]
-        r = torch.randint(0, p, (3, b, p), generator=generator, device=dev)
+        r = randint(0, p, (3, b, p), generator=generator, device=dev)
         rows = torch.arange(b, device=dev)[:, None]
         child = pa[rows, r[0]] + scale * (pa[rows, r[1]] - pa[rows, r[2]])
         child = torch.minimum(child.clamp_min(0), hi)

@@ -10,6 +10,7 @@ from ...errors import InputError
 from ...threat import ThreatModel, keep_layout
 from ..base import register
 from .oracle import margin
+from ...rng import rand, randint
 
 
 def p_schedule(p_init: float, it: int, n_iters: int) -> float:
@@ -42,7 +43,7 @@ def _meta_kernel(s: int, device) -> torch.Tensor:
 
 
 def _signs(shape, generator, device, dtype):
-    return torch.randint(0, 2, shape, generator=generator, device=device).to(dtype).mul_(2).sub_(1)
+    return randint(0, 2, shape, generator=generator, device=device).to(dtype).mul_(2).sub_(1)
 
 
 def _window_mask(top, left, s, h, w):
@@ -76,7 +77,7 @@ def _take(t, top, left, s):
 def _kernels(s, n, generator, device):
     """The meta kernel per example, transposed for a random half of them: (n, 1, s, s)."""
     k = _meta_kernel(s, device)
-    flip = torch.rand(n, generator=generator, device=device) < 0.5
+    flip = rand(n, generator=generator, device=device) < 0.5
     return torch.where(flip[:, None, None, None], k.T, k)
 
 
@@ -106,8 +107,8 @@ def _put(t, win, top, left):
 def _step_linf(x, x_best, eps, p, generator, max_resample=10):
     b, c, h, w = x.shape
     s = min(max(int(round(math.sqrt(p * h * w))), 1), h - 1)
-    top = torch.randint(0, h - s, (b,), generator=generator, device=x.device)
-    left = torch.randint(0, w - s, (b,), generator=generator, device=x.device)
+    top = randint(0, h - s, (b,), generator=generator, device=x.device)
+    left = randint(0, w - s, (b,), generator=generator, device=x.device)
     # work on the s×s windows only: the rest of the candidate is x_best, copied once
     xw, bw = _take(x, top, left, s), _take(x_best, top, left, s)
     win, need = bw, torch.ones(b, dtype=torch.bool, device=x.device)
@@ -126,7 +127,7 @@ def _step_l2(x, x_best, eps, p, generator):
     b, c, h, w = x.shape
     s = max(int(round(math.sqrt(p * h * w))), 3)
     s = min(s + 1 - s % 2, h - 1)  # odd, and smaller than the image
-    top1, left1, top2, left2 = (torch.randint(0, h - s, (b,), generator=generator, device=x.device) for _ in range(4))
+    top1, left1, top2, left2 = (randint(0, h - s, (b,), generator=generator, device=x.device) for _ in range(4))
     m1 = _window_mask(top1, left1, s, h, w).to(x.dtype)
     m2 = _window_mask(top2, left2, s, h, w).to(x.dtype)
     delta = x_best - x
@@ -171,7 +172,7 @@ def square(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, que
     p_init : float, default 0.05 (L∞) or 0.1 (L2), the reference code's standard values
         Robust models need larger values (AutoAttack uses 0.8 for L∞).
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on x's device, for every random draw
+    generator : torch.Generator on any device (advlab.rng), for every random draw
 
     Returns
     -------

@@ -1,0 +1,71 @@
+"""CUDA graphs for the fixed-shape inner loops of attacks (opt-in: ``ADVLAB_CUDA_GRAPHS=1``).
+
+On a GPU a small model is launch-bound: a PGD step of the MNIST CNN is some forty kernels of a few
+microseconds each, and the CPU's time to launch them exceeds the GPU's time to run them. A CUDA
+graph records one step's kernels once and replays them with one launch. :func:`run_steps` runs
+``state = step(size, *state)`` over a schedule of step sizes: eagerly everywhere, or, with graphs
+enabled and the state on a GPU, the first :data:`WARMUP` steps eagerly (on a side stream, as CUDA
+graphs require) and every later one as a replay of one captured step. The replayed kernels are
+the eager ones, so the numbers are the same; a step that cannot be captured (a host read in the
+model, say) falls back to eager steps with a warning. CPUs never take the graph path.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+GRAPHS_ENV = "ADVLAB_CUDA_GRAPHS"
+WARMUP = 2
+
+
+def graphs_enabled(x: torch.Tensor) -> bool:
+    return x.is_cuda and os.environ.get(GRAPHS_ENV) == "1"
+
+
+def run_steps(step, state: tuple, sizes, counter=None) -> tuple:
+    """``state = step(sizes[t], *state, first=t == 0)`` for every t; returns the final state.
+
+    ``step`` must be shape-static and free of host reads after its first call. ``counter`` (the
+    attack's :class:`~advlab.attacks.CountingModel`) has the replayed passes added, since its
+    Python counting runs only when a step is captured.
+    """
+    n = len(sizes)
+    if not hasattr(counter, "forwards"):  # a plain model: nothing counts its passes
+        counter = None
+    if not graphs_enabled(state[0]) or n <= WARMUP + 1:
+        for t in range(n):
+            state = step(sizes[t], *state, first=t == 0)
+        return state
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for t in range(WARMUP):
+            state = step(sizes[t], *state, first=t == 0)
+    torch.cuda.current_stream().wait_stream(side)
+    static = tuple(s.clone() for s in state)
+    size = torch.tensor(sizes[WARMUP], device=static[0].device, dtype=static[0].dtype)
+    before = (counter.forwards, counter.backwards) if counter is not None else None
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            for s, new in zip(static, step(size, *static, first=False)):
+                s.copy_(new)
+    except RuntimeError as e:  # capture records and runs nothing: the state is as the warm-up left it
+        warnings.warn(f"attack step not capturable as a CUDA graph ({e}); running it eagerly", stacklevel=3)
+        if counter is not None:
+            counter.forwards, counter.backwards = before
+        for t in range(WARMUP, n):
+            state = step(sizes[t], *state, first=False)
+        return state
+    if counter is not None:
+        per = (counter.forwards - before[0], counter.backwards - before[1])
+        counter.forwards, counter.backwards = before[0] + per[0] * (n - WARMUP), before[1] + per[1] * (n - WARMUP)
+    current = sizes[WARMUP]
+    for t in range(WARMUP, n):
+        if sizes[t] != current:
+            size.fill_(sizes[t])
+            current = sizes[t]
+        graph.replay()
+    return static

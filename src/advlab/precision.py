@@ -1,0 +1,57 @@
+"""Arithmetic precision as a declared choice: "fp32" is IEEE float32, "bf16" is bf16 autocast.
+
+PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs (10-bit mantissa
+products): a convolution's output then differs from float32 by ~1e-3 relative, which moves a
+certified bound the wrong way as easily as the right one. So "fp32" here switches TF32 off for
+matrix products and convolutions (:func:`strict_fp32`), and everything under
+:mod:`advlab.certify` runs that way whatever the caller's global flags. CPUs have no TF32: on a
+CPU these contexts change nothing.
+"""
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+
+import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _flags():
+    # torch >= 2.9's per-backend API; cuDNN's conv and rnn flags move together so the legacy
+    # `allow_tf32` readers elsewhere see one consistent value
+    return (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
+
+
+@contextmanager
+def strict_fp32():
+    """Matrix products and convolutions in IEEE float32 (no TF32) inside; the caller's flags restored after."""
+    flags = _flags()
+    saved = [f.fp32_precision for f in flags]
+    try:
+        for f in flags:
+            f.fp32_precision = "ieee"
+        yield
+    finally:
+        for f, v in zip(flags, saved):
+            f.fp32_precision = v
+
+
+def strictly_fp32(fn):
+    """Decorator: ``fn`` runs under :func:`strict_fp32`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with strict_fp32():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def computing_in(precision: str, device) -> contextmanager:
+    """The context a training step or an evaluation runs in: strict fp32, or bf16 autocast on ``device``."""
+    if precision == "fp32":
+        return strict_fp32()
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    from .errors import InputError
+
+    raise InputError(f"unknown precision {precision!r}; valid: {PRECISIONS}")
