@@ -77,11 +77,16 @@ def test_evaluation_blocks_compute_in_ieee_fp32(tf32_everywhere, monkeypatch):
     ev = results.Evaluation("clean", {"m": cfg}, results.DataSpec("mnist", n=4, seed=0), {}, block=4)
     results._run_block(ev, {"m": Recorder()}, ev.data.load(), 0, range(0, 4))
     assert seen == [("ieee",) * 3]
+    tf32 = results.Evaluation(**{**ev.__dict__, "precision": "tf32"})  # declared: a profile's speed option
+    results._run_block(tf32, {"m": Recorder()}, ev.data.load(), 0, range(0, 4))
+    assert seen[-1] == ("tf32",) * 3
 
 
 def test_computing_in_each_precision():
     with computing_in("fp32", "cpu"):
         assert _seen() == ("ieee",) * 3 and not torch.is_autocast_enabled("cpu")
+    with computing_in("tf32", "cpu"):
+        assert _seen() == ("tf32",) * 3
     with computing_in("bf16", "cpu"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     with pytest.raises(InputError, match="unknown precision 'fp16'"):
@@ -95,7 +100,7 @@ def test_train_config_precision_is_declared_and_keyed():
     assert fp32.precision == "fp32" and fp32.key != bf16.key
     assert fp32.checkpoint_path() != bf16.checkpoint_path()
     with pytest.raises(InputError, match="precision"):
-        TrainConfig(**base, precision="tf32")
+        TrainConfig(**base, precision="fp16")
 
 
 @pytest.mark.slow

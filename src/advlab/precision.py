@@ -1,11 +1,13 @@
-"""Arithmetic precision as a declared choice: "fp32" is IEEE float32, "bf16" is bf16 autocast.
+"""Arithmetic precision as a declared choice: "fp32" is IEEE float32, "tf32" lets GPU matrix
+products and convolutions round their inputs to TF32, "bf16" is bf16 autocast.
 
 PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs (10-bit mantissa
 products): a convolution's output then differs from float32 by ~1e-3 relative, which moves a
 certified bound the wrong way as easily as the right one. So "fp32" here switches TF32 off for
 matrix products and convolutions (:func:`strict_fp32`), and everything under
 :mod:`advlab.certify` runs that way whatever the caller's global flags. CPUs have no TF32: on a
-CPU these contexts change nothing.
+CPU these contexts change nothing. "tf32" is there for a profile that asks for the speed (about 6×
+on an H100 for a full-width VGG-19, measured by benchmarks/gpu_throughput.py against IEEE fp32).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def _flags():
@@ -24,17 +26,21 @@ def _flags():
 
 
 @contextmanager
-def strict_fp32():
-    """Matrix products and convolutions in IEEE float32 (no TF32) inside; the caller's flags restored after."""
+def _fp32_as(mode: str):
     flags = _flags()
     saved = [f.fp32_precision for f in flags]
     try:
         for f in flags:
-            f.fp32_precision = "ieee"
+            f.fp32_precision = mode
         yield
     finally:
         for f, v in zip(flags, saved):
             f.fp32_precision = v
+
+
+def strict_fp32():
+    """Matrix products and convolutions in IEEE float32 (no TF32) inside; the caller's flags restored after."""
+    return _fp32_as("ieee")
 
 
 def strictly_fp32(fn):
@@ -47,9 +53,11 @@ def strictly_fp32(fn):
 
 
 def computing_in(precision: str, device) -> contextmanager:
-    """The context a training step or an evaluation runs in: strict fp32, or bf16 autocast on ``device``."""
+    """The context a training step or an evaluation runs in: strict fp32, TF32, or bf16 autocast on ``device``."""
     if precision == "fp32":
         return strict_fp32()
+    if precision == "tf32":
+        return _fp32_as("tf32")
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     from .errors import InputError

@@ -42,7 +42,7 @@ from .data import Dataset, dataset_spec, load_dataset
 from .distributed import barrier, broadcast_from_main, context, gather_to_main, shard
 from .errors import AdvlabError, CacheMiss, CheckpointError, InputError
 from .models import Autocast
-from .precision import PRECISIONS, strict_fp32
+from .precision import PRECISIONS, computing_in
 from .progress import bar
 from .threat import ThreatModel
 from .timing import Stopwatch
@@ -130,7 +130,8 @@ class Evaluation:
 
     ``params`` must be JSON-able (threat models as ``[norm, eps]``). ``block`` is the unit of
     sharding and of the random streams, and the attack batch size; ``precision`` "bf16" runs the
-    models under bf16 autocast (a GPU option; "fp32" is exact and the default). ``inputs`` names
+    models under bf16 autocast and "tf32" lets GPU products round to TF32 (speed options); "fp32",
+    the default, is IEEE float32 on every device (:mod:`advlab.precision`). ``inputs`` names
     other evaluations on the same examples whose tables this one reads (e.g. the MILP decides only
     what the certificates and attacks left open); they are computed first.
     """
@@ -282,7 +283,8 @@ def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
         # each input's rows for these examples, in the block's order (the inputs' blocks may differ)
         extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
                                                   for k, t in (inputs or {}).items()}}
-    with strict_fp32():  # fp32 means IEEE fp32 on GPUs too; bf16 models carry their own autocast
+    # fp32 means IEEE fp32 on GPUs too, tf32 what it says; bf16 models carry their own autocast
+    with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device):
         out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **extra, **ev.params)
     return out.assign(block=b)
 

@@ -63,8 +63,8 @@ class TrainConfig:
     accuracy on them after every epoch (the method's threat model, 10 steps); the best epoch's
     weights are kept and a fall of more than ``CO_DROP`` is reported as catastrophic overfitting.
     ``precision`` is the arithmetic of the training steps on every device: "fp32" (IEEE float32,
-    no TF32 on GPUs) or "bf16" (autocast, a GPU speed option); it is part of the key, so a GPU
-    and a CPU build the same model unless asked otherwise.
+    no TF32 on GPUs), or the GPU speed options "tf32" and "bf16" (autocast); it is part of the
+    key, so a GPU and a CPU build the same model unless asked otherwise.
     """
 
     dataset: str
