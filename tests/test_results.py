@@ -223,3 +223,19 @@ def test_exact_verification_reads_its_inputs(tmp_path, monkeypatch):
         Evaluation("bounds", {"m": mlp}, data, {"threat": threat}, inputs={"x": bounds})
     with pytest.raises(InputError, match="same examples"):
         Evaluation("exact", {"m": mlp}, DataSpec("mnist", n=5), exact.params, inputs=exact.inputs)
+
+
+def test_precompute_reports_what_it_did(tmp_path, monkeypatch):
+    """A corrupt checkpoint or table is replaced, and the status table says "computed" for it."""
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    cfg = TrainConfig(dataset="mnist", model="mlp", epochs=1, train_subset=256, eval_subset=100, batch_size=64,
+                      schedule="cyclic")
+    ev = Evaluation("clean", {"mlp": cfg}, DataSpec("mnist", n=8, seed=0), {}, block=8)
+    plan = Plan(trainings={"mlp": cfg}, evaluations={"clean": ev})
+    assert list(plan.precompute(progress=False).was) == ["computed", "computed"]
+    assert list(plan.precompute(progress=False).was) == ["cached", "cached"]
+    for path in (cfg.checkpoint_path(), ev.path()):
+        path.write_bytes(path.read_bytes()[:100])  # truncated: there, but not a valid file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "retraining", "recomputing": their own tests check them
+        assert list(plan.precompute(progress=False).was) == ["computed", "computed"]

@@ -264,9 +264,9 @@ def precompute(name: str, profile: str, overrides: dict | None = None, device: s
                   f"{ctx.world} process(es) on {dev.type}")
         status = plan.precompute(dev, progress=progress and ctx.main)
         if ctx.main:
-            done = status.assign(was=status.cached.map({True: "cached", False: "computed"}))
-            print(done[["item", "what", "was", "seconds"]].to_string(index=False, float_format="{:.1f}".format))
-            print(f"{name}: {int((~status.cached).sum())} computed, {int(status.cached.sum())} already cached")
+            print(status[["item", "what", "was", "seconds"]].to_string(index=False, float_format="{:.1f}".format))
+            computed = int((status.was == "computed").sum())
+            print(f"{name}: {computed} computed, {len(status) - computed} already cached")
         return status
     finally:
         distributed.shutdown()

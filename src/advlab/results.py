@@ -265,6 +265,15 @@ def load_result(ev: Evaluation, root=None) -> pd.DataFrame | None:
         return None
 
 
+def _stamp(path: Path):
+    """The file's identity for "was it written since": inode and modification time, or None if absent."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 # -- computing -----------------------------------------------------------------------------------------
 def _models(ev: Evaluation, device, progress: bool) -> dict:
     out = {}
@@ -495,6 +504,8 @@ class Plan:
         return min((len(ev.data.load()) for ev in self.evaluations.values()), default=None)
 
     def status(self, root=None) -> pd.DataFrame:
+        """One row per training and evaluation: whether a file for it is in the cache (not yet
+        verified: a corrupt one is found, reported and replaced when it is read)."""
         rows = [{"item": n, "what": f"train {c.model} ({c.method}) on {c.dataset}",
                  "cached": c.checkpoint_path(root).exists()} for n, c in self.all_trainings().items()]
         rows += [{"item": n, "what": f"{ev.kind} on {ev.data.dataset} ({len(ev.models)} model(s))",
@@ -503,8 +514,12 @@ class Plan:
 
     def precompute(self, device=None, progress: bool = True) -> pd.DataFrame:
         """Train every model and compute every evaluation not yet cached; one row per item with
-        whether it was cached before and the wall time spent on it here."""
-        before = self.status()
+        ``was``, what happened here ("cached": read; "computed": its file was written by this run,
+        a corrupt or foreign one replaced included), and the wall time spent on it."""
+        table = self.status()
+        paths = [c.checkpoint_path() for c in self.all_trainings().values()] + \
+                [ev.path() for ev in self.evaluations.values()]
+        before = [_stamp(p) for p in paths]
         seconds = []
         for cfg in self.all_trainings().values():
             with Stopwatch(device or "cpu") as sw:
@@ -514,4 +529,5 @@ class Plan:
             with Stopwatch(device or "cpu") as sw:
                 load_or_evaluate(ev, device=device, progress=progress)
             seconds.append(sw.seconds)
-        return before.assign(seconds=seconds)
+        was = ["cached" if b is not None and b == _stamp(p) else "computed" for p, b in zip(paths, before)]
+        return table.assign(was=was, seconds=seconds)
