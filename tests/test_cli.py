@@ -73,14 +73,36 @@ def test_overrides_parse_numbers_yaml_reads_as_strings():
         {"eps": 0.1, "n_test": 5, "dataset": "mnist", "mnist_train_subset": "all", "eps_grid": [0, 0.1]}
 
 
-def test_list_shows_every_profiles_values(capsys):
+def test_list_shows_every_profiles_values_within_100_columns(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if line.strip().startswith("parameter"))
-    assert all(p in header for p in ("smoke", "quick", "paper"))
-    row = next(line for line in out.splitlines() if line.strip().startswith("mnist_train_subset"))
-    assert "4000" in row and "all" in row
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100  # it printed lines of up to 333 characters
+    assert all(f"{c}: " in out for c in CHAPTERS)
+    i = next(i for i, line in enumerate(lines) if line.strip().startswith("mnist_train_subset"))
+    assert lines[i + 1].split() == ["smoke:", "4000", "quick:", "'all'", "paper:", "'all'"]
     assert "relation: n_minimal must not exceed n_test" in out
+    assert main(["list", "certification"]) == 0
+    one = capsys.readouterr().out
+    assert one.startswith("certification: ") and "white-box" not in one
+    assert main(["list", "grey-box"]) == 2
+
+
+def test_help_names_the_commands_chapters_and_profiles(capsys):
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2 and "required: COMMAND" in capsys.readouterr().err  # not "cmd"
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert " | ".join(CHAPTERS) in out and "smoke | quick | paper" in out
+
+
+def test_book_profile_and_repeated_overrides_are_refused_clearly(no_kernel, capsys):
+    assert main(["book", "--profile", "fast"]) == 2
+    assert "unknown profile 'fast' for the book; valid: smoke, quick, paper" in capsys.readouterr().err
+    assert main(["run", "white-box", "-p", "eps", "0.1", "-p", "eps", "0.2"]) == 2
+    assert "-p eps is given twice" in capsys.readouterr().err
 
 
 def test_relative_paths_are_resolved_where_the_user_typed_them(tmp_path, monkeypatch):
@@ -207,3 +229,26 @@ def test_every_parameter_overridden_alone_runs_to_the_end(chapter, name, tmp_pat
     out = tmp_path / "out.ipynb"
     assert main(["run", chapter, "--profile", "smoke", "-p", name, repr(value) if isinstance(value, list)
                  else str(value), "-o", str(out)]) == 0
+
+
+def test_cached_only_checks_the_plan_before_a_kernel_and_names_the_command(no_kernel, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("ADVLAB_CACHED_ONLY", "")  # restored after the test; the CLI sets it to 1
+    assert main(["run", "white-box", "--profile", "smoke", "--cached-only", "-p", "eps", "0.2",
+                 "-p", "eps_grid", "[0, 0.1]"]) == 2
+    err = capsys.readouterr().err
+    assert "are not in the cache" in err and "advlab precompute white-box --profile smoke -p eps 0.2 " \
+        "-p eps_grid '[0, 0.1]'" in err
+    assert main(["precompute", "white-box", "--profile", "smoke"]) == 2  # ADVLAB_CACHED_ONLY=1 still set
+    assert "ADVLAB_CACHED_ONLY=1 forbids computing" in capsys.readouterr().err
+
+
+def test_more_processes_than_cores_are_refused_before_torch_loads():
+    """torchrun -m advlab with 64 workers on 2 cores used to load torch 64 times before any check."""
+    n = (os.cpu_count() or 1) + 1
+    env = {**os.environ, "LOCAL_WORLD_SIZE": str(n), "WORLD_SIZE": str(n), "LOCAL_RANK": "0", "RANK": "0"}
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "advlab", "precompute", "white-box"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert f"{n} processes on this node but {n - 1} CPU cores: start at most {n - 1}" in run.stderr
+    assert not re.search(r"\| +torch$", run.stderr, re.M)  # -X importtime lists every module imported

@@ -1,9 +1,16 @@
 """advlab: a reproducible laboratory for adversarial robustness of neural networks."""
-from .threat import ThreatModel
-
 __version__ = "0.1.0"
 
 __all__ = ["ThreatModel", "__version__"]
+
+
+def __getattr__(name):
+    # ThreatModel on first use: `python -m advlab` can then refuse a bad start before torch loads
+    if name == "ThreatModel":
+        from .threat import ThreatModel
+
+        return ThreatModel
+    raise AttributeError(f"module 'advlab' has no attribute {name!r}")
 
 
 def default_device():

@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import yaml
 
 from . import source
-from .cache import CACHE_ENV, CACHED_ONLY_ENV, atomic_write, config_key
+from .cache import CACHE_ENV, CACHED_ONLY_ENV, atomic_write, cached_only, config_key
 from .chapters import CHAPTERS, chapter_plan, get_chapter
-from .config import show_value
+from .config import PROFILES, show_value
 from .data import DATA_ENV
-from .errors import AdvlabError, InputError
+from .errors import AdvlabError, CacheMiss, InputError
 from .reproducibility import cpu_kernels, pin_cpu_kernels
 
 BOOK_DIR = "book"
@@ -140,6 +143,9 @@ def parse_overrides(pairs) -> dict:
     """
     out = {}
     for name, text in pairs or []:
+        if name in out:
+            raise InputError(f"-p {name} is given twice; give each parameter once (a list is one value: "
+                             f"-p {name} '[a, b]')")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -170,11 +176,13 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
     root = root or find_root()
     chapter = get_chapter(name)
     overrides = dict(overrides or {})
-    chapter.resolve(profile, overrides)  # every name, type, range and relation, before a kernel starts
+    cfg = chapter.resolve(profile, overrides)  # every name, type, range and relation, before a kernel starts
     env = configure_environment(root)
     if env[DATA_ENV] and not Path(env[DATA_ENV]).is_dir():
         raise InputError(f"{DATA_ENV}={env[DATA_ENV]} is not a folder; point it at the folder that holds "
                          "<dataset>/{train,test}.npz (in this repository: ../shared/data)")
+    if cached_only():
+        check_cached(name, profile, overrides, cfg)
     source = root / "notebooks" / chapter.notebook
     output = Path(output).resolve() if output else root / BOOK_DIR / f"{name}.ipynb"
     key = config_key({"source": source.read_text(), "profile": profile, "overrides": overrides,
@@ -215,6 +223,25 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
     return output, True
 
 
+def command(verb: str, chapter: str, profile: str, overrides: dict) -> str:
+    """The shell command that runs ``verb`` on ``chapter`` with these parameters, quoted to paste."""
+    words = ["advlab", verb, chapter, "--profile", profile]
+    for k, v in overrides.items():
+        words += ["-p", k, shlex.quote(json.dumps(v) if isinstance(v, (list, dict)) else str(v))]
+    return " ".join(words)
+
+
+def check_cached(name: str, profile: str, overrides: dict, cfg) -> None:
+    """A render-only run must find every planned model and result in the cache: checked before a
+    kernel starts, naming the command that fills it."""
+    status = chapter_plan(name, cfg).status()
+    missing = status[~status.cached]
+    if len(missing):
+        raise CacheMiss(f"--cached-only: {len(missing)} of the {len(status)} models and results that chapter {name!r} "
+                        f"({profile}) plans are not in the cache {os.environ.get(CACHE_ENV)} (first: "
+                        f"{missing.what.iloc[0]}); fill it with `{command('precompute', name, profile, overrides)}`")
+
+
 def toc_text() -> str:
     """``_toc.yml`` as the chapter registry orders the book."""
     lines = ["format: jb-book", "root: book/intro", "chapters:"]
@@ -246,6 +273,8 @@ def precompute(name: str, profile: str, overrides: dict | None = None, device: s
     """
     from . import distributed
 
+    if cached_only():
+        raise InputError(f"{CACHED_ONLY_ENV}=1 forbids computing, and precompute computes: unset it for this command")
     cfg = get_chapter(name).resolve(profile, overrides)
     try:
         configure_environment(find_root())
@@ -272,27 +301,33 @@ def precompute(name: str, profile: str, overrides: dict | None = None, device: s
         distributed.shutdown()
 
 
-def list_chapters() -> None:
-    for c in CHAPTERS.values():
-        print(f"{c.name}: {c.title} (notebooks/{c.notebook})")
-        values = {p: c.profile_values(p) for p in c.profiles}
-        rows = [("parameter", "type", *values, "meaning")]
-        rows += [(k, p.describe(), *(show_value(values[prof][k], p) for prof in values), p.doc)
-                 for k, p in c.params.items()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-        for r in rows:
-            print("  " + "  ".join(f"{cell:{w}s}" for cell, w in zip(r, widths)) + "  " + r[-1])
+def list_chapters(names=(), width: int = 100) -> None:
+    """Each chapter's parameters: name and type, every profile's value, meaning; wrapped to ``width``."""
+    def para(text, indent):
+        print(textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent + "  "))
+
+    for c in [get_chapter(n) for n in names] or list(CHAPTERS.values()):
+        para(f"{c.name}: {c.title} (notebooks/{c.notebook}); profiles {', '.join(PROFILES)}", "")
+        values = {p: c.profile_values(p) for p in PROFILES}
+        for k, p in c.params.items():
+            para(f"{k} ({p.describe()})", "  ")
+            para("   ".join(f"{prof}: {show_value(values[prof][k], p)}" for prof in PROFILES), "      ")
+            para(p.doc, "      ")
         for r in c.relations:
-            print(f"  relation: {r.message}")
+            para(f"relation: {r.message}", "  ")
+        print()
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="advlab", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="chapters, their parameters and every profile's values")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True,
+                            help="list | run | book | references | precompute (advlab COMMAND --help)")
+    chapters, profiles = " | ".join(CHAPTERS), " | ".join(PROFILES)
+    lst = sub.add_parser("list", help="chapters, their parameters and every profile's values")
+    lst.add_argument("chapters", nargs="*", metavar="CHAPTER", help=f"only these ({chapters}); default: all")
     run = sub.add_parser("run", help="execute one chapter")
-    run.add_argument("chapter")
-    run.add_argument("--profile", default="quick")
+    run.add_argument("chapter", metavar="CHAPTER", help=chapters)
+    run.add_argument("--profile", default="quick", help=f"{profiles} (default: quick); values: advlab list CHAPTER")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="override a parameter (YAML value: 0.2, [0.1, 0.2], mnist, all)")
     run.add_argument("-o", "--output", type=Path, help="executed notebook (default: book/CHAPTER.ipynb)")
@@ -300,12 +335,12 @@ def main(argv=None) -> int:
     run.add_argument("--cached-only", action="store_true",
                      help="render from the cache: a missing model or result is an error, never computed")
     book = sub.add_parser("book", help="execute changed chapters and build the HTML book")
-    book.add_argument("--profile", default="quick")
+    book.add_argument("--profile", default="quick", help=f"{profiles}, for every chapter (default: quick)")
     book.add_argument("--force", action="store_true")
     pre = sub.add_parser("precompute", help="train and evaluate what a chapter needs into the cache "
                                             "(under torchrun: sharded across the processes)")
-    pre.add_argument("chapter")
-    pre.add_argument("--profile", default="quick")
+    pre.add_argument("chapter", metavar="CHAPTER", help=chapters)
+    pre.add_argument("--profile", default="quick", help=f"{profiles} (default: quick)")
     pre.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
     pre.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     ref = sub.add_parser("references", help="re-execute the smoke profile into the nbval references")
@@ -313,7 +348,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
-            list_chapters()
+            list_chapters(args.chapters)
         elif args.cmd == "run":
             get_chapter(args.chapter)
             if args.cached_only:
@@ -323,6 +358,8 @@ def main(argv=None) -> int:
         elif args.cmd == "precompute":
             precompute(args.chapter, args.profile, parse_overrides(args.param), args.device)
         elif args.cmd == "book":
+            if args.profile not in PROFILES:  # said of the book, not of its first chapter
+                raise InputError(f"unknown profile {args.profile!r} for the book; valid: {', '.join(PROFILES)}")
             build_book(find_root(), args.profile, args.force)
         elif args.cmd == "references":
             root = find_root()

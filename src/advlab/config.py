@@ -9,6 +9,7 @@ types, values out of range and inconsistent combinations with one paragraph that
 """
 from __future__ import annotations
 
+import difflib
 import math
 import types
 from collections.abc import Mapping
@@ -101,10 +102,6 @@ class Relation:
     names: tuple[str, ...]
     holds: Callable[[Mapping], bool]
     message: str
-
-
-def describe_schema(schema: Mapping[str, Param]) -> str:
-    return ", ".join(f"{k} ({p.describe()})" for k, p in schema.items())
 
 
 class Config(Mapping):
@@ -230,8 +227,8 @@ class Chapter:
             try:
                 out[k] = p.check(k, values[k])
             except InputError as e:
-                raise InputError(f"{e}. Parameter {k!r}: {p.describe()}, {p.doc}. "
-                                 f"Valid parameters: {describe_schema(self.params)}") from None
+                raise InputError(f"{e}. {k}: {p.describe()}; {p.doc}. Every parameter with its range: "
+                                 f"advlab list {self.name}") from None
         cfg = Config(self.name, profile, out, self.params)
         for r in self.relations:
             if not r.holds(cfg):
@@ -245,8 +242,10 @@ class Chapter:
         overrides = dict(overrides or {})
         unknown = set(overrides) - set(self.params)
         if unknown:
-            raise InputError(f"unknown parameter(s) {sorted(unknown)} for chapter {self.name!r}. "
-                             f"Valid parameters: {describe_schema(self.params)}")
+            near = sorted({m for u in unknown for m in difflib.get_close_matches(u, self.params, n=2)})
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise InputError(f"unknown parameter(s) {sorted(unknown)} for chapter {self.name!r}{hint}. Its "
+                             f"parameters: {', '.join(self.params)}; with types and ranges: advlab list {self.name}")
         values = {k: v for k, v in self._resolved[profile].items()}
         # the resolved profile holds None for "all"; feed it back in its spelled form
         values = {k: (ALL if v is None and self.params[k].all_allowed else v) for k, v in values.items()}

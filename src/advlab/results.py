@@ -314,8 +314,8 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
         return found
     path = ev.path(root)
     if cached_only():
-        raise CacheMiss(f"no cached {ev.kind} result {path.name}; fill the cache with "
-                        "`advlab precompute <chapter>` (or run without ADVLAB_CACHED_ONLY)")
+        raise CacheMiss(f"no cached {ev.kind} result {path.name}; fill the cache with `advlab precompute CHAPTER "
+                        "--profile PROFILE` and the run's -p values (or run without ADVLAB_CACHED_ONLY)")
     data = ev.data.load(device)
     if ctx.world > len(data):
         raise InputError(f"{ctx.world} processes for an evaluation of {len(data)} examples ({ev.kind} on "

@@ -432,8 +432,8 @@ def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: b
     if loaded is not None:
         return loaded
     if cached_only():
-        raise CacheMiss(f"no cached checkpoint {path.name}; fill the cache with `advlab precompute <chapter>` "
-                        "(or run without ADVLAB_CACHED_ONLY)")
+        raise CacheMiss(f"no cached checkpoint {path.name}; fill the cache with `advlab precompute CHAPTER "
+                        "--profile PROFILE` and the run's -p values (or run without ADVLAB_CACHED_ONLY)")
     model, metrics = train(config, device=device, progress=progress)
     state = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}
     ckpt = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "metrics": metrics,
