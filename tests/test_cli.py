@@ -6,9 +6,11 @@ back as the chapter's own message; nothing half-written lands where the book rea
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -252,3 +254,25 @@ def test_more_processes_than_cores_are_refused_before_torch_loads():
     assert run.returncode == 2
     assert f"{n} processes on this node but {n - 1} CPU cores: start at most {n - 1}" in run.stderr
     assert not re.search(r"\| +torch$", run.stderr, re.M)  # -X importtime lists every module imported
+
+
+def test_runs_leave_no_folders_behind(tmp_path, monkeypatch):
+    """A killed run used to leave advlab-<chapter>-* folders in the system temp folder for good."""
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    dead = tmp_path / "runs" / "white-box-999999999"  # a pid no process has
+    dead.mkdir(parents=True)
+    work = cli._work_folder("white-box")
+    assert not dead.exists() and work.is_dir() and work.name == f"white-box-{os.getpid()}"
+    env = {**os.environ, "ADVLAB_CACHE": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "advlab", "run", "white-box", "--profile", "smoke", "--force",
+                             "-o", str(tmp_path / "page.ipynb")], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mine = tmp_path / "runs" / f"white-box-{proc.pid}"
+    for _ in range(600):
+        if mine.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert mine.exists()
+    proc.terminate()  # SIGTERM, as a scheduler or `kill` sends it
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not mine.exists() and not (tmp_path / "page.ipynb").exists()

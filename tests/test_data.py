@@ -57,6 +57,20 @@ def test_missing_data_root_says_how_to_provide_it(tmp_path):
         load_dataset("mnist", "test", root=tmp_path / "nowhere", download=False)
 
 
+def test_failed_download_leaves_nothing_and_does_not_suggest_the_default(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def offline(*a, **k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(tvd, "MNIST", offline)
+    root = tmp_path / "nowhere"
+    with pytest.raises(DatasetError, match="download failed") as err:
+        load_dataset("mnist", "test", root=root, download=True)
+    assert "machine with internet" in str(err.value) and "ADVLAB_DOWNLOAD=1" not in str(err.value)
+    assert not root.exists()  # no empty ~/.cache/advlab/data/mnist left behind
+
+
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(DatasetError, match=r"mnist/test\.npz is missing"):
         load_dataset("mnist", "test", root=tmp_path, download=False)

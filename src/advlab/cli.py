@@ -22,10 +22,11 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
+import threading
 from pathlib import Path
 
 import yaml
@@ -202,7 +203,7 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
             pass
     nb = jupytext.read(source)
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would be noise in the pages
-    work = Path(tempfile.mkdtemp(prefix=f"advlab-{name}-"))
+    work = _work_folder(name)
     tmp = work / f"{name}.ipynb"
     if not quiet:
         print(f"{name}: executing with profile {profile!r} {overrides or ''} -> {output}")
@@ -240,6 +241,37 @@ def check_cached(name: str, profile: str, overrides: dict, cfg) -> None:
         raise CacheMiss(f"--cached-only: {len(missing)} of the {len(status)} models and results that chapter {name!r} "
                         f"({profile}) plans are not in the cache {os.environ.get(CACHE_ENV)} (first: "
                         f"{missing.what.iloc[0]}); fill it with `{command('precompute', name, profile, overrides)}`")
+
+
+def _work_folder(name: str) -> Path:
+    """A fresh folder for this run's partly executed notebook, ``<cache>/runs/<chapter>-<pid>``.
+
+    Not the system temp folder: a run killed beyond cleanup (SIGKILL) left ``advlab-<chapter>-*``
+    folders there for good. Here the next run removes those whose process is gone.
+    """
+    runs = Path(os.environ[CACHE_ENV]) / "runs"
+    for stale in runs.glob(f"{name}-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = runs / f"{name}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: temporary files removed, book/ untouched
 
 
 def toc_text() -> str:
@@ -346,6 +378,8 @@ def main(argv=None) -> int:
     ref = sub.add_parser("references", help="re-execute the smoke profile into the nbval references")
     ref.add_argument("chapters", nargs="*")
     args = ap.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         if args.cmd == "list":
             list_chapters(args.chapters)
@@ -371,6 +405,9 @@ def main(argv=None) -> int:
     except AdvlabError as e:
         print(f"advlab: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

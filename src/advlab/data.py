@@ -164,11 +164,13 @@ def _sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _how_to_provide(path: Path) -> str:
+def _how_to_provide(path: Path, tried_download: bool) -> str:
+    fetch = ("or run this on a machine with internet" if tried_download
+             else f"or allow a download on a machine with internet (unset {DOWNLOAD_ENV}, or set it to 1)")
     return (
         f"Provide it as {path} (arrays x: (N, H, W, C) uint8, y: (N,) uint8, see the data README), "
         f"point ${DATA_ENV} at a folder that holds it (in this repository: export {DATA_ENV}=../shared/data), "
-        f"or allow a download on a machine with internet ({DOWNLOAD_ENV}=1)."
+        f"{fetch}."
     )
 
 
@@ -186,7 +188,7 @@ def _read_npz(path: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray
             x, y = f["x"], f["y"]
     except Exception as e:  # zipfile.BadZipFile, KeyError, ValueError, EOFError, ...
         raise DatasetError(f"{path} is corrupt or not a dataset .npz ({type(e).__name__}: {e}). "
-                           + _how_to_provide(path)) from e
+                           + _how_to_provide(path, False)) from e
     c, h, w = DATASETS[name].shape
     if x.dtype != np.uint8 or x.shape != (n, h, w, c) or y.dtype != np.uint8 or y.shape != (n,):
         raise DatasetError(f"{path} holds x {x.shape} {x.dtype}, y {y.shape} {y.dtype}; "
@@ -194,7 +196,7 @@ def _read_npz(path: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray
     if not _verified(path, sig):
         if _sha256(x) != x_sha or _sha256(y) != y_sha:
             raise DatasetError(f"{path} fails its sha256 check (the arrays differ from the canonical "
-                               f"{name} {split} split). " + _how_to_provide(path))
+                               f"{name} {split} split). " + _how_to_provide(path, False))
         _mark_verified(path, sig)
     return x, y
 
@@ -228,8 +230,8 @@ def _download(name: str, root: Path) -> None:
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
-    (root / name).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root / name) as tmp:
+    # the folders appear only once a file arrives: a failed download leaves nothing behind
+    with tempfile.TemporaryDirectory(prefix=f"advlab-{name}-") as tmp:
         for split in SPLITS:
             ds = cls(tmp, train=(split == "train"), download=True)
             x = np.asarray(ds.data, dtype=np.uint8)
@@ -239,6 +241,7 @@ def _download(name: str, root: Path) -> None:
             x_sha, y_sha, _ = DATASETS[name].sha256[split]
             if _sha256(x) != x_sha or _sha256(y) != y_sha:
                 raise DatasetError(f"downloaded {name} {split} does not match the canonical checksums")
+            (root / name).mkdir(parents=True, exist_ok=True)
             atomic_write(root / name / f"{split}.npz", lambda tmp: _savez(tmp, x, y))
 
 
@@ -252,16 +255,17 @@ def _load_arrays(name: str, split: str, root: str, download: bool) -> tuple[torc
     path = Path(root) / name / f"{split}.npz"
     if not path.is_file():
         if not Path(root).is_dir() and not download:
-            raise DatasetError(f"data root {root} does not exist (set ${DATA_ENV}). " + _how_to_provide(path))
+            raise DatasetError(f"data root {root} does not exist (set ${DATA_ENV}). "
+                               + _how_to_provide(path, False))
         if not download:
-            raise DatasetError(f"dataset file {path} is missing. " + _how_to_provide(path))
+            raise DatasetError(f"dataset file {path} is missing. " + _how_to_provide(path, False))
         try:
             _download(name, Path(root))
         except DatasetError:
             raise
         except Exception as e:  # no network, HTTP errors, ...
             raise DatasetError(f"dataset file {path} is missing and the download failed "
-                               f"({type(e).__name__}: {e}). " + _how_to_provide(path)) from e
+                               f"({type(e).__name__}: {e}). " + _how_to_provide(path, True)) from e
     x, y = _read_npz(path, name, split)
     x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
     return x, torch.from_numpy(y.astype(np.int64))
