@@ -3,7 +3,7 @@
 The pages and their titles come from the chapter registry (advlab.chapters), so a new chapter is
 checked without editing this file. Checks the rendered DOM (after JavaScript, so MathJax has
 typeset): the title, at least one figure image that loaded and one table on each chapter page,
-and typeset maths.
+typeset maths, no role left unrendered (a glue inside maths) and no raw parameters cell.
 """
 import re
 import subprocess

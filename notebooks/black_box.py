@@ -88,7 +88,7 @@ from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, disp
                              norm_summary, query_grid, query_summary, sweep, transfer_summary, transfer_table)
 from advlab.training import load_models
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
 profile = "quick"
 seed = None

@@ -54,7 +54,7 @@ from advlab.chapters import certification, chapter_config
 from advlab.data import dataset_spec
 from advlab.results import load_or_evaluate
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
 profile = "quick"
 seed = None
@@ -111,11 +111,11 @@ cfg.table()
 # ## The adversarial polytope in two dimensions
 #
 # A random network maps the plane to the plane, with two hidden layers of {glue:text}`toy_width`
-# ReLUs. The grey cloud is the image of the input box $[0.5 \pm {glue:text}`toy_eps`]^2$,
-# traced by a dense grid: the set an attack explores. The red box is IBP's bound on it. The
-# blue polygon intersects CROWN's upper bounds on $c \cdot f$ for 72 directions $c$: the convex
-# outer bound. Both contain the cloud. CROWN's polygon follows the cloud's shape; IBP's box
-# only bounds each coordinate separately.
+# ReLUs. The grey cloud is the image of the input box $[0.5 - \epsilon, 0.5 + \epsilon]^2$,
+# $\epsilon$ = {glue:text}`toy_eps`, traced by a dense grid: the set an attack explores. The red
+# box is IBP's bound on it. The blue polygon intersects CROWN's upper bounds on $c \cdot f$ for 72
+# directions $c$: the convex outer bound. Both contain the cloud. CROWN's polygon follows the
+# cloud's shape; IBP's box only bounds each coordinate separately.
 
 # %% tags=["remove-input"]
 toy = certification.toy_network(cfg.toy_width, cfg.seed)

@@ -84,7 +84,7 @@ from advlab.training.denoiser import load_or_train_denoiser
 # The catastrophic-overfitting table below reports what these warnings say.
 warnings.filterwarnings("ignore", message="catastrophic overfitting")
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
 profile = "quick"
 seed = None

@@ -94,7 +94,7 @@ from advlab.data import dataset_spec
 from advlab.evaluate import accuracy, accuracy_table, display_table, format_accuracy, norm_summary, transfer_table
 from advlab.training import load_models
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
 profile = "quick"
 seed = None

@@ -28,6 +28,26 @@ def check_images(x: torch.Tensor, name: str = "x") -> None:
         raise InputError(f"{name} must hold pixels in [0, 1], found values in [{lo:.4g}, {hi:.4g}]")
 
 
+def check_model_inputs(model, x: torch.Tensor, name: str = "x") -> None:
+    """Require the model's parameters and ``x`` on one device and in one floating dtype.
+
+    Without this a float64 batch or a model left on another device fails deep inside the first
+    layer with torch's own message. Callables that are no ``nn.Module`` (or hold no tensors) pass.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return
+    p = next(model.parameters(), None)
+    if p is None:
+        p = next(model.buffers(), None)
+    if p is None:
+        return
+    if p.device != x.device:
+        raise InputError(f"the model is on {p.device} but {name} is on {x.device}: put them on one device "
+                         f"(model.to({name}.device) or {name}.to('{p.device}'))")
+    if p.is_floating_point() and p.dtype != x.dtype:
+        raise InputError(f"{name} is {x.dtype} but the model computes in {p.dtype}: pass {name}.to({p.dtype})")
+
+
 LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 

@@ -217,6 +217,10 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    for cell in executed.cells:  # papermill's copy of the parameters: the page shows them as a table
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
     executed.metadata["advlab"] = {"chapter": name, "profile": profile, "overrides": overrides, "key": key,
                                    "kernels": cpu_kernels()}
     atomic_write(output, lambda p: nbformat.write(executed, str(p)))

@@ -105,11 +105,28 @@ def attack_grid(model, data, *, attack: str, threat=None, n: int = 8, seed: int 
                                         else f"{attack} (minimum {NORM_LABEL[norm]} norm)"))
 
 
+# Widest figure, in inches: the book's column at 1280 pixels shows about this much at a legible scale
+# (three 5.2-inch panels side by side were shrunk to half size, their ticks and legends unreadable).
+PAGE_WIDTH = 10.5
+
+
+def panel_grid(n: int, width: float, height: float, **kw):
+    """``n`` panels of ``width`` × ``height`` inches, as many per row as :data:`PAGE_WIDTH` holds;
+    returns the figure and the ``n`` axes in reading order (spare cells of the last row hidden)."""
+    cols = max(1, min(n, int(PAGE_WIDTH // width)))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, **kw)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def accuracy_panels(acc: pd.DataFrame, *, panel: str, hue: str, title: str | None = None):
     """One :func:`accuracy_vs_eps` panel per value of ``panel`` (e.g. per attack), side by side."""
     keys = list(dict.fromkeys(acc[panel]))
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    fig, axes = panel_grid(len(keys), 5.2, 3.8)
+    for ax, k in zip(axes, keys):
         g = acc[acc[panel] == k]
         accuracy_vs_eps(g, hue=hue, ax=ax, title=NORM_LABEL.get(k, str(k)),
                         norm=g["norm"].iloc[0] if "norm" in g else None)
@@ -140,8 +157,8 @@ def transfer_panels(matrix: pd.DataFrame, *, panel: str = "attack", title: str |
     """One :func:`transfer_heatmap` per value of ``panel`` (e.g. per source attack), side by side."""
     keys = list(dict.fromkeys(matrix[panel]))
     k = matrix["source"].nunique()
-    fig, axes = plt.subplots(1, len(keys), figsize=(len(keys) * (1.3 * k + 2.2), 1.1 * k + 1.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    fig, axes = panel_grid(len(keys), 1.3 * k + 2.2, 1.1 * k + 1.6)
+    for ax, key in zip(axes, keys):
         transfer_heatmap(matrix[matrix[panel] == key], title=str(key), ax=ax)
     if title:
         fig.suptitle(title)
@@ -335,10 +352,10 @@ def sandwich(summary: pd.DataFrame, *, title: str | None = None):
     """Certified, exact and attacked accuracy (%) with 95% intervals: one panel per (architecture,
     ε), one group of points per training; ``summary`` from ``chapters.certification.sandwich_summary``."""
     panels = list(summary.groupby(["architecture", "eps"], sort=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), sharey=True, squeeze=False)
+    fig, axes = panel_grid(len(panels), 3.6, 3.8, sharey=True)
     bounds = list(dict.fromkeys(summary["bound"]))
     palette = dict(zip(bounds, sns.color_palette("colorblind", n_colors=len(bounds))))
-    for ax, ((arch, eps), g) in zip(axes[0], panels):
+    for ax, ((arch, eps), g) in zip(axes, panels):
         trainings = list(dict.fromkeys(g["training"]))
         for k, b in enumerate(bounds):
             h = g[g["bound"] == b].set_index("training").reindex(trainings)
@@ -350,8 +367,8 @@ def sandwich(summary: pd.DataFrame, *, title: str | None = None):
         ax.set_title(f"{arch}, L∞ ε = {eps:g}")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("accuracy within the ball (%)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    axes[0].set_ylabel("accuracy within the ball (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(bounds), bbox_to_anchor=(0.5, -0.04))
     if title:
         fig.suptitle(title)
@@ -383,8 +400,8 @@ def smoothing_curves(curves: pd.DataFrame, *, reference: dict | None = None, tit
     bands; the empirical accuracy under attack as open markers where ``curves`` has ``kind`` ==
     "empirical"; ``reference`` adds published points ``{label: (dataset, radii, accuracy %)}``."""
     datasets = list(dict.fromkeys(curves["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
+    fig, axes = panel_grid(len(datasets), 5.2, 4)
+    for ax, ds in zip(axes, datasets):
         g = curves[curves["dataset"] == ds]
         sigmas = sorted(g["sigma"].unique())
         palette = dict(zip(sigmas, sns.color_palette("colorblind", n_colors=len(sigmas))))

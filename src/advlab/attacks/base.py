@@ -12,6 +12,7 @@ that every attack, however it is called, gets the same treatment in one place:
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_choice, check_images, check_label_range, check_labels
+from ..checks import check_choice, check_images, check_label_range, check_labels, check_model_inputs
 from ..errors import InputError
 from ..models import eval_mode
 from ..threat import NORMS, ThreatModel
@@ -125,7 +126,10 @@ class AttackSpec:
         valid = self.params()
         unknown = set(params) - set(valid)
         if unknown:
-            raise InputError(f"unknown parameter(s) {sorted(unknown)} for attack {self.name!r}; valid: {sorted(valid)}")
+            near = sorted({m for u in unknown for m in difflib.get_close_matches(u, valid, n=2)})
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise InputError(f"unknown parameter(s) {sorted(unknown)} for attack {self.name!r}{hint}; "
+                             f"valid: {sorted(valid)}")
 
     def norm_for(self, threat: ThreatModel | None, params: dict) -> str:
         """The norm the attack's perturbations are measured in: the threat's, else its ``norm`` parameter."""
@@ -153,6 +157,8 @@ def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target)
     elif not callable(model):
         raise InputError(f"model must be a callable mapping images to logits, got {type(model).__name__}")
     check_images(x)
+    if not isinstance(model, QueryOracle):  # the oracle says it at the first query (its model stays sealed)
+        check_model_inputs(model, x)
     check_labels(y, x)
     if threat is None:
         if spec.needs_threat:
@@ -194,6 +200,7 @@ def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: 
         def attack(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | None = None,
                    targeted: bool = False, target: torch.Tensor | None = None, **params) -> AttackResult:
             spec = ATTACKS[name]
+            spec.check_params(params)  # pgd(..., step=3): the valid names, not Python's TypeError
             check_attack_inputs(spec, model, x, y, threat, targeted, target)
             y = y.long()
             target = target.long() if target is not None else None

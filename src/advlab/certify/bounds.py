@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checks import check_choice, check_labels, check_positive_int
+from ..checks import check_choice, check_label_range, check_labels, check_model_inputs, check_positive_int
 from ..data import to_float
 from ..errors import InputError
 from ..models import Normalize, eval_mode, predict
@@ -233,8 +233,11 @@ def _check_inputs(model, x, threat, method):
         raise InputError(f"bounds need a ThreatModel, got {type(threat).__name__}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
         raise InputError("x must be a floating-point batch (N, ...) of inputs in [0, 1]")
+    if x.shape[0] == 0:
+        raise InputError("x is an empty batch")
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise InputError("x must hold finite inputs in [0, 1]")
+    check_model_inputs(model, x)
     return layers(model)
 
 
@@ -294,9 +297,17 @@ def _tighten(prefix: _Net, x, threat, ball, lo, hi):
 
 
 def _outputs(mods, x) -> tuple:
-    z = x[:1]
-    for m in mods:
-        z = m(z)
+    """The output shape per example, from two examples through the layers: images without their
+    channel dimension broadcast into a wrong batch there, and fail here with a clear error."""
+    z, first = x[:2], None
+    try:
+        for m in mods:
+            z = m(z)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+    if first is not None or z.shape[0] != min(2, x.shape[0]):
+        raise InputError(f"the model cannot take x of shape {tuple(x.shape)}{f' ({first})' if first else ''}; "
+                         "pass a batch of the shape it was trained on, e.g. (N, C, H, W) for images")
     return tuple(z.shape[1:])
 
 
@@ -332,6 +343,7 @@ def margin_bounds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Th
     check_labels(y, x)
     with torch.no_grad(), eval_mode(model):
         k, = _outputs(_check_inputs(model, x, threat, method), x)
+    check_label_range(y, k)
     return bound_spec(model, x, threat, margin_spec(y, k), method=method, upper=upper)
 
 

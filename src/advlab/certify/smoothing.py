@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..checks import check_images, check_positive, check_positive_int
+from ..checks import check_images, check_model_inputs, check_positive, check_positive_int
 from ..errors import InputError
 from ..models import eval_mode
 from ..precision import strictly_fp32
@@ -41,6 +41,7 @@ def sample_counts(model, x: torch.Tensor, num: int, sigma: float, *, batch_size:
     model runs in eval mode; noise comes from ``generator`` (on any device, advlab.rng).
     """
     check_images(x)
+    check_model_inputs(model, x)
     check_positive_int(num=num, batch_size=batch_size)
     check_positive(sigma, "sigma")
     n = x.shape[0]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..checks import check_positive_int
+from ..errors import InputError
 
 
 class BitDepthReduction(nn.Module):
@@ -25,6 +26,9 @@ class BitDepthReduction(nn.Module):
 
     def __init__(self, model: nn.Module, bits: int = 1, straight_through: bool = False):
         super().__init__()
+        if not callable(model):  # BitDepthReduction(0) read 0 as the model and failed at forward
+            raise InputError(f"BitDepthReduction wraps a model: BitDepthReduction(model, bits=...), got "
+                             f"model={model!r}")
         check_positive_int(bits=bits)
         self.model = model
         self.bits = bits

@@ -103,10 +103,20 @@ class TrainConfig:
                 raise InputError(f"TrainConfig.{name} must be a positive int or None (all), got {v!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError("epochs and batch_size must be positive")
+        if not self.lr > 0:
+            raise InputError(f"TrainConfig.lr (the peak learning rate) must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"TrainConfig.momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise InputError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check_choice(self.schedule, SCHEDULES, "schedule")
         check_choice(self.precision, PRECISIONS, "precision")
         method = get_method(self.method)
         method.resolve(self.method_params)  # names, types, ranges, required ε
+        if method.check_model is not None:  # e.g. IBP on a VGG with batch norm: said now, not 14 s into training
+            method.check_model(build_model(self.model, self.dataset, **self.model_options))
         if self.monitor < 0:
             raise InputError(f"TrainConfig.monitor must be >= 0, got {self.monitor}")
         if self.monitor and method.threat(self.method_params) is None:

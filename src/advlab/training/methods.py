@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..attacks import run_attack
 from ..attacks.base import loss_and_grad
-from ..certify.bounds import ibp_margin_lower
+from ..certify.bounds import ibp_margin_lower, layers
 from ..checks import check_choice
 from ..config import coerce
 from ..errors import InputError
@@ -53,6 +53,7 @@ class Method:
     params: dict = field(default_factory=dict)  # name -> (type, default or REQUIRED, choices or None)
     adversarial: bool = True
     doc: str = ""
+    check_model: Callable | None = None  # fn(model in training mode): raise InputError if the method cannot train it
 
     def resolve(self, params: dict) -> dict:
         """Defaults filled in, names, types and ranges checked; an error names what is valid."""
@@ -105,11 +106,29 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, params: dict, adversarial: bool = True):
+def register_method(name: str, params: dict, adversarial: bool = True, check_model: Callable | None = None):
     def deco(fn):
-        METHODS[name] = Method(name, fn, params, adversarial, (fn.__doc__ or "").strip().split("\n")[0])
+        METHODS[name] = Method(name, fn, params, adversarial, (fn.__doc__ or "").strip().split("\n")[0],
+                               check_model)
         return fn
     return deco
+
+
+def _bounds_apply(model) -> None:
+    """IBP trains through interval bounds of the training-mode network: every layer must be one
+    bound propagation supports, and batch norm (batch statistics in training) is not."""
+    bn = next((n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)), None)
+    why = None
+    if bn is not None:
+        why = f"it has batch norm (at {bn}), which normalises with batch statistics while training"
+    else:
+        try:
+            layers(model.eval())
+        except InputError as e:
+            why = str(e)
+    if why:
+        raise InputError(f"IBP training cannot bound this network: {why}. It trains sequential ReLU networks "
+                         "without batch norm or max pooling (of advlab's: mlp, conv_small)")
 
 
 def get_method(name: str) -> Method:
@@ -255,7 +274,7 @@ def trades(model, x, y, p, *, generator, step, total, label_smoothing):
 
 
 @register_method("ibp", {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None), "kappa": (float, 0.5, None),
-                         "warmup": (float, 1 / 30, None), "ramp": (float, 1 / 6, None)})
+                         "warmup": (float, 1 / 30, None), "ramp": (float, 1 / 6, None)}, check_model=_bounds_apply)
 def ibp(model, x, y, p, *, generator, step, total, label_smoothing):
     """IBP training (Gowal et al. 2018): κ·CE(f(x), y) + (1 − κ)·CE(ẑ, y), ẑ the worst-case margins of
     interval bound propagation at ε_t. ε_t = 0 and κ = 1 for the first ``warmup`` share of the steps,

@@ -56,6 +56,8 @@ def one_pixel(oracle, x: torch.Tensor, y: torch.Tensor, *, threat=None, pixels: 
     AttackResult with ``queries`` (N,).
     """
     check_positive_int(pixels=pixels, population=population, generations=generations)
+    if population < 4:  # each trial vector mixes three other members: r1, r2, r3 distinct from the parent
+        raise InputError(f"differential evolution needs a population of at least 4, got {population}")
     check_positive(scale, "scale")
     if oracle.budget is not None:  # the initial population and whole generations must fit
         if oracle.budget < population:

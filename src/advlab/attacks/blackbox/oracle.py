@@ -51,6 +51,20 @@ class QueryOracle:
         self.budget = budget
         self.queries = torch.zeros(0, dtype=torch.long)
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden model's logits, batched; torch's device or dtype error (a model left on another
+        device, float64 queries) becomes one that says what to change. Its parameters are never read."""
+        try:
+            with torch.no_grad(), eval_mode(self.__model):
+                return torch.cat([self.__model(x[i:i + self.batch_size]) for i in range(0, x.shape[0],
+                                                                                         self.batch_size)])
+        except RuntimeError as e:
+            if not any(w in str(e) for w in ("device", "dtype", "type")):
+                raise
+            first = str(e).strip().splitlines()[0]
+            raise InputError(f"the oracle's model cannot take x ({x.dtype} on {x.device}): {first}. Put the "
+                             "model and the queries on one device and in one dtype") from None
+
     def reset(self, n: int, device, labels: torch.Tensor | None = None) -> None:
         """Start counting for a batch of ``n`` examples (the attack's framework calls this).
 
@@ -86,8 +100,7 @@ class QueryOracle:
             over = ((self.queries + asked) > self.budget).nonzero().squeeze(1).tolist()
             raise QueryBudgetError(f"query budget of {self.budget} per example exceeded for example(s) {over[:10]}")
         self.queries += asked
-        with torch.no_grad(), eval_mode(self.__model):
-            logits = torch.cat([self.__model(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)])
+        logits = self._forward(x)
         if getattr(self, "_labels", None) is not None:
             check_label_range(self._labels, logits.shape[1])
             self._labels = None
@@ -95,8 +108,7 @@ class QueryOracle:
 
     def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels for the framework's final check of an attack's result: no query counted."""
-        with torch.no_grad(), eval_mode(self.__model):
-            return self.__model(x).argmax(1)
+        return self._forward(x).argmax(1)
 
 
 def margin(scores: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
