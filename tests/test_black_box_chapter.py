@@ -118,3 +118,56 @@ def test_query_and_pixel_figures(mnist_model, small):
     # the circles sit on the changed pixels: at most k per image in row k
     circles = [len(ax.collections[0].get_offsets()) for ax in fig.axes]
     assert circles[:3] == [0, 0, 0] and max(circles[3:6]) <= 1 and max(circles[6:]) <= 2
+
+
+def _spent(square, nes):
+    """query_summary rows for Square and NES: (fooled, median, low, high) each."""
+    return pd.DataFrame([{"attack label": a, "fooled": f, "median": m, "median_low": lo, "median_high": hi}
+                         for a, (f, m, lo, hi) in (("Square", square), ("NES", nes))]).set_index("attack label")
+
+
+def _final(*lows):
+    return pd.DataFrame({"ci_low": list(lows)}, index=["Square", "NES"][:len(lows)])
+
+
+@pytest.mark.parametrize("square,nes,says", [
+    ((20, 40, 30, 60), (20, 400, 300, 500), "a random search that spends one query per step beats"),
+    ((20, 400, 300, 500), (20, 40, 30, 60), "the gradient estimate, at 51 queries per step, is cheaper"),
+    ((20, 100, 50, 200), (20, 150, 90, 260), "the intervals overlap, so neither is shown to be cheaper"),
+    ((5, 80, 40, 90), (0, float("nan"), float("nan"), float("nan")), "Only Square fooled examples"),
+    ((0, float("nan"), float("nan"), float("nan")),) * 2 + ("Neither Square nor NES fooled an example within 100",),
+])
+def test_query_prose_says_only_what_the_numbers_support(square, nes, says):
+    """At small budgets the chapter read "Square needs a median of nan queries, NES nan: a random search
+    ... beats a gradient estimate". Every comparison now follows the numbers, and none is made on nan."""
+    text = black_box.query_prose(_spent(square, nes), _final(0.1, 0.1), {"ci_high": 0.5}, 51, 100)
+    assert says in text and "nan" not in text
+    assert "beats" not in text or square[2] < nes[1]
+
+
+def test_query_prose_on_reaching_the_white_box_figure():
+    spent = _spent((20, 40, 30, 60), (20, 400, 300, 500))
+    assert "Every score-based attack comes within" in black_box.query_prose(spent, _final(0.1, 0.2), {"ci_high": 0.3},
+                                                                             51, 100)
+    assert "Square reach the white-box APGD accuracy (overlapping intervals), NES not yet" in \
+        black_box.query_prose(spent, _final(0.1, 0.5), {"ci_high": 0.3}, 51, 100)
+    assert "no score-based attack reaches" in black_box.query_prose(spent, _final(0.6, 0.5), {"ci_high": 0.3},
+                                                                    51, 100)
+
+
+@pytest.mark.slow
+def test_small_budget_chapter_draws_no_conclusion_the_numbers_do_not_support(tmp_path, capsys):
+    """Through the CLI as the README runs it: at 20 queries Square and NES fool (almost) nothing, and
+    the page must say so rather than compare two medians of nan."""
+    import json
+
+    from advlab.cli import main
+
+    out = tmp_path / "bb.ipynb"
+    assert main(["run", "black-box", "--profile", "smoke", "-p", "queries", "20", "-p", "nattack_population", "10",
+                 "-o", str(out)]) == 0, capsys.readouterr().err
+    glued = [o["data"] for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])
+             if o.get("metadata", {}).get("scrapbook", {}).get("name") == "query_prose"]
+    prose = " ".join(str(v) for d in glued for k, v in d.items() if k.endswith("text/plain"))
+    assert prose and "nan" not in prose
+    assert "beats" not in prose or "Square needs a median of" in prose

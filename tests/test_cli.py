@@ -149,8 +149,9 @@ def test_an_error_inside_the_chapter_is_its_own_message(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert rc == 2
     last = err.splitlines()[-1]  # above it, only papermill's progress bar
-    assert re.fullmatch(r"advlab: error: chapter 'white-box' stopped in cell \d+ \(.+\): DatasetError: dataset file "
-                        r".*mnist/(train|test).npz is missing\. .* The executed notebook is kept in .*", last), err
+    assert re.fullmatch(r"advlab: error: chapter 'white-box' stopped in cell \d+ \(line \d+: .+\): DatasetError: "
+                        r"dataset file .*mnist/(train|test).npz is missing\. .* The executed notebook is kept in .*",
+                        last), err
     assert "Traceback" not in err
     assert not (tmp_path / "out.ipynb").exists()
 

@@ -212,3 +212,17 @@ def test_noise_accuracy_vote_and_the_closing_tables(pair, small):
                              queries=10, progress=False)
     comp = defenses.comparison({"PGD": (rows, "ensemble", 12.3)})
     assert comp.loc["PGD", "training time"] == "12 s" and comp.loc["PGD", "strongest honest attack"] == "ensemble"
+
+
+def test_table_1_budgets_are_evaluated_whatever_the_grids():
+    """-p eps_grid "[0, 0.04]" stopped the chapter with KeyError 'FGSM': Table 1 read its ε from Figure 4's grid."""
+    from advlab.chapters import get_chapter
+    from advlab.chapters.defenses import report_evaluations
+
+    cfg = get_chapter("defenses").resolve("smoke", {"eps_grid": [0, 0.04], "l2_grid": [0.25]})
+    keys = set(report_evaluations(cfg))
+    assert {("FGSM", "linf", cfg.cifar_eps), ("PGD-L∞", "linf", cfg.cifar_eps),
+            ("PGD-L2", "l2", cfg.cifar_eps_l2)} <= keys
+    assert ("FGSM", "linf", 0.04) in keys and ("PGD-L2", "l2", 0.25) in keys
+    smoke = get_chapter("defenses").resolve("smoke")  # grids that hold the budgets: the same evaluations
+    assert len(report_evaluations(smoke)) == 2 * len(smoke.eps_grid) + len(smoke.l2_grid)

@@ -20,6 +20,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -161,9 +162,16 @@ def parse_overrides(pairs) -> dict:
 
 
 # -- execution ---------------------------------------------------------------------------------------
-def _first_line(source: str) -> str:
-    lines = [ln for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    return lines[0].strip() if lines else ""
+def _failing_line(source: str, traceback: list[str]) -> str:
+    """The line of the cell that raised, as IPython's traceback names it ("Cell In[8], line 3"),
+    else the cell's first line of code."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback or []))
+    lines = source.splitlines()
+    m = re.search(r"Cell In\[\d+\], line (\d+)", text)
+    if m and 0 < int(m.group(1)) <= len(lines):
+        return f"line {m.group(1)}: {lines[int(m.group(1)) - 1].strip()}"
+    code = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return code[0].strip() if code else ""
 
 
 def execute_chapter(name: str, profile: str, overrides: dict | None = None, output: Path | None = None,
@@ -212,7 +220,7 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
             nb, str(tmp), parameters={"profile": profile, **overrides}, kernel_name="python3",
             cwd=str(root / "notebooks"), progress_bar=not quiet, log_output=False)
     except papermill.PapermillExecutionError as e:
-        raise ChapterError(f"chapter {name!r} stopped in cell {e.exec_count} ({_first_line(e.source)}): "
+        raise ChapterError(f"chapter {name!r} stopped in cell {e.exec_count} ({_failing_line(e.source, e.traceback)}): "
                            f"{e.ename}: {e.evalue.rstrip('.')}. The executed notebook is kept in {tmp}.") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

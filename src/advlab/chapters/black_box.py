@@ -151,3 +151,47 @@ def plan(cfg: Config) -> Plan:
         **{f"transfer {label}": ev("transfer", surrogates, test, attack=name, threat=mnist_threat, **params)
            for label, (name, params) in transfer_attacks(cfg).items()},
     })
+
+
+def query_prose(spent, final, apgd, step_cost: int, budget: int) -> str:
+    """The chapter's sentences on query cost, drawn from the numbers: which of Square and NES needs
+    fewer queries (a claim only where the medians' 95% intervals do not overlap), and whether the
+    score-based attacks reach the white-box APGD accuracy (intervals overlapping) at this budget.
+
+    ``spent``: :func:`~advlab.evaluate.query_summary` indexed by attack label; ``final``:
+    :func:`~advlab.evaluate.accuracy` indexed by attack label; ``apgd``: APGD's accuracy row.
+    """
+    fooled = {a: int(spent.loc[a, "fooled"]) for a in ("Square", "NES")}
+    med = {a: f"{spent.loc[a, 'median']:.0f} [{spent.loc[a, 'median_low']:.0f}, {spent.loc[a, 'median_high']:.0f}]"
+           for a in fooled if fooled[a]}
+    if not any(fooled.values()):
+        first = (f"Neither Square nor NES fooled an example within {budget} queries, so their query costs "
+                 "cannot be compared here.")
+    elif not all(fooled.values()):
+        done, none = ("Square", "NES") if fooled["Square"] else ("NES", "Square")
+        first = (f"Only {done} fooled examples (a median of {med[done]} queries, 95% interval); {none} fooled "
+                 f"none within {budget} queries.")
+    else:
+        lo = {a: spent.loc[a, "median_low"] for a in fooled}
+        hi = {a: spent.loc[a, "median_high"] for a in fooled}
+        first = f"Square needs a median of {med['Square']} queries (95% interval), NES {med['NES']}: "
+        if hi["Square"] < lo["NES"]:
+            first += (f"a random search that spends one query per step beats a gradient estimate that spends "
+                      f"{step_cost} per step, as in the Square paper.")
+        elif hi["NES"] < lo["Square"]:
+            first += (f"here the gradient estimate, at {step_cost} queries per step, is cheaper than the random "
+                      "search, unlike in the Square paper.")
+        else:
+            first += "the intervals overlap, so neither is shown to be cheaper on these examples."
+    close = [a for a in final.index if final.loc[a, "ci_low"] <= apgd["ci_high"]]
+    if len(close) == len(final):
+        second = (f"Every score-based attack comes within the interval of the white-box APGD accuracy at "
+                  f"{budget} queries: against an undefended model, hiding the gradients costs the attacker "
+                  "queries, not success.")
+    elif close:
+        second = (f"At {budget} queries {', '.join(close)} reach the white-box APGD accuracy (overlapping "
+                  f"intervals), {', '.join(a for a in final.index if a not in close)} not yet.")
+    else:
+        second = (f"At {budget} queries no score-based attack reaches the white-box APGD accuracy: hiding the "
+                  "gradients still costs the attacker success at this budget.")
+    return f"{first} {second}"
