@@ -183,6 +183,8 @@ def test_readme_rerun_section_works_verbatim(tmp_path):
     for cmd in commands:
         out = subprocess.run(cmd, shell=True, cwd=repo, env=env, capture_output=True, text=True)
         assert out.returncode == 0, f"{cmd}\n{out.stderr[-3000:]}"
+        if " run " in cmd and "up to date" not in out.stdout:  # wall time beside this machine's speed
+            assert re.search(r"white-box: \d+ s, [\d,]+ reference steps \([\d.]+ ms each", out.stdout), out.stdout
     page = repo / "book" / "white-box.ipynb"
     assert page.is_file() and stat.S_IMODE(page.stat().st_mode) & 0o044 == 0o044  # readable, not 0600
     assert not list((repo / "book").glob(".*"))
@@ -280,3 +282,10 @@ def test_runs_leave_no_folders_behind(tmp_path, monkeypatch):
     proc.terminate()  # SIGTERM, as a scheduler or `kill` sends it
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert not mine.exists() and not (tmp_path / "page.ipynb").exists()
+
+
+def test_reference_step_times_this_machine():
+    ms = cli.reference_step_ms(repeats=3)
+    assert 0 < ms < 60_000
+    assert cli.report_time("defenses", 120.0, 40.0) == "defenses: 120 s, 3,000 reference steps (40.0 ms each on " \
+                                                       "this machine now)"

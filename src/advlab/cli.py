@@ -28,6 +28,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -293,14 +294,56 @@ def toc_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_step_ms(repeats: int = 15) -> float:
+    """This machine's speed now: milliseconds of one reference step, an SGD step (forward, backward,
+    update) of the MNIST small CNN on 128 random images, median of ``repeats`` after a warm-up.
+
+    Shared machines swing by 2x from one day to the next; a chapter's time in reference steps is
+    what a budget can be stated in. Seeded, and the process's global RNG is left as it was.
+    """
+    import time
+
+    import torch
+
+    from .models import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model("small_cnn", "mnist")
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.rand((128, 1, 28, 28), generator=g), torch.randint(0, 10, (128,), generator=g)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        times = []
+        for i in range(repeats + 2):
+            t = time.perf_counter()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+    return 1000 * sorted(times[2:])[len(times[2:]) // 2]
+
+
+def report_time(name: str, seconds: float, step_ms: float) -> str:
+    return (f"{name}: {seconds:.0f} s, {1000 * seconds / step_ms:,.0f} reference steps "
+            f"({step_ms:.1f} ms each on this machine now)")
+
+
 def build_book(root: Path, profile: str, force: bool = False) -> None:
     for stale in (root / BOOK_DIR).glob(".tmp-*.ipynb"):  # left by killed runs of older versions
         stale.unlink()
     if (root / "_toc.yml").read_text() != toc_text():
         atomic_write(root / "_toc.yml", lambda p: p.write_text(toc_text()))
         print("book: _toc.yml regenerated from the chapter registry")
+    step_ms = reference_step_ms()
+    total = 0.0
     for name in CHAPTERS:
-        execute_chapter(name, profile, root=root, force=force)
+        t = time.perf_counter()
+        _, ran = execute_chapter(name, profile, root=root, force=force)
+        if ran:
+            total += time.perf_counter() - t
+            print(report_time(name, time.perf_counter() - t, step_ms))
+    if total:
+        print(report_time(f"book ({profile}, chapters executed)", total, step_ms))
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
@@ -399,8 +442,11 @@ def main(argv=None) -> int:
             get_chapter(args.chapter)
             if args.cached_only:
                 os.environ[CACHED_ONLY_ENV] = "1"  # inherited by the notebook's kernel
-            execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
-                            force=args.force)
+            t = time.perf_counter()
+            _, ran = execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
+                                     force=args.force)
+            if ran:
+                print(report_time(args.chapter, time.perf_counter() - t, reference_step_ms()))
         elif args.cmd == "precompute":
             precompute(args.chapter, args.profile, parse_overrides(args.param), args.device)
         elif args.cmd == "book":
