@@ -28,7 +28,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -301,11 +300,10 @@ def reference_step_ms(repeats: int = 15) -> float:
     Shared machines swing by 2x from one day to the next; a chapter's time in reference steps is
     what a budget can be stated in. Seeded, and the process's global RNG is left as it was.
     """
-    import time
-
     import torch
 
     from .models import build_model
+    from .timing import Stopwatch
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -315,11 +313,11 @@ def reference_step_ms(repeats: int = 15) -> float:
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         times = []
         for i in range(repeats + 2):
-            t = time.perf_counter()
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-            times.append(time.perf_counter() - t)
+            with Stopwatch() as sw:
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            times.append(sw.seconds)
     return 1000 * sorted(times[2:])[len(times[2:]) // 2]
 
 
@@ -334,14 +332,16 @@ def build_book(root: Path, profile: str, force: bool = False) -> None:
     if (root / "_toc.yml").read_text() != toc_text():
         atomic_write(root / "_toc.yml", lambda p: p.write_text(toc_text()))
         print("book: _toc.yml regenerated from the chapter registry")
+    from .timing import Stopwatch
+
     step_ms = reference_step_ms()
     total = 0.0
     for name in CHAPTERS:
-        t = time.perf_counter()
-        _, ran = execute_chapter(name, profile, root=root, force=force)
+        with Stopwatch() as sw:
+            _, ran = execute_chapter(name, profile, root=root, force=force)
         if ran:
-            total += time.perf_counter() - t
-            print(report_time(name, time.perf_counter() - t, step_ms))
+            total += sw.seconds
+            print(report_time(name, sw.seconds, step_ms))
     if total:
         print(report_time(f"book ({profile}, chapters executed)", total, step_ms))
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -442,11 +442,13 @@ def main(argv=None) -> int:
             get_chapter(args.chapter)
             if args.cached_only:
                 os.environ[CACHED_ONLY_ENV] = "1"  # inherited by the notebook's kernel
-            t = time.perf_counter()
-            _, ran = execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
-                                     force=args.force)
+            from .timing import Stopwatch
+
+            with Stopwatch() as sw:
+                _, ran = execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
+                                         force=args.force)
             if ran:
-                print(report_time(args.chapter, time.perf_counter() - t, reference_step_ms()))
+                print(report_time(args.chapter, sw.seconds, reference_step_ms()))
         elif args.cmd == "precompute":
             precompute(args.chapter, args.profile, parse_overrides(args.param), args.device)
         elif args.cmd == "book":
