@@ -77,3 +77,18 @@ def test_tests_run_pinned_with_their_own_cache():
     assert torch.backends.cpu.get_cpu_capability() == "AVX2"
     assert torch.get_num_threads() == int(PINNED_KERNELS["OMP_NUM_THREADS"])
     assert os.path.basename(os.environ[CACHE_ENV]) == "pinned"
+
+
+def test_an_unpinned_process_cannot_write_into_the_pinned_cache(tmp_path, monkeypatch):
+    """A plain papermill run pointed at .cache/pinned trained models there with the machine's own
+    kernels, under the pinned models' keys, and the references moved."""
+    from advlab.cache import cache_root
+    from advlab.errors import InputError
+
+    if not pinnable():
+        pytest.skip("the pin is for x86-64 kernels")
+    assert cache_root(tmp_path / "pinned") == tmp_path / "pinned"  # this process is pinned
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    with pytest.raises(InputError, match="holds the test suite's models, computed with pinned CPU kernels"):
+        cache_root(tmp_path / "pinned")
+    assert cache_root(tmp_path / "book") == tmp_path / "book"  # any other folder: the machine's own kernels

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from .errors import CheckpointError
+from .reproducibility import check_cache_kernels
 
 CACHE_ENV = "ADVLAB_CACHE"
 CACHED_ONLY_ENV = "ADVLAB_CACHED_ONLY"  # "1": a missing model or result is an error (a render-only run)
@@ -24,7 +25,9 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
     """``root`` if given, else ``$ADVLAB_CACHE``, else ``~/.cache/advlab``."""
     if root is None:
         root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "advlab"
-    return Path(root).expanduser()
+    root = Path(root).expanduser()
+    check_cache_kernels(root)
+    return root
 
 
 def config_key(config: dict, length: int = 12) -> str:

@@ -38,11 +38,10 @@ from .chapters import CHAPTERS, chapter_plan, get_chapter
 from .config import PROFILES, show_value
 from .data import DATA_ENV
 from .errors import AdvlabError, CacheMiss, InputError
-from .reproducibility import cpu_kernels, pin_cpu_kernels
+from .reproducibility import PINNED_CACHE, cpu_kernels, pin_cpu_kernels
 
 BOOK_DIR = "book"
 REFERENCE_DIR = Path("tests") / "notebooks"
-PINNED_CACHE = "pinned"  # models and results computed under the pinned kernels, apart from the book's
 PACKAGE = Path(__file__).resolve().parent
 
 

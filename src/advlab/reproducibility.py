@@ -23,6 +23,7 @@ import platform
 import sys
 
 PIN_ENV = "ADVLAB_PIN_CPU"  # "0": keep the machine's own kernels (the references may then fail)
+PINNED_CACHE = "pinned"  # the folder under the cache root that holds what pinned processes computed
 PINNED_KERNELS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -49,6 +50,29 @@ def pin_cpu_kernels(environ=os.environ, machine: str | None = None) -> dict[str,
     if environ is os.environ and "torch" in sys.modules:  # OpenMP read OMP_NUM_THREADS when torch loaded
         sys.modules["torch"].set_num_threads(int(PINNED_KERNELS["OMP_NUM_THREADS"]))
     return dict(PINNED_KERNELS)
+
+
+def pinned(environ=os.environ) -> bool:
+    """Whether this process computes with the pinned kernels (every variable as :data:`PINNED_KERNELS` says)."""
+    return (pinnable() and environ.get(PIN_ENV) != "0"
+            and all(environ.get(k) == v for k, v in PINNED_KERNELS.items()))
+
+
+def check_cache_kernels(root) -> None:
+    """A model cache named :data:`PINNED_CACHE` takes only what pinned processes compute.
+
+    Its keys name configurations, not kernels: a model trained with the machine's own kernels and
+    stored there would be taken for the pinned one, and the references would move (it happened to
+    a plain papermill run pointed at .cache/pinned).
+    """
+    from pathlib import Path
+
+    if Path(root).name == PINNED_CACHE and pinnable() and not pinned():
+        from .errors import InputError
+
+        raise InputError(f"{root} holds the test suite's models, computed with pinned CPU kernels; this process "
+                         "is not pinned (advlab.reproducibility.pin_cpu_kernels) and would store other models "
+                         "under the same keys: use another cache folder (ADVLAB_CACHE)")
 
 
 def cpu_kernels() -> dict[str, str]:
