@@ -39,6 +39,7 @@ from .config import PROFILES, show_value
 from .data import DATA_ENV
 from .errors import AdvlabError, CacheMiss, InputError
 from .reproducibility import PINNED_CACHE, cpu_kernels, pin_cpu_kernels
+from .timing import Stopwatch
 
 BOOK_DIR = "book"
 REFERENCE_DIR = Path("tests") / "notebooks"
@@ -302,7 +303,6 @@ def reference_step_ms(repeats: int = 15) -> float:
     import torch
 
     from .models import build_model
-    from .timing import Stopwatch
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -331,8 +331,6 @@ def build_book(root: Path, profile: str, force: bool = False) -> None:
     if (root / "_toc.yml").read_text() != toc_text():
         atomic_write(root / "_toc.yml", lambda p: p.write_text(toc_text()))
         print("book: _toc.yml regenerated from the chapter registry")
-    from .timing import Stopwatch
-
     step_ms = reference_step_ms()
     total = 0.0
     for name in CHAPTERS:
@@ -441,8 +439,6 @@ def main(argv=None) -> int:
             get_chapter(args.chapter)
             if args.cached_only:
                 os.environ[CACHED_ONLY_ENV] = "1"  # inherited by the notebook's kernel
-            from .timing import Stopwatch
-
             with Stopwatch() as sw:
                 _, ran = execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
                                          force=args.force)
