@@ -80,13 +80,11 @@ from myst_nb import glue
 
 import advlab
 from advlab import ThreatModel, plotting
-from advlab.chapters import black_box, chapter_config, models
+from advlab.chapters import black_box, chapter_config
 from advlab.data import dataset_spec
-from advlab.defenses import BitDepthReduction, bpda
-from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, display_table,
-                             evaluate_attack, format_accuracy, minimal_norms, noise_injection, noise_summary,
-                             norm_summary, query_grid, query_summary, sweep, transfer_summary, transfer_table)
-from advlab.training import load_models
+from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, display_table, format_accuracy,
+                             noise_summary, norm_summary, query_grid, query_summary, transfer_summary,
+                             transfer_table)
 
 # %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
@@ -159,9 +157,6 @@ cfg.table()
 # below, with exact 95% intervals.
 
 # %% tags=["remove-input"]
-mnist_models, mnist_info = load_models(models.mnist_configs(cfg), device=device)
-cifar_models, cifar_info = load_models(models.cifar_configs(cfg), device=device)
-vgg = cifar_models[cfg.cifar_model]
 test = plan.evaluations["clean mnist"].data.load(device)
 ctest = plan.evaluations["clean cifar"].data.load(device)
 dataset_name = dataset_spec(cfg.dataset).title
@@ -250,16 +245,13 @@ display_table(side, {"accuracy": ("accuracy", "{:.1%}"), ("ci_low", "ci_high"): 
 # correctly classified images, with its 95% interval.
 
 # %% tags=["remove-input"]
-pixel_set = ctest.subset(cfg.onepixel_n_test, seed=cfg.seed, stratified=True)
+pixel_set = plan.evaluations[f"onepixel {cfg.onepixel_pixels[0]}"].data.load(device)
 glue("onepixel_n", str(len(pixel_set)), display=False)
 glue("onepixel_budget", f"a population of {cfg.onepixel_population} per example for at most "
                         f"{cfg.onepixel_generations} generations, "
                         f"{cfg.onepixel_population * (cfg.onepixel_generations + 1):,} queries", display=False)
-pixel_runs = pd.concat({k: evaluate_attack(vgg, pixel_set, attack="onepixel", pixels=k, output="probs",
-                                           population=cfg.onepixel_population,
-                                           generations=cfg.onepixel_generations, batch_size=cfg.batch_size,
-                                           seed=cfg.seed)
-                        for k in cfg.onepixel_pixels}, names=["pixels"]).reset_index(level=0)
+pixel_results = {k: plan.result(f"onepixel {k}", device) for k in cfg.onepixel_pixels}
+pixel_runs = pd.concat(pixel_results, names=["pixels"]).reset_index(level=0)
 pixel_success = accuracy(pixel_runs[pixel_runs.clean_correct], "success", by="pixels").set_index("pixels")
 pixel_table = pd.concat([pixel_success, query_summary(pixel_runs, by="pixels").set_index("pixels")], axis=1)
 glue("onepixel_1", f"{pixel_success.accuracy.iloc[0]:.1%}", display=False)
@@ -279,8 +271,8 @@ display_table(pixel_table, {"n": ("n (correct)", None), "accuracy": ("success", 
 # the model.
 
 # %% tags=["remove-input"]
-fig = plotting.pixel_attack_grid(vgg, pixel_set, pixels=cfg.onepixel_pixels, n=cfg.n_show, seed=cfg.seed,
-                                 population=cfg.onepixel_population, generations=cfg.onepixel_generations,
+fig = plotting.pixel_attack_grid({f"{k} pixel{'s' if k > 1 else ''}": rows for k, rows in pixel_results.items()},
+                                 pixel_set, n=cfg.n_show,
                                  title=f"few-pixel attacks on {cfg.cifar_model} (changed pixels circled)")
 
 # %% [markdown]
@@ -297,12 +289,8 @@ fig = plotting.pixel_attack_grid(vgg, pixel_set, pixels=cfg.onepixel_pixels, n=c
 # %% tags=["remove-input"]
 glue("noise_draws", str(cfg.noise_draws), display=False)
 glue("pgd_steps", str(cfg.pgd_steps), display=False)
-noise_rows = noise_injection(vgg, ctest, sigmas=cfg.noise_sigmas, draws=cfg.noise_draws, batch_size=cfg.batch_size,
-                             seed=cfg.seed)
-noise = noise_summary(noise_rows)
-pgd_l2 = accuracy(sweep(vgg, ctest, attacks={"pgd": {"steps": cfg.pgd_steps}}, norm="l2",
-                        eps_grid=sorted(set(cfg.noise_l2_grid) | set(noise.median_l2)), batch_size=cfg.batch_size,
-                        seed=cfg.seed), by="eps").set_index("eps")
+noise = noise_summary(plan.result("noise", device))
+pgd_l2 = accuracy(plan.result("noise PGD-L2", device), by="eps").set_index("eps")
 noise["pgd_equal_l2"] = pgd_l2.accuracy.loc[noise.median_l2].to_numpy()
 report_sigma = black_box.nearest(noise.index, black_box.REPORT_NOISE_SIGMA)
 glue("noise_report", f"{noise.mean_accuracy[report_sigma]:.1%} at σ = {report_sigma:g}", display=False)
@@ -352,7 +340,6 @@ fig = plotting.accuracy_vs_eps(noise_curves, hue="perturbation", x="l2", logx=Tr
 
 # %% tags=["remove-input"]
 glue("transfer_steps", str(cfg.transfer_steps), display=False)
-surrogates, surrogate_info = load_models(black_box.surrogate_configs(cfg), device=device)
 transfer = transfer_table(pd.concat([plan.result(f"transfer {label}", device).assign(attack=label)
                                     for label in black_box.transfer_attacks(cfg)], ignore_index=True))
 fig = plotting.transfer_panels(transfer, panel="attack", title=f"transfer on {dataset_name}, {mnist_threat}")
@@ -387,21 +374,16 @@ display_table(transfer_means, {"white_box": ("white-box accuracy (diagonal mean)
 # classified images each attack fooled, with order-statistic 95% intervals.
 
 # %% tags=["remove-input"]
-hsja_set = ctest.subset(cfg.hsja_n_test, seed=cfg.seed, stratified=True)
+hsja_set = plan.evaluations["white-box norms"].data.load(device)
 glue("hsja_n", str(len(hsja_set)), display=False)
 glue("hsja_budgets", ", ".join(f"{b:,}" for b in cfg.hsja_budgets), display=False)
 glue("deepfool_steps", str(cfg.deepfool_steps), display=False)
 glue("cw_budget", f"{cfg.cw_search_steps} binary-search steps × {cfg.cw_steps} Adam steps at learning rate "
                   f"{cfg.cw_lr:g}, c₀ = {cfg.cw_initial_const:g}", display=False)
-hsja_rows = pd.concat({b: evaluate_attack(vgg, hsja_set, attack="hsja", budget=b, output="label",
-                                          batch_size=cfg.batch_size, seed=cfg.seed, progress=False)
-                       for b in cfg.hsja_budgets}, names=["budget"]).reset_index(level=0)
+hsja_rows = pd.concat({b: plan.result(f"hsja {b}", device) for b in cfg.hsja_budgets},
+                      names=["budget"]).reset_index(level=0)
 hsja = norm_summary(hsja_rows, by=("budget",))
-white_norms = norm_summary(minimal_norms({cfg.cifar_model: vgg}, hsja_set, {
-    "DeepFool-L2": ("deepfool", {"norm": "l2", "steps": cfg.deepfool_steps}),
-    "CW-L2": ("cw", {"steps": cfg.cw_steps, "binary_search_steps": cfg.cw_search_steps, "lr": cfg.cw_lr,
-                     "initial_const": cfg.cw_initial_const}),
-}), by=("attack",))
+white_norms = norm_summary(plan.result("white-box norms", device), by=("attack",))
 fig = plotting.median_l2_vs_queries(hsja, yardsticks={f"{a} (white-box)": row.median_l2
                                                       for a, row in white_norms.iterrows()},
                                     title=f"HopSkipJump on {cfg.cifar_model}, label-only (n = {len(hsja_set)})")
@@ -438,16 +420,8 @@ display_table(pd.concat({**{f"HopSkipJump, {b:,} queries": row for b, row in hsj
 
 # %% tags=["remove-input"]
 glue("squeeze_levels", f"2^{cfg.squeeze_bits} = {2 ** cfg.squeeze_bits}", display=False)
-squeezed = BitDepthReduction(vgg, bits=cfg.squeeze_bits)
-obfuscated = {
-    "PGD": evaluate_attack(squeezed, ctest, attack="pgd", threat=cifar_threat, steps=cfg.pgd_steps,
-                           batch_size=cfg.batch_size, seed=cfg.seed),
-    "PGD + BPDA": evaluate_attack(bpda(squeezed), ctest, attack="pgd", threat=cifar_threat, steps=cfg.pgd_steps,
-                                  batch_size=cfg.batch_size, seed=cfg.seed),
-    **{label: evaluate_attack(squeezed, ctest, attack=name, threat=cifar_threat, budget=cfg.queries,
-                              batch_size=cfg.batch_size, seed=cfg.seed, **params)
-       for label, (name, params) in score_attacks.items() if label != "NES"},
-}
+obfuscated = {label: plan.result(f"squeezed {label}", device)
+              for label in ["PGD", "PGD + BPDA", *(a for a in score_attacks if a != "NES")]}
 obfuscated_table = pd.concat({
     ("undefended", "clean"): accuracy(cifar_runs["Square"], "clean_correct"),
     ("undefended", "Square (black-box)"): accuracy(cifar_runs["Square"]),

@@ -256,27 +256,27 @@ def changed_pixels_grid(x: torch.Tensor, advs: dict, *, labels, classes, clean_p
     return fig
 
 
-def pixel_attack_grid(model, data, *, pixels, n: int = 6, seed: int = 0, title: str | None = None, **params):
-    """Run the few-pixel attack with each budget in ``pixels`` on the first ``n`` correctly
-    classified examples of ``data`` and draw :func:`changed_pixels_grid` (probability outputs)."""
-    from . import seeded_generator
-    from .attacks import QueryOracle, run_attack
-    from .evaluate import check_adversarial
-    from .models import predict
+def pixel_attack_grid(runs: dict, data, *, n: int = 6, title: str | None = None):
+    """Few-pixel attacks drawn from their result rows: ``runs`` maps a row label (e.g. "3 pixels")
+    to the rows of a run that kept its adversarial inputs (``keep_inputs``); the first ``n``
+    examples every run kept are shown (draws only: nothing is attacked here)."""
+    from .evaluate import adversarial_inputs
 
-    x_all, y_all = data.images(), data.y
-    pred_all = predict(model, x_all)
-    keep = (pred_all == y_all).nonzero().squeeze(1)[:n]
-    x, y = x_all[keep], y_all[keep]
-    advs = {}
-    for k in pixels:
-        res = run_attack("onepixel", QueryOracle(model, output="probs"), x, y, pixels=k,
-                         generator=seeded_generator(seed, x.device), **params)
-        check_adversarial(x, res.x_adv)
-        advs[f"{k} pixel{'s' if k > 1 else ''}"] = (res.x_adv, res.pred.tolist())
-    return changed_pixels_grid(x, advs, labels=y.tolist(), classes=data.classes, clean_pred=pred_all[keep].tolist(),
-                               title=title)
-
+    rebuilt = {label: adversarial_inputs(rows, data) for label, rows in runs.items()}
+    common = set.intersection(*(set(kept.example) for _, kept in rebuilt.values()))
+    first = next(iter(rebuilt.values()))[1]
+    show = [e for e in first.example if e in common][:n]
+    if not show:
+        raise ValueError("the runs kept no common example to draw")
+    advs, x, head = {}, None, None
+    for label, (x_adv, kept) in rebuilt.items():
+        pos = kept.reset_index().set_index("example").loc[show, "index"].to_numpy()
+        advs[label] = (x_adv[pos], kept.adv_pred.to_numpy()[pos].tolist())
+        head = kept.iloc[pos]
+    where = {int(e): i for i, e in enumerate(data.indices.tolist())}
+    x = data.images()[[where[int(e)] for e in show]]
+    return changed_pixels_grid(x, advs, labels=head.label.tolist(), classes=data.classes,
+                               clean_pred=head.clean_pred.tolist(), title=title)
 
 
 def tradeoff_scatter(df: pd.DataFrame, *, hue: str = "dataset", title: str | None = None):

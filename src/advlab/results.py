@@ -81,16 +81,91 @@ class DataSpec:
     n: int | None = None
     seed: int = 0
     stratified: bool = True
+    sub: int | None = None
 
     def __post_init__(self):
         dataset_spec(self.dataset)
         check_choice(self.split, ("train", "test"), "split")
-        if self.n is not None and (not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1):
-            raise InputError(f"DataSpec.n must be a positive int or None (all), got {self.n!r}")
+        for name in ("n", "sub"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise InputError(f"DataSpec.{name} must be a positive int or None (all), got {v!r}")
+        if self.sub is not None and self.n is not None and self.sub > self.n:
+            raise InputError(f"DataSpec.sub ({self.sub}) cannot exceed n ({self.n}): it is a subset of the subset")
 
     def load(self, device=None) -> Dataset:
         data = load_dataset(self.dataset, self.split, device=device)
-        return data.subset(self.n, seed=self.seed, stratified=self.stratified)
+        data = data.subset(self.n, seed=self.seed, stratified=self.stratified)
+        if self.sub is not None:  # a study on part of the chapter's subset (drawn the same way)
+            data = data.subset(self.sub, seed=self.seed, stratified=self.stratified)
+        return data
+
+    def within(self, sub: int) -> "DataSpec":
+        """``sub`` examples of this subset (the few-pixel and HopSkipJump studies' examples)."""
+        return dataclasses.replace(self, sub=sub)
+
+
+# -- models: a trained network and the wrappers in front of it ----------------------------------------
+def _wrapper_fns() -> dict:
+    from .defenses import EOT, BitDepthReduction, GaussianNoise, bpda
+    return {"bits": lambda m, bits: BitDepthReduction(m, bits=bits),
+            "bpda": lambda m: bpda(m),
+            "noise": lambda m, sigma, clip=False: GaussianNoise(m, sigma, clip=clip),
+            "eot": lambda m, draws: EOT(m, draws)}
+
+
+WRAPPERS = {"bits": "input bit-depth reduction (feature squeezing) to `bits` bits",
+            "bpda": "BPDA: the wrapped model's input transforms differentiated as the identity",
+            "noise": "Gaussian noise of std `sigma` added to the input on every forward pass (reseeded per block)",
+            "eot": "Expectation over Transformation: mean class probabilities over `draws` forward passes"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained model with declared wrappers in front of it: ``wrappers`` is a sequence of
+    ``[name, {params}]`` applied innermost first (e.g. ``[["noise", {"sigma": 0.1}], ["eot", {"draws": 8}]]``).
+
+    It is what an :class:`Evaluation` runs when the model is not the bare network: its key is the
+    checkpoint's key and the wrappers, so the table is cached like any other.
+    """
+
+    config: TrainConfig
+    wrappers: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.config, TrainConfig):
+            raise InputError(f"ModelSpec.config must be a TrainConfig, got {type(self.config).__name__}")
+        norm = []
+        for w in self.wrappers:
+            name, params = (w, {}) if isinstance(w, str) else (w[0], dict(w[1]) if len(w) > 1 else {})
+            check_choice(name, WRAPPERS, "model wrapper")
+            try:
+                json.dumps(params, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"wrapper {name!r} parameters must be JSON values: {e}") from None
+            norm.append((name, params))
+        object.__setattr__(self, "wrappers", tuple(norm))
+        self.build(None, check_only=True)
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    @property
+    def key(self) -> str:
+        return config_key({"model": self.config.key, "wrappers": [[n, p] for n, p in self.wrappers]})
+
+    def build(self, model, check_only: bool = False):
+        """``model`` (the trained network) with the wrappers applied; ``check_only`` validates the
+        wrappers' parameters on a stand-in without building anything that lasts."""
+        fns = _wrapper_fns()
+        m = torch.nn.Identity() if check_only else model
+        for name, params in self.wrappers:
+            try:
+                m = fns[name](m, **params)
+            except TypeError as e:
+                raise InputError(f"wrapper {name!r}: {e}") from None
+        return None if check_only else m
 
 
 def threat_of(spec) -> ThreatModel | None:
@@ -112,14 +187,15 @@ class Kind:
     fn: Callable
     doc: str
     takes_inputs: bool = False
+    whole_inputs: bool = False  # the inputs' whole tables (a statistic over all examples), not the block's rows
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def register(name: str, doc: str, takes_inputs: bool = False):
+def register(name: str, doc: str, takes_inputs: bool = False, whole_inputs: bool = False):
     def deco(fn):
-        KINDS[name] = Kind(name, fn, doc, takes_inputs)
+        KINDS[name] = Kind(name, fn, doc, takes_inputs or whole_inputs, whole_inputs)
         return fn
     return deco
 
@@ -137,7 +213,7 @@ class Evaluation:
     """
 
     kind: str
-    models: Mapping[str, TrainConfig]
+    models: Mapping[str, TrainConfig | ModelSpec]
     data: DataSpec
     params: Mapping = field(default_factory=dict)
     seed: int = 0
@@ -148,8 +224,10 @@ class Evaluation:
     def __post_init__(self):
         check_choice(self.kind, KINDS, "evaluation kind")
         check_choice(self.precision, PRECISIONS, "precision")
-        if not self.models or not all(isinstance(c, TrainConfig) for c in self.models.values()):
-            raise InputError("an evaluation needs a mapping of names to TrainConfigs")
+        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec)) for c in self.models.values()):
+            raise InputError("an evaluation needs a mapping of names to TrainConfigs or ModelSpecs")
+        if len({c.dataset for c in self.models.values()} | {self.data.dataset}) > 1:
+            raise InputError(f"an evaluation's models must be trained on its dataset {self.data.dataset!r}")
         if not isinstance(self.block, int) or self.block < 1:
             raise InputError(f"block must be a positive int, got {self.block!r}")
         try:
@@ -181,8 +259,7 @@ class Evaluation:
         return config_key(self.describe(), length=16)
 
     def path(self, root=None) -> Path:
-        first = next(iter(self.models.values()))
-        return cache_root(root) / "results" / f"{self.kind}-{first.dataset}-{self.key}.pt"
+        return cache_root(root) / "results" / f"{self.kind}-{self.data.dataset}-{self.key}.pt"
 
     def blocks(self, n: int) -> list[range]:
         return [range(i, min(i + self.block, n)) for i in range(0, n, self.block)]
@@ -275,26 +352,42 @@ def _stamp(path: Path):
 
 
 # -- computing -----------------------------------------------------------------------------------------
-def _models(ev: Evaluation, device, progress: bool) -> dict:
+def _models(ev: Evaluation, device, progress: bool, root=None) -> dict:
     out = {}
-    for name, cfg in ev.models.items():
-        model, _ = load_or_train(cfg, device=device, progress=progress)
-        out[name] = Autocast(model) if ev.precision == "bf16" else model
+    for name, spec in ev.models.items():
+        cfg = spec.config if isinstance(spec, ModelSpec) else spec
+        model, _ = load_or_train(cfg, device=device, cache_root=root, progress=progress)
+        if ev.precision == "bf16":
+            model = Autocast(model)
+        out[name] = spec.build(model) if isinstance(spec, ModelSpec) else model
     return out
+
+
+def _reseed(models: dict, seed: int) -> None:
+    """Random wrappers draw from the block's stream, so a block's noise does not depend on which
+    process computed which blocks before it."""
+    for m in models.values():
+        for mod in m.modules():
+            if hasattr(mod, "reseed"):
+                mod.reseed(seed)
 
 
 def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
                inputs: dict | None = None) -> pd.DataFrame:
     part = data.take(torch.arange(rows.start, rows.stop, device=data.x.device))
     extra = {}
-    if KINDS[ev.kind].takes_inputs:
+    seed = block_seed(ev.seed, b)
+    _reseed(models, seed)
+    if KINDS[ev.kind].whole_inputs:
+        extra = {"inputs": dict(inputs or {})}
+    elif KINDS[ev.kind].takes_inputs:
         examples = part.indices.cpu().numpy()
         # each input's rows for these examples, in the block's order (the inputs' blocks may differ)
         extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
                                                   for k, t in (inputs or {}).items()}}
     # fp32 means IEEE fp32 on GPUs too, tf32 what it says; bf16 models carry their own autocast
     with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device):
-        out = KINDS[ev.kind].fn(models, part, seed=block_seed(ev.seed, b), batch_size=ev.block, **extra, **ev.params)
+        out = KINDS[ev.kind].fn(models, part, seed=seed, batch_size=ev.block, **extra, **ev.params)
     return out.assign(block=b)
 
 
@@ -321,7 +414,7 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
         raise InputError(f"{ctx.world} processes for an evaluation of {len(data)} examples ({ev.kind} on "
                          f"{ev.data.dataset}): every process needs at least one; start fewer (--nproc_per_node)")
     inputs = {k: load_or_evaluate(dep, device, root, progress) for k, dep in ev.inputs.items()}
-    models = _models(ev, device, progress)
+    models = _models(ev, device, progress, root)
     blocks = ev.blocks(len(data))
     parts = path.parent / ".parts" / path.stem
     describe = ev.describe()
@@ -381,6 +474,26 @@ def _attack(models, data, *, seed, batch_size, attack, threat=None, **params):
 def _sweep(models, data, *, seed, batch_size, attacks, norm, eps_grid):
     from .evaluate import sweep
     return sweep(models, data, attacks=attacks, norm=norm, eps_grid=eps_grid, batch_size=batch_size, seed=seed,
+                 progress=False)
+
+
+@register("noise", "Gaussian noise as an attack, mean over draws and worst of K (evaluate.noise_injection); "
+                   "params: sigmas, draws")
+def _noise(models, data, *, seed, batch_size, sigmas, draws):
+    from .evaluate import noise_injection
+    return _per_model(models, lambda m: noise_injection(m, data, sigmas=sigmas, draws=draws, batch_size=batch_size,
+                                                        seed=seed, progress=False))
+
+
+@register("matched_sweep", "a sweep (evaluate.sweep) whose ε grid adds, per noise level of the input `noise` "
+                           "(kind noise, same examples), the noise's median norm over the whole subset: the "
+                           "adversarial perturbation of the size of the random one; params: attacks, norm, eps_grid",
+          whole_inputs=True)
+def _matched_sweep(models, data, *, seed, batch_size, inputs, attacks, norm, eps_grid):
+    from .evaluate import noise_summary, sweep
+    medians = noise_summary(inputs["noise"])[f"median_{norm}"]
+    grid = sorted(set(eps_grid) | {float(v) for v in medians})
+    return sweep(models, data, attacks=attacks, norm=norm, eps_grid=grid, batch_size=batch_size, seed=seed,
                  progress=False)
 
 
@@ -492,8 +605,8 @@ class Plan:
         """Every training, those the evaluations use included (by key: each model once)."""
         out = dict(self.trainings)
         for ename, ev in self.evaluations.items():
-            for mname, cfg in ev.models.items():
-                out.setdefault(f"{ename}/{mname}", cfg)
+            for mname, spec in ev.models.items():
+                out.setdefault(f"{ename}/{mname}", spec.config if isinstance(spec, ModelSpec) else spec)
         unique = {}
         for name, cfg in out.items():
             unique.setdefault(cfg.key, (name, cfg))

@@ -6,7 +6,7 @@ them once for both chapters.
 from __future__ import annotations
 
 from ..config import Chapter, Config, Param, Relation
-from ..results import DataSpec, Evaluation, Plan
+from ..results import DataSpec, Evaluation, ModelSpec, Plan
 from ..training import TrainConfig
 from . import models
 
@@ -124,22 +124,38 @@ def transfer_attacks(cfg: Config) -> dict[str, tuple[str, dict]]:
             "MI-FGSM": ("mifgsm", {"steps": cfg.transfer_steps})}
 
 
+def white_box_norms(cfg: Config) -> dict[str, list]:
+    """The white-box minimum-norm yardsticks of the HopSkipJump section: label -> [attack, parameters]."""
+    return {"DeepFool-L2": ["deepfool", {"norm": "l2", "steps": cfg.deepfool_steps}],
+            "CW-L2": ["cw", {"steps": cfg.cw_steps, "binary_search_steps": cfg.cw_search_steps, "lr": cfg.cw_lr,
+                             "initial_const": cfg.cw_initial_const}]}
+
+
+def squeezing(cfg: Config) -> dict[str, list]:
+    """The feature-squeezing section's model recipes: label -> wrappers in front of the CIFAR model."""
+    bits = ["bits", {"bits": cfg.squeeze_bits}]
+    return {"squeezed": [bits], "squeezed + BPDA": [bits, ["bpda"]]}
+
+
 def plan(cfg: Config) -> Plan:
-    """The chapter's trainings (the target models, shared with the white-box chapter, and the
-    surrogates), its query-limited attacks on the full test subsets and the transfer matrices
-    (what ``advlab precompute`` fills). The small studies on sub-subsets (one-pixel, HopSkipJump)
-    and the attacks on wrapped models run in the notebook."""
+    """Every number of the chapter: the trainings (the target models, shared with the white-box
+    chapter, and the surrogates), the query-limited attacks on the full test subsets, the transfer
+    matrices, the few-pixel and HopSkipJump studies on sub-subsets, noise against PGD-L2, and the
+    attacks on the feature-squeezed model (what ``advlab precompute`` fills)."""
     mnist, cifar = models.mnist_configs(cfg), models.cifar_configs(cfg)
     vgg = {cfg.cifar_model: cifar[cfg.cifar_model]}
     test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
+    pixel_set, hsja_set = ctest.within(cfg.onepixel_n_test), ctest.within(cfg.hsja_n_test)
     cifar_threat, mnist_threat = ["linf", cfg.cifar_eps_linf], ["linf", cfg.eps]
+    wrapped = {label: {cfg.cifar_model: ModelSpec(cifar[cfg.cifar_model], w)} for label, w in squeezing(cfg).items()}
 
-    def ev(kind, models_, data, **params):
-        return Evaluation(kind, models_, data, params, seed=cfg.seed, block=cfg.batch_size)
+    def ev(kind, models_, data, inputs=None, **params):
+        return Evaluation(kind, models_, data, params, seed=cfg.seed, block=cfg.batch_size, inputs=inputs or {})
 
     nes, nes_params = score_attacks(cfg)["NES"]
     surrogates = surrogate_configs(cfg)
+    noise = ev("noise", vgg, ctest, sigmas=cfg.noise_sigmas, draws=cfg.noise_draws)
     return Plan(trainings={**mnist, **cifar, **{f"surrogate {k}": c for k, c in surrogates.items()}},
                 evaluations={
         "clean mnist": ev("clean", mnist, test),
@@ -148,8 +164,24 @@ def plan(cfg: Config) -> Plan:
            for label, (name, params) in score_attacks(cfg).items()},
         "mnist NES": ev("attack", mnist, test, attack=nes, threat=mnist_threat, budget=cfg.queries, **nes_params),
         "cifar APGD": ev("attack", vgg, ctest, attack="apgd", threat=cifar_threat, steps=cfg.apgd_steps),
+        **{f"onepixel {k}": ev("attack", vgg, pixel_set, attack="onepixel", pixels=k, output="probs",
+                               population=cfg.onepixel_population, generations=cfg.onepixel_generations,
+                               keep_inputs=cfg.n_show)
+           for k in cfg.onepixel_pixels},
+        "noise": noise,
+        "noise PGD-L2": ev("matched_sweep", vgg, ctest, inputs={"noise": noise},
+                           attacks={"pgd": {"steps": cfg.pgd_steps}}, norm="l2", eps_grid=cfg.noise_l2_grid),
         **{f"transfer {label}": ev("transfer", surrogates, test, attack=name, threat=mnist_threat, **params)
            for label, (name, params) in transfer_attacks(cfg).items()},
+        **{f"hsja {b}": ev("attack", vgg, hsja_set, attack="hsja", budget=b, output="label") for b in cfg.hsja_budgets},
+        "white-box norms": ev("minimal_norms", vgg, hsja_set, attacks=white_box_norms(cfg)),
+        "squeezed PGD": ev("attack", wrapped["squeezed"], ctest, attack="pgd", threat=cifar_threat,
+                           steps=cfg.pgd_steps),
+        "squeezed PGD + BPDA": ev("attack", wrapped["squeezed + BPDA"], ctest, attack="pgd", threat=cifar_threat,
+                                  steps=cfg.pgd_steps),
+        **{f"squeezed {label}": ev("attack", wrapped["squeezed"], ctest, attack=name, threat=cifar_threat,
+                                   budget=cfg.queries, **params)
+           for label, (name, params) in score_attacks(cfg).items() if label != "NES"},
     })
 
 

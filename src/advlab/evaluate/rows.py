@@ -63,8 +63,8 @@ def clean_table(model, data: Dataset, batch_size: int = 1024) -> pd.DataFrame:
 
 def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | None = None,
                     batch_size: int | None = None, seed: int | None = None, generator: torch.Generator | None = None,
-                    budget: int | None = None, output: str | None = None, progress: bool = True,
-                    **params) -> pd.DataFrame:
+                    budget: int | None = None, output: str | None = None, keep_inputs: int = 0,
+                    progress: bool = True, **params) -> pd.DataFrame:
     """Attack every example of ``data`` and return one row per example.
 
     Columns: ``example`` (index in the split), ``label``, ``clean_pred``, ``clean_correct``,
@@ -82,6 +82,9 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     Black-box attacks see ``model`` only through a :class:`~advlab.attacks.QueryOracle` answering
     ``output`` (default: the first the attack accepts) with ``budget`` queries per example; their
     rows gain ``queries`` (per example; NaN for white-box attacks).
+    ``keep_inputs`` = k > 0 adds a column ``changed``: for the first k examples the model classifies
+    correctly, the adversarial input as the pixels it changed (:func:`changed_pixels`; None for
+    the others), from which :func:`adversarial_inputs` rebuilds the images a figure shows.
     Budgets are asserted before returning (:func:`check_adversarial`); a violation is an error,
     never a silently reported number.
     """
@@ -98,8 +101,11 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     if batch_size is None:
         batch_size = attack_batch_size(data.x.device)
     check_positive_int(batch_size=batch_size)
+    if not isinstance(keep_inputs, int) or isinstance(keep_inputs, bool) or keep_inputs < 0:
+        raise InputError(f"keep_inputs must be a non-negative int, got {keep_inputs!r}")
     norm = spec.norm_for(threat, params)
     rows = []
+    kept = 0
     it = range(0, len(data), batch_size)
     label = f"{attack} {threat.norm} ε={threat.eps:.4g}" if threat else attack
     for i in bar(it, desc=label, enabled=progress, leave=False):
@@ -126,11 +132,43 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
             "forwards": res.forwards / n, "backwards": res.backwards / n, "seconds": sw.seconds / n,
             "queries": res.queries.cpu().numpy() if res.queries is not None else np.full(n, np.nan),
         }))
+        if keep_inputs:
+            changed = [None] * n
+            for j in clean_ok.nonzero().squeeze(1).tolist()[:keep_inputs - kept]:
+                changed[j] = changed_pixels(x[j], res.x_adv[j])
+            kept += sum(c is not None for c in changed)
+            rows[-1]["changed"] = pd.Series(changed, dtype=object)
     df = pd.concat(rows, ignore_index=True)
     df.insert(0, "attack", attack)
     df.insert(1, "norm", norm)
     df.insert(2, "eps", threat.eps if threat else np.nan)
     return df
+
+
+def changed_pixels(x: torch.Tensor, x_adv: torch.Tensor) -> list:
+    """One adversarial input stored as the entries it changed: ``[[flat index, value], ...]`` (plain
+    numbers, so a result table keeps it; a few-pixel attack's input is a handful of pairs)."""
+    idx = (x_adv != x).flatten().nonzero().squeeze(1)
+    return [[i, v] for i, v in zip(idx.tolist(), x_adv.flatten()[idx].float().tolist())]
+
+
+def adversarial_inputs(rows: pd.DataFrame, data: Dataset) -> tuple[torch.Tensor, pd.DataFrame]:
+    """The adversarial inputs ``rows`` kept (:func:`evaluate_attack` with ``keep_inputs``), rebuilt
+    from the clean images of ``data``, and those rows, in the rows' order."""
+    if "changed" not in rows.columns:
+        raise InputError("these rows kept no adversarial inputs (evaluate with keep_inputs=k)")
+    kept = rows[rows.changed.notna()]
+    pos = {int(e): i for i, e in enumerate(data.indices.tolist())}
+    missing = [int(e) for e in kept.example if int(e) not in pos]
+    if missing:
+        raise InputError(f"examples {missing[:5]} of these rows are not in {data.name} {data.split} subset given")
+    x = to_float(data.x[torch.as_tensor([pos[int(e)] for e in kept.example], dtype=torch.long)]).clone()
+    flat = x.view(len(kept), -1)
+    for j, pairs in enumerate(kept.changed):
+        if pairs:
+            idx, val = zip(*pairs)
+            flat[j, torch.as_tensor(idx)] = torch.as_tensor(val, dtype=flat.dtype)
+    return x, kept.reset_index(drop=True)
 
 
 def sweep(models, data: Dataset, *, attacks: dict, norm: str, eps_grid, batch_size: int | None = None,
