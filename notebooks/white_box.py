@@ -91,8 +91,8 @@ import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, models, white_box
 from advlab.data import dataset_spec
-from advlab.evaluate import accuracy, accuracy_table, display_table, format_accuracy, norm_summary, transfer_table
-from advlab.training import load_models
+from advlab.evaluate import (accuracy, accuracy_table, display_table, format_accuracy, norm_summary, rho_adv_summary,
+                             transfer_table)
 
 # %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
@@ -134,8 +134,6 @@ cfg = chapter_config("white-box", globals())
 pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
 threat = ThreatModel("linf", cfg.eps)
-pgd_params = {"steps": cfg.pgd_steps}
-cw_params = white_box.cw_params(cfg)
 plan = white_box.plan(cfg)  # the evaluations below: from the result cache, or computed here
 dataset_name = dataset_spec(cfg.dataset).title
 glue("dataset", dataset_name, display=False)
@@ -150,7 +148,7 @@ cfg.table()
 # exact (Clopper-Pearson) 95% intervals.
 
 # %% tags=["remove-input"]
-mnist_models, mnist_info = load_models(models.mnist_configs(cfg), device=device)
+mnist_info = plan.model_table(models.mnist_configs(cfg))
 test = plan.evaluations["clean"].data.load(device)
 clean_acc = accuracy(plan.result("clean", device), "correct", by="model").set_index("model")
 mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc.loc[n]) for n in mnist_info.index]})
@@ -166,7 +164,6 @@ mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc.loc[n]) for n 
 # under the attack.
 
 # %% tags=["remove-input"]
-mlp = mnist_models["mlp"]
 mlp_fgsm = plan.result("mlp_fgsm", device)
 mlp_deepfool = plan.result("mlp_deepfool", device)
 report_rows = {
@@ -203,9 +200,7 @@ accuracy_table(pd.concat(report_rows, names=["input"]).reset_index(level=0), ind
 # Times are wall-clock on this run's device and vary from run to run.
 
 # %% tags=["remove-input"]
-minimal_set = plan.evaluations["minimal_norms"].data.load(device)
-rho = white_box.rho_adv_table(mnist_models, minimal_set, deepfool_params={"steps": cfg.deepfool_steps},
-                              fgsm_rate=cfg.fgsm_fool_rate)
+rho = rho_adv_summary(plan.result("rho_adv", device))
 rho_ratio = rho["rho_fgsm"] / rho["rho_deepfool"]
 glue("rho_ratio", f"{rho_ratio.min():.1f}–{rho_ratio.max():.1f}", display=False)
 glue("fgsm_rate", f"{cfg.fgsm_fool_rate:.0%}", display=False)
@@ -298,17 +293,17 @@ fig = plotting.transfer_heatmap(transfer, title=f"PGD transfer, {threat}")
 # PGD spend the L∞ budget everywhere; DeepFool and CW change fewer pixels by less.
 
 # %% tags=["remove-input"]
-cnn = mnist_models["small_cnn"]
-fig = plotting.attack_grid(cnn, test, attack="fgsm", threat=threat, n=cfg.n_show)
+grid_set = plan.evaluations["grid fgsm"].data.load(device)
+fig = plotting.attack_grid(plan.result("grid fgsm", device), grid_set, n=cfg.n_show)
 
 # %% tags=["remove-input"]
-fig = plotting.attack_grid(cnn, test, attack="pgd", threat=threat, n=cfg.n_show, seed=cfg.seed, **pgd_params)
+fig = plotting.attack_grid(plan.result("grid pgd", device), grid_set, n=cfg.n_show)
 
 # %% tags=["remove-input"]
-fig = plotting.attack_grid(cnn, test, attack="deepfool", norm="l2", n=cfg.n_show, steps=cfg.deepfool_steps)
+fig = plotting.attack_grid(plan.result("grid deepfool", device), grid_set, n=cfg.n_show)
 
 # %% tags=["remove-input"]
-fig = plotting.attack_grid(cnn, test, attack="cw", n=cfg.n_show, **cw_params)
+fig = plotting.attack_grid(plan.result("grid cw", device), grid_set, n=cfg.n_show)
 
 # %% [markdown]
 # ## The CIFAR-10 report: VGG under FGSM and PGD
@@ -322,13 +317,10 @@ fig = plotting.attack_grid(cnn, test, attack="cw", n=cfg.n_show, **cw_params)
 # budgets are 8/255 ≈ 0.0314 and 0.5), with APGD-CE as the strongest check.
 
 # %% tags=["remove-input"]
-cifar_models, cifar_info = load_models(models.cifar_configs(cfg), device=device)
-vgg = cifar_models[cfg.cifar_model]
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
 glue("cifar_eps_linf", f"{cfg.cifar_eps_linf:.4g}", display=False)
 glue("cifar_eps_l2", f"{cfg.cifar_eps_l2:.4g}", display=False)
 ctest = plan.evaluations["cifar_fgsm"].data.load(device)
-linf8 = ThreatModel("linf", cfg.cifar_eps_linf)
 cifar_runs = {label: plan.result(name, device) for label, name in [
     ("FGSM L∞", "cifar_fgsm"), ("PGD L∞", "cifar_pgd_linf"), ("PGD L2", "cifar_pgd_l2"), ("APGD-CE L∞", "cifar_apgd")]}
 cifar_table = pd.concat(
@@ -352,4 +344,5 @@ fig = plotting.accuracy_panels(accuracy(cifar_curves, by=["norm", "attack", "eps
                                title=f"{cfg.cifar_model} on CIFAR-10 (n = {len(ctest)})")
 
 # %% tags=["remove-input"]
-fig = plotting.attack_grid(vgg, ctest, attack="pgd", threat=linf8, n=cfg.n_show, seed=cfg.seed, **pgd_params)
+fig = plotting.attack_grid(plan.result("cifar grid pgd", device), plan.evaluations["cifar grid pgd"].data.load(device),
+                          n=cfg.n_show)

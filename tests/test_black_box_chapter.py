@@ -113,7 +113,10 @@ def test_query_and_pixel_figures(mnist_model, small):
     curve = accuracy_by_queries(rows.assign(attack="Square"), query_grid(30), by="attack")
     fig = plotting.accuracy_vs_queries(curve, yardsticks={"white-box": accuracy(rows).iloc[0]})
     assert fig.axes[0].get_xscale() == "log" and "queries" in fig.axes[0].get_xlabel()
-    fig = plotting.pixel_attack_grid(mnist_model, small, pixels=[1, 2], n=3, seed=0, population=8, generations=2)
+    runs = {f"{k} pixels": evaluate_attack(mnist_model, small, attack="onepixel", pixels=k, output="probs",
+                                           population=8, generations=2, seed=0, keep_inputs=3, progress=False)
+            for k in (1, 2)}
+    fig = plotting.pixel_attack_grid(runs, small, n=3)
     assert len(fig.axes) == 9
     # the circles sit on the changed pixels: at most k per image in row k
     circles = [len(ax.collections[0].get_offsets()) for ax in fig.axes]

@@ -239,3 +239,110 @@ def test_precompute_reports_what_it_did(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "retraining", "recomputing": their own tests check them
         assert list(plan.precompute(progress=False).was) == ["computed", "computed"]
+
+
+# -- model recipes, sub-subsets, whole-table inputs, kept inputs ------------------------------------
+def test_model_spec_wraps_the_trained_model_and_keys_its_wrappers(tmp_path, monkeypatch, mnist_model):
+    from advlab.defenses import EOT, BitDepthReduction, GaussianNoise
+    from advlab.evaluate import evaluate_attack
+    from advlab.results import ModelSpec
+
+    squeezed = ModelSpec(MODEL, [["bits", {"bits": 2}]])
+    assert squeezed.key != ModelSpec(MODEL, [["bits", {"bits": 3}]]).key != MODEL.key
+    assert isinstance(squeezed.build(mnist_model), BitDepthReduction)
+    eot = ModelSpec(MODEL, [["noise", {"sigma": 0.1}], ["eot", {"draws": 3}]]).build(mnist_model)
+    assert isinstance(eot, EOT) and isinstance(eot.model, GaussianNoise)
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = Evaluation("attack", {"squeezed": squeezed}, DataSpec("mnist", n=20, seed=3),
+                    {"attack": "pgd", "threat": ["linf", 0.1], "steps": 3}, seed=5, block=32)
+    table = load_or_evaluate(ev, progress=False)
+    data = ev.data.load()
+    direct = evaluate_attack(BitDepthReduction(mnist_model, bits=2), data, attack="pgd",
+                             threat=results.threat_of(["linf", 0.1]), steps=3, seed=block_seed(5, 0), progress=False)
+    assert table.robust.tolist() == direct.robust.tolist() and table.linf.tolist() == direct.linf.tolist()
+    plan = Plan(evaluations={"squeezed": ev})
+    assert list(plan.all_trainings().values()) == [MODEL]  # the recipe's training is planned
+
+
+def test_bad_model_specs():
+    from advlab.results import ModelSpec
+
+    with pytest.raises(InputError, match="unknown model wrapper .bit."):
+        ModelSpec(MODEL, [["bit", {"bits": 2}]])
+    with pytest.raises(InputError, match="wrapper 'eot'"):
+        ModelSpec(MODEL, [["eot", {"samples": 2}]])
+    with pytest.raises(InputError, match="JSON"):
+        ModelSpec(MODEL, [["noise", {"sigma": object()}]])
+    with pytest.raises(InputError, match="TrainConfig"):
+        ModelSpec("small_cnn")
+    with pytest.raises(InputError, match="trained on its dataset"):
+        Evaluation("clean", {"cnn": MODEL}, DataSpec("cifar10", n=10))
+
+
+def test_random_wrappers_draw_from_the_block_stream(tmp_path, monkeypatch, mnist_model):
+    """A noisy model's table does not depend on which blocks one process computed before."""
+    from advlab.results import ModelSpec
+
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = Evaluation("clean", {"noisy": ModelSpec(MODEL, [["noise", {"sigma": 0.5}]])}, DataSpec("mnist", n=40, seed=3),
+                    seed=1, block=16)
+    data, models = ev.data.load(), results._models(ev, "cpu", False)
+    blocks = list(enumerate(ev.blocks(len(data))))
+    forward = [results._run_block(ev, models, data, b, rows) for b, rows in blocks]
+    backward = [results._run_block(ev, models, data, b, rows) for b, rows in reversed(blocks)][::-1]
+    for a, b in zip(forward, backward):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_sub_subset_is_drawn_from_the_subset():
+    spec = DataSpec("mnist", n=60, seed=2)
+    sub = spec.within(12).load()
+    assert len(sub) == 12 and set(sub.indices.tolist()) <= set(spec.load().indices.tolist())
+    assert torch.equal(sub.indices, spec.load().subset(12, seed=2, stratified=True).indices)
+    with pytest.raises(InputError, match="cannot exceed n"):
+        DataSpec("mnist", n=10, sub=20)
+
+
+def test_matched_sweep_attacks_at_the_noise_medians(tmp_path, monkeypatch, mnist_model):
+    from advlab.evaluate import noise_summary
+
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    data = DataSpec("mnist", n=24, seed=3)
+    noise = Evaluation("noise", {"cnn": MODEL}, data, {"sigmas": [0.1, 0.3], "draws": 2}, block=10)
+    ev = Evaluation("matched_sweep", {"cnn": MODEL}, data,
+                    {"attacks": {"pgd": {"steps": 2}}, "norm": "l2", "eps_grid": [0.5]}, block=10,
+                    inputs={"noise": noise})
+    table = load_or_evaluate(ev, progress=False)
+    medians = noise_summary(load_or_evaluate(noise, progress=False)).median_l2
+    assert set(table.eps) == {0.5, *medians} and len(table) == 24 * 3
+    with pytest.raises(InputError, match="same examples"):
+        Evaluation("matched_sweep", {"cnn": MODEL}, DataSpec("mnist", n=30, seed=3),
+                   {"attacks": {"pgd": {}}, "norm": "l2", "eps_grid": [0.5]}, inputs={"noise": noise})
+
+
+def test_kept_adversarial_inputs_are_rebuilt_exactly(mnist_model):
+    from advlab.attacks import run_attack
+    from advlab.evaluate import adversarial_inputs, evaluate_attack
+    from advlab.models import predict
+    from advlab.threat import ThreatModel
+
+    data = DataSpec("mnist", n=30, seed=4).load()
+    threat = ThreatModel("linf", 0.15)
+    rows = evaluate_attack(mnist_model, data, attack="pgd", threat=threat, steps=5, seed=1, keep_inputs=4,
+                           batch_size=8, progress=False)
+    x_adv, kept = adversarial_inputs(rows, data)
+    assert len(kept) == 4 and kept.clean_correct.all()
+    assert rows.changed.notna().sum() == 4 and rows.changed.notna().idxmax() == rows.clean_correct.idxmax()
+    assert predict(mnist_model, x_adv).tolist() == kept.adv_pred.tolist()
+    pos = [data.indices.tolist().index(e) for e in kept.example]
+    assert threat.contains(data.images()[pos], x_adv).all()
+    # the same attack's own output, byte for byte (same generator stream: the first batch)
+    first = data.take(torch.arange(8))
+    res = run_attack("pgd", mnist_model, first.images(), first.y, threat=threat, steps=5,
+                     generator=torch.Generator().manual_seed(1))
+    in_first = [p for p in pos if p < 8]
+    assert torch.equal(x_adv[:len(in_first)], res.x_adv[in_first])
+    with pytest.raises(InputError, match="keep_inputs"):
+        evaluate_attack(mnist_model, data, attack="fgsm", threat=threat, keep_inputs=-1)
+    with pytest.raises(InputError, match="kept no adversarial inputs"):
+        adversarial_inputs(rows.drop(columns="changed"), data)

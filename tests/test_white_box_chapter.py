@@ -1,13 +1,14 @@
-"""The white-box chapter's compositions (FGSM budget search, ρ_adv table) and the evaluation
-helpers it uses (transfer matrix, minimal norms and their summary)."""
+"""The white-box chapter's evaluations (FGSM budget search, ρ_adv table, transfer matrix, minimal
+norms and their summary)."""
 import pandas as pd
 import pytest
 import torch
 
 from advlab import ThreatModel
 from advlab.attacks import fgsm
-from advlab.chapters.white_box import curve_grid, fgsm_eps_for_rate, rho_adv_table
-from advlab.evaluate import evaluate_attack, format_columns, minimal_norms, norm_summary, transfer_matrix
+from advlab.chapters.white_box import curve_grid
+from advlab.evaluate import (evaluate_attack, fgsm_eps_for_rate, format_columns, minimal_norms, norm_summary,
+                             rho_adv_rows, rho_adv_summary, transfer_matrix)
 from advlab.models import predict
 
 
@@ -32,6 +33,10 @@ def test_fgsm_budget_search_finds_the_smallest_sufficient_eps(mnist_model, small
                            .sum())
     assert fooled(eps) >= 54  # 90% of 60
     assert fooled(eps - 1.0 / 2 ** 14) < 54  # the lower end of the final bisection bracket
+
+
+def rho_adv_table(models, small):
+    return rho_adv_summary(rho_adv_rows(models, small))
 
 
 def test_rho_adv_deepfool_is_smaller_than_fgsm(models, small):

@@ -77,32 +77,21 @@ def example_grid(x: torch.Tensor, x_adv: torch.Tensor, *, clean_pred, adv_pred, 
     return fig
 
 
-def attack_grid(model, data, *, attack: str, threat=None, n: int = 8, seed: int | None = None,
-                generator=None, title: str | None = None, **params):
-    """Attack the first ``n`` examples of ``data`` and draw :func:`example_grid`.
+def attack_grid(rows: pd.DataFrame, data, *, n: int = 8, title: str | None = None):
+    """:func:`example_grid` of the first ``n`` adversarial inputs an attack's rows kept
+    (:func:`~advlab.evaluate.evaluate_attack` with ``keep_inputs``), rebuilt from ``data``'s clean
+    images; the perturbation row is measured in the norm of the rows' threat model (draws only)."""
+    from .evaluate import adversarial_inputs
 
-    ``threat`` bounds the attack (required by bounded attacks, optional for minimum-norm ones,
-    which take their ``norm`` among ``params``); the perturbation row is measured in the norm
-    the attack works in. Random starts come from ``generator`` or a generator seeded with ``seed``.
-    """
-    from . import seeded_generator
-    from .attacks import get_attack, run_attack
-    from .evaluate import check_adversarial
-    from .models import predict
-
-    if seed is not None:
-        generator = seeded_generator(seed, data.x.device)
-    x, y = data.images()[:n], data.y[:n]
-    kwargs = dict(params, generator=generator)
-    if threat is not None:
-        kwargs["threat"] = threat
-    res = run_attack(attack, model, x, y, **kwargs)
-    check_adversarial(x, res.x_adv, threat)
-    norm = get_attack(attack).norm_for(threat, params)
-    return example_grid(x, res.x_adv, clean_pred=predict(model, x).tolist(), adv_pred=res.pred.tolist(),
-                        labels=y.tolist(), classes=data.classes, norm=norm,
-                        title=title or (f"{attack}, {threat}" if threat
-                                        else f"{attack} (minimum {NORM_LABEL[norm]} norm)"))
+    x_adv, kept = adversarial_inputs(rows, data)
+    x_adv, kept = x_adv[:n], kept.iloc[:n]
+    where = {int(e): i for i, e in enumerate(data.indices.tolist())}
+    x = data.images()[[where[int(e)] for e in kept.example]]
+    attack, norm, eps = kept.attack.iloc[0], kept.norm.iloc[0], kept.eps.iloc[0]
+    threat = f"{NORM_LABEL[norm]} ε = {eps:.4g}" if eps == eps else f"minimum {NORM_LABEL[norm]} norm"
+    return example_grid(x, x_adv, clean_pred=kept.clean_pred.tolist(), adv_pred=kept.adv_pred.tolist(),
+                        labels=kept.label.tolist(), classes=data.classes, norm=norm,
+                        title=title or f"{attack}, {threat}")
 
 
 # Widest figure, in inches: the book's column at 1280 pixels shows about this much at a legible scale
@@ -270,7 +259,7 @@ def pixel_attack_grid(runs: dict, data, *, n: int = 6, title: str | None = None)
         raise ValueError("the runs kept no common example to draw")
     advs, x, head = {}, None, None
     for label, (x_adv, kept) in rebuilt.items():
-        pos = kept.reset_index().set_index("example").loc[show, "index"].to_numpy()
+        pos = kept.reset_index().set_index("example").loc[show, "index"].tolist()
         advs[label] = (x_adv[pos], kept.adv_pred.to_numpy()[pos].tolist())
         head = kept.iloc[pos]
     where = {int(e): i for i, e in enumerate(data.indices.tolist())}

@@ -497,6 +497,13 @@ def _matched_sweep(models, data, *, seed, batch_size, inputs, attacks, norm, eps
                  progress=False)
 
 
+@register("rho_adv", "the DeepFool paper's ρ_adv rows, DeepFool against FGSM at the ε that fools `fgsm_rate` "
+                     "(evaluate.rho_adv_rows; one block: declare block ≥ the subset); params: deepfool, fgsm_rate")
+def _rho_adv(models, data, *, seed, batch_size, deepfool, fgsm_rate):
+    from .evaluate import rho_adv_rows
+    return rho_adv_rows(models, data, deepfool_params=deepfool, fgsm_rate=fgsm_rate)
+
+
 @register("minimal_norms", "minimum-norm attacks (evaluate.minimal_norms); params: attacks {label: [name, params]}")
 def _minimal(models, data, *, seed, batch_size, attacks):
     from .evaluate import minimal_norms
@@ -600,6 +607,14 @@ class Plan:
     def result(self, name: str, device=None, progress: bool = True) -> pd.DataFrame:
         check_choice(name, self.evaluations, "planned evaluation")
         return load_or_evaluate(self.evaluations[name], device=device, progress=progress)
+
+    def model_table(self, names) -> pd.DataFrame:
+        """The planned trainings ``names``: architecture, data, epochs and parameter count, one row
+        each (read from the checkpoint cache; under ``ADVLAB_CACHED_ONLY=1`` a missing one is an error)."""
+        from .training import load_models
+        for name in names:
+            check_choice(name, self.trainings, "planned training")
+        return load_models({n: self.trainings[n] for n in names}, progress=False)[1]
 
     def all_trainings(self) -> dict[str, TrainConfig]:
         """Every training, those the evaluations use included (by key: each model once)."""

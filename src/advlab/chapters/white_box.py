@@ -4,18 +4,8 @@ Its models (the plan of trainings) are shared with later chapters: :mod:`advlab.
 """
 from __future__ import annotations
 
-import math
-
-import pandas as pd
-
-from ..attacks import fgsm, run_attack
 from ..config import Chapter, Config, Param, Relation
-from ..data import Dataset
-from ..evaluate import check_adversarial
-from ..models import predict
 from ..results import DataSpec, Evaluation, Plan
-from ..threat import L2, ThreatModel
-from ..timing import Stopwatch
 from . import models
 
 _LINF_8 = 8 / 255
@@ -95,6 +85,8 @@ def plan(cfg: Config) -> Plan:
     minimal = DataSpec(cfg.dataset, n=cfg.n_minimal, seed=cfg.seed)
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
     pgd = {"steps": cfg.pgd_steps}
+    cnn = {"small_cnn": mnist["small_cnn"]}
+    grid = test.within(min(cfg.n_test, 2 * cfg.n_show))  # enough for n_show correctly classified ones
     linf8, l2 = ["linf", cfg.cifar_eps_linf], ["l2", cfg.cifar_eps_l2]
 
     def ev(kind, models_, data, **params):
@@ -118,60 +110,20 @@ def plan(cfg: Config) -> Plan:
         "cifar_apgd": ev("attack", vgg, ctest, attack="apgd", threat=linf8, steps=cfg.apgd_steps),
         "cifar_curves_linf": ev("sweep", vgg, ctest, attacks=attacks, norm="linf", eps_grid=cfg.cifar_linf_grid),
         "cifar_curves_l2": ev("sweep", vgg, ctest, attacks=attacks, norm="l2", eps_grid=cfg.cifar_l2_grid),
+        # the DeepFool paper's Table 1: FGSM's ε is a statistic of the whole subset, so one block
+        "rho_adv": Evaluation("rho_adv", mnist, minimal, {"deepfool": {"steps": cfg.deepfool_steps},
+                                                          "fgsm_rate": cfg.fgsm_fool_rate},
+                              seed=cfg.seed, block=cfg.n_minimal),
+        # the example grids: each attack's first correctly classified examples, kept as images
+        **{f"grid {name}": ev("attack", cnn, grid, attack=name, keep_inputs=cfg.n_show, **params)
+           for name, params in grid_attacks(cfg).items()},
+        "cifar grid pgd": ev("attack", vgg, ctest.within(min(cfg.cifar_n_test, 2 * cfg.n_show)), attack="pgd",
+                             threat=linf8, keep_inputs=cfg.n_show, **pgd),
     })
 
 
-# -- the DeepFool paper's Table 1 --------------------------------------------------------------
-def fgsm_eps_for_rate(model, x, y, rate: float = 0.9, norm: str = "linf", hi: float = 1.0,
-                      iterations: int = 14) -> float:
-    """Smallest FGSM budget (bisection) that fools at least ``rate`` of the batch.
-
-    This is how the DeepFool paper makes FGSM comparable to a minimum-norm attack: the budget is
-    set so that FGSM fools 90% of the data. Returns ``hi`` if even that budget falls short.
-    FGSM's fooling rate need not grow with ε; the result is the upper end of the final bisection
-    bracket, whose lower end (2^-iterations below) fools fewer than ``rate``.
-    """
-    needed = math.ceil(rate * len(y) - 1e-9)  # count, not a float32 mean: 54/60 must reach 0.9
-
-    def enough(eps):
-        return int(fgsm(model, x, y, threat=ThreatModel(norm, eps)).success.sum()) >= needed
-
-    if not enough(hi):
-        return hi
-    lo = 0.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
-    return hi
-
-
-def rho_adv_table(models: dict, data: Dataset, *, deepfool_params: dict | None = None,
-                  fgsm_rate: float = 0.9) -> pd.DataFrame:
-    """The DeepFool paper's Table 1: ρ_adv = mean ‖r‖₂/‖x‖₂ and time per example, DeepFool vs FGSM.
-
-    Both attacks run on the examples each model classifies correctly, and ρ_adv is averaged over
-    those the attack fools (the rule of :func:`advlab.evaluate.norm_summary`). FGSM's budget is the
-    smallest L∞ ε that fools ``fgsm_rate`` of them (bisection, its cost not counted in the time).
-    Columns (fractions; times in milliseconds per example): ``n``, ``test_error``, ``rho_deepfool``,
-    ``deepfool_success``, ``deepfool_ms``, ``rho_fgsm``, ``fgsm_eps``, ``fgsm_fooled``, ``fgsm_ms``.
-    """
-    x, y = data.images(), data.y
-    rows = []
-    for name, model in models.items():
-        correct = predict(model, x) == y
-        xc, yc = x[correct], y[correct]
-        xnorm = L2.norm(xc)
-        with Stopwatch(x.device) as t_df:
-            df = run_attack("deepfool", model, xc, yc, **(deepfool_params or {}))
-        check_adversarial(xc, df.x_adv)
-        eps = fgsm_eps_for_rate(model, xc, yc, fgsm_rate)
-        with Stopwatch(x.device) as t_fg:
-            fg = fgsm(model, xc, yc, threat=ThreatModel("linf", eps))
-        rows.append({
-            "model": name, "n": len(yc), "test_error": 1 - correct.float().mean().item(),
-            "rho_deepfool": (L2.norm(df.x_adv - xc) / xnorm)[df.success].mean().item(),
-            "deepfool_success": df.success.float().mean().item(), "deepfool_ms": 1e3 * t_df.seconds / len(yc),
-            "rho_fgsm": (L2.norm(fg.x_adv - xc) / xnorm)[fg.success].mean().item(), "fgsm_eps": eps,
-            "fgsm_fooled": fg.success.float().mean().item(), "fgsm_ms": 1e3 * t_fg.seconds / len(yc),
-        })
-    return pd.DataFrame(rows).set_index("model")
+def grid_attacks(cfg: Config) -> dict[str, dict]:
+    """The attacks of the example grids on the small CNN: name -> parameters (threat included)."""
+    linf = ["linf", cfg.eps]
+    return {"fgsm": {"threat": linf}, "pgd": {"threat": linf, "steps": cfg.pgd_steps},
+            "deepfool": {"norm": "l2", "steps": cfg.deepfool_steps}, "cw": cw_params(cfg)}

@@ -1,6 +1,7 @@
 """Per-example rows: one row per (attack, example), from which every table and curve is aggregated."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..data import Dataset, to_float
 from ..errors import BudgetError, InputError
 from ..models import predict
 from ..progress import bar
-from ..threat import ATOL, ThreatModel, in_pixel_box, perturbation_norms
+from ..threat import ATOL, L2, ThreatModel, in_pixel_box, perturbation_norms
 from ..timing import Stopwatch
 from .stats import transfer_table
 
@@ -347,6 +348,67 @@ def minimal_norms(models: Mapping, data: Dataset, attacks: Mapping[str, tuple[st
                 "l2": sizes["l2"].cpu().numpy(), "linf": sizes["linf"].cpu().numpy(),
                 "seconds": sw.seconds / len(x),
             }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fgsm_eps_for_rate(model, x, y, rate: float = 0.9, norm: str = "linf", hi: float = 1.0,
+                      iterations: int = 14) -> float:
+    """Smallest FGSM budget (bisection) that fools at least ``rate`` of the batch.
+
+    This is how the DeepFool paper makes FGSM comparable to a minimum-norm attack: the budget is
+    set so that FGSM fools 90% of the data. Returns ``hi`` if even that budget falls short.
+    FGSM's fooling rate need not grow with ε; the result is the upper end of the final bisection
+    bracket, whose lower end (2^-iterations below) fools fewer than ``rate``.
+    """
+    needed = math.ceil(rate * len(y) - 1e-9)  # count, not a float32 mean: 54/60 must reach 0.9
+
+    def enough(eps):
+        return int(run_attack("fgsm", model, x, y, threat=ThreatModel(norm, eps)).success.sum()) >= needed
+
+    if not enough(hi):
+        return hi
+    lo = 0.0
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi
+
+
+def rho_adv_rows(models: Mapping, data: Dataset, *, deepfool_params: dict | None = None,
+                 fgsm_rate: float = 0.9) -> pd.DataFrame:
+    """The DeepFool paper's Table 1 per example: ‖r‖₂/‖x‖₂ of DeepFool and of FGSM, and their time.
+
+    Both attacks run on the examples each model classifies correctly. FGSM's budget is the smallest
+    L∞ ε that fools ``fgsm_rate`` of *them* (bisection over all of ``data``, its cost not timed):
+    a statistic of the whole set, so an evaluation of this kind must be one block. One row per
+    (model, example): ``correct``, and for the correct ones ``deepfool_rho``, ``deepfool_success``,
+    ``fgsm_rho``, ``fgsm_success``, ``fgsm_eps`` and the per-example seconds of each attack
+    (NaN / False for the others). :func:`~advlab.evaluate.rho_adv_summary` makes the table.
+    """
+    x, y = data.images(), data.y
+    frames = []
+    for name, model in models.items():
+        correct = predict(model, x) == y
+        xc, yc = x[correct], y[correct]
+        xnorm = L2.norm(xc)
+        with Stopwatch(x.device) as t_df:
+            df = run_attack("deepfool", model, xc, yc, **(deepfool_params or {}))
+        check_adversarial(xc, df.x_adv)
+        eps = fgsm_eps_for_rate(model, xc, yc, fgsm_rate)
+        with Stopwatch(x.device) as t_fg:
+            fg = run_attack("fgsm", model, xc, yc, threat=ThreatModel("linf", eps))
+        n, k = len(y), len(yc)
+        cols = {c: np.full(n, np.nan) for c in ("deepfool_rho", "fgsm_rho", "deepfool_seconds", "fgsm_seconds")}
+        flags = {c: np.zeros(n, dtype=bool) for c in ("deepfool_success", "fgsm_success")}
+        at = correct.cpu().numpy()
+        cols["deepfool_rho"][at] = (L2.norm(df.x_adv - xc) / xnorm).cpu().numpy()
+        cols["fgsm_rho"][at] = (L2.norm(fg.x_adv - xc) / xnorm).cpu().numpy()
+        cols["deepfool_seconds"][at] = t_df.seconds / max(k, 1)
+        cols["fgsm_seconds"][at] = t_fg.seconds / max(k, 1)
+        flags["deepfool_success"][at] = df.success.cpu().numpy()
+        flags["fgsm_success"][at] = fg.success.cpu().numpy()
+        frames.append(pd.DataFrame({"model": name, "example": data.indices.cpu().numpy(), "correct": at,
+                                    **cols, **flags, "fgsm_eps": eps}))
     return pd.concat(frames, ignore_index=True)
 
 

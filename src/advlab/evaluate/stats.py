@@ -139,6 +139,21 @@ def query_summary(rows: pd.DataFrame, by=None, confidence: float = 0.95) -> pd.D
     return pd.DataFrame(out)
 
 
+def rho_adv_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """The DeepFool paper's Table 1 from :func:`~advlab.evaluate.rho_adv_rows`, one row per model:
+    ``n`` (correct), ``test_error``, ``rho_deepfool`` (mean ‖r‖₂/‖x‖₂ over the fooled), its
+    ``deepfool_success`` and ``deepfool_ms`` per example, and the same for FGSM at ``fgsm_eps``."""
+    out = []
+    for model, g in rows.groupby("model", sort=False):
+        c = g[g.correct]
+        out.append({"model": model, "n": len(c), "test_error": 1 - len(c) / len(g),
+                    "rho_deepfool": c.deepfool_rho[c.deepfool_success].mean(),
+                    "deepfool_success": c.deepfool_success.mean(), "deepfool_ms": 1e3 * c.deepfool_seconds.mean(),
+                    "rho_fgsm": c.fgsm_rho[c.fgsm_success].mean(), "fgsm_eps": g.fgsm_eps.iloc[0],
+                    "fgsm_fooled": c.fgsm_success.mean(), "fgsm_ms": 1e3 * c.fgsm_seconds.mean()})
+    return pd.DataFrame(out).set_index("model")
+
+
 def noise_summary(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per σ, from :func:`~advlab.evaluate.noise_injection` rows: the mean accuracy over draws with a
     t-interval over examples (draws of one example are not independent), the worst-of-K accuracy
