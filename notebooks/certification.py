@@ -52,7 +52,6 @@ import advlab
 from advlab import plotting
 from advlab.chapters import certification, chapter_config
 from advlab.data import dataset_spec
-from advlab.results import load_or_evaluate
 
 # %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
@@ -103,6 +102,7 @@ batch_size = None
 cfg = chapter_config("certification", globals())
 pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
+plan = certification.plan(cfg)  # every certificate and attack below: from the result cache, or computed here
 dataset_name = dataset_spec(cfg.dataset).title
 glue("dataset", dataset_name, display=False)
 cfg.table()
@@ -152,7 +152,7 @@ fig = plotting.reachable_sets(toy_sets, title="Output set of a random 2-D ReLU n
 # %% tags=["remove-input"]
 sandwich_evals = certification.sandwich_evaluations(cfg)  # cached by `advlab precompute certification`
 cert_test = next(iter(sandwich_evals.values()))["bounds"].data.load(device)
-rows = certification.sandwich_rows({key: {part: load_or_evaluate(ev, device) for part, ev in evs.items()}
+rows = certification.sandwich_rows({key: {part: plan.result(ev, device) for part, ev in evs.items()}
                                     for key, evs in sandwich_evals.items()})
 summary = certification.sandwich_summary(rows)
 sandwich_table = certification.sandwich_table(summary)
@@ -218,8 +218,8 @@ certification.published_comparison(summary)
 
 # %% tags=["remove-input"]
 smooth_evals = certification.smoothing_evaluations(cfg)  # cached by `advlab precompute certification`
-smooth_rows = {key: load_or_evaluate(ev, device) for key, ev in smooth_evals.items()}
-attacked_rows = {key: load_or_evaluate(ev, device) for key, ev in certification.smoothadv_evaluations(cfg).items()}
+smooth_rows = {key: plan.result(ev, device) for key, ev in smooth_evals.items()}
+attacked_rows = {key: plan.result(ev, device) for key, ev in certification.smoothadv_evaluations(cfg).items()}
 curves = pd.concat(
     [certification.certified_curve(r, cfg.radii).assign(dataset=dataset_spec(ds).title, sigma=s, kind="certified")
      for (ds, s), r in smooth_rows.items()]

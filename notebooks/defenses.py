@@ -71,15 +71,10 @@ from myst_nb import glue
 
 import advlab
 from advlab import ThreatModel, plotting
-from advlab.chapters import chapter_config, defenses, white_box
-from advlab.data import dataset_spec, load_dataset
-from advlab.defenses import EOT, BitDepthReduction, Denoised, GaussianNoise
-from advlab.evaluate import (accuracy, display_table, evaluate_attack, gradient_masking_audit, noise_injection,
-                             noise_summary)
+from advlab.chapters import chapter_config, defenses
+from advlab.data import dataset_spec
+from advlab.evaluate import accuracy, display_table, noise_summary, rho_adv_summary
 from advlab import training
-from advlab.results import load_or_evaluate
-from advlab.training import load_or_train
-from advlab.training.denoiser import load_or_train_denoiser
 
 # The catastrophic-overfitting table below reports what these warnings say.
 warnings.filterwarnings("ignore", message="catastrophic overfitting")
@@ -175,15 +170,12 @@ cfg.table()
 # ({glue:text}`ensemble`). The *standard* model is the white-box chapter's.
 
 # %% tags=["remove-input"]
-mnist_cfgs = defenses.mnist_configs(cfg)
-trained = {name: load_or_train(c, device=device) for name, c in mnist_cfgs.items()}
-mnist_models = {name: m for name, (m, _) in trained.items()}
-infos = {f"{dataset_name}: {name}": info for name, (_, info) in trained.items()}
-test = load_dataset(cfg.dataset, "test", device=device).subset(cfg.n_test, seed=cfg.seed, stratified=True)
+trained = plan.records("MNIST")
+infos = {f"{dataset_name}: {name}": info for name, info in trained.items()}
 mnist_rows = plan.result("mnist_robust", device)
 mnist_acc = defenses.summary(mnist_rows, by=["norm", "model"])
 linf_acc, l2_acc, union_acc = (mnist_acc.loc[n] for n in ("linf", "l2", "union"))
-mnist_cost = defenses.training_cost({name: info for name, (_, info) in trained.items()})
+mnist_cost = defenses.training_cost(trained)
 madry = ["standard", "FGSM", "FGSM-RS", "PGD-L∞", "TRADES"]
 linf_label = f"robust, L∞ ε = {cfg.mnist_eps:g} (%)"
 madry_table = pd.DataFrame({
@@ -224,7 +216,7 @@ madry_table
 # and PGD at the same budget are its controls.
 
 # %% tags=["remove-input"]
-co = {name: load_or_train(c, device=device)[1]["metrics"] for name, c in defenses.overfitting_configs(cfg).items()}
+co = {name: info["metrics"] for name, info in plan.records("overfitting").items()}
 glue("monitor", f"{cfg.monitor:,}", display=False)
 glue("co_eps", f"{cfg.co_eps:g}", display=False)
 glue("co_drop", f"{100 * training.CO_DROP:.0f}", display=False)
@@ -279,13 +271,10 @@ mixed_table
 # 0.5), and with the ensemble in the L∞ ball, on {glue:text}`cifar_n_test` test images.
 
 # %% tags=["remove-input"]
-cifar_cfgs = defenses.cifar_configs(cfg)
-ctrained = {name: load_or_train(c, device=device) for name, c in cifar_cfgs.items()}
-cifar_models = {name: m for name, (m, _) in ctrained.items()}
-infos.update({f"CIFAR-10: {name}": info for name, (_, info) in ctrained.items()})
-ctest = load_dataset("cifar10", "test", device=device).subset(cfg.cifar_n_test, seed=cfg.seed, stratified=True)
-report_rows = defenses.report_rows({key: load_or_evaluate(ev, device)
-                                    for key, ev in defenses.report_evaluations(cfg).items()})
+ctrained = plan.records("CIFAR-10")
+infos.update({f"CIFAR-10: {name}": info for name, info in ctrained.items()})
+report_rows = defenses.report_rows({(label, norm, eps): plan.result(f"report {label} {norm} {eps:g}", device)
+                                    for label, norm, eps in defenses.report_evaluations(cfg)})
 cifar_rows = plan.result("cifar_robust", device)
 at_eps = report_rows[((report_rows.norm == "linf") & (report_rows.eps == cfg.cifar_eps))
                      | ((report_rows.norm == "l2") & (report_rows.eps == cfg.cifar_eps_l2))]
@@ -297,8 +286,8 @@ table_1 = pd.DataFrame({
     f"PGD-L2 {cfg.cifar_eps_l2:g} (%)": defenses.cells(report_acc.loc["PGD-L2"], "robust"),
     f"PGD-L∞ {cfg.cifar_eps:g} (%)": defenses.cells(report_acc.loc["PGD-L∞"], "robust"),
     f"ensemble, L∞ {cfg.cifar_eps:g} (%)": defenses.cells(cifar_acc, "robust"),
-}).loc[list(cifar_models)].rename_axis("model")
-cifar_cost = defenses.training_cost({name: info for name, (_, info) in ctrained.items()})
+}).loc[list(ctrained)].rename_axis("model")
+cifar_cost = defenses.training_cost(ctrained)
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
 glue("cifar_scale", f"{cifar_cost.loc['PGD-L∞ trained', 'examples']:,} images for {cfg.cifar_adv_epochs} epochs",
      display=False)
@@ -335,17 +324,15 @@ fig = plotting.accuracy_panels(fig4, panel="label", hue="model",
 # recipe and evaluated by the ensemble in the {glue:text}`cifar_linf`.
 
 # %% tags=["remove-input"]
-cap_cfgs = defenses.capacity_configs(cfg)
-cap_trained = {defenses.capacity_label(a, w): load_or_train(c, device=device) for (a, w), c in cap_cfgs.items()}
-cap_models = {k: m for k, (m, _) in cap_trained.items()}
-infos.update({f"CIFAR-10: {k} PGD-L∞": info for k, (_, info) in cap_trained.items()})
+cap_trained = plan.records("capacity")
+infos.update({f"CIFAR-10: {k} PGD-L∞": info for k, info in cap_trained.items()})
 cap_rows = plan.result("capacity_robust", device)
 cap_acc = defenses.summary(cap_rows)
 cap_table = pd.DataFrame({
-    "parameters": pd.Series({k: sum(p.numel() for p in m.parameters()) for k, m in cap_models.items()}),
+    "parameters": plan.model_table("capacity")["parameters"],
     "clean (%)": defenses.cells(cap_acc, "clean"),
     f"robust, ensemble L∞ {cfg.cifar_eps:g} (%)": defenses.cells(cap_acc, "robust"),
-}).loc[list(cap_models)].rename_axis("VGG × width")
+}).loc[list(cap_trained)].rename_axis("VGG × width")
 glue("most_robust_vgg", cap_acc["robust"].idxmax(), display=False)
 cap_table
 
@@ -365,14 +352,11 @@ cap_table
 # measured on {glue:text}`n_minimal` test digits.
 
 # %% tags=["remove-input"]
-ft_cfgs = defenses.finetune_configs(cfg)
-ft_trained = {k: load_or_train(c, device=device) for k, c in ft_cfgs.items()}
-ft_models = {k: m for k, (m, _) in ft_trained.items()}
-infos.update({f"{dataset_name}: MLP fine-tuned, {k}": info for k, (_, info) in ft_trained.items() if k != "base"})
-minimal_set = test.subset(cfg.n_minimal, seed=cfg.seed, stratified=True)
-rho = white_box.rho_adv_table(ft_models, minimal_set)
+ft_trained = plan.records("fine-tuning")
+infos.update({f"{dataset_name}: MLP fine-tuned, {k}": info for k, info in ft_trained.items() if k != "base"})
+rho = rho_adv_summary(plan.result("finetune rho_adv", device))
 rho["rho_change"] = rho["rho_deepfool"] / rho.loc["base", "rho_deepfool"] - 1
-ft_cost = defenses.training_cost({k: info for k, (_, info) in ft_trained.items()})
+ft_cost = defenses.training_cost(ft_trained)
 glue("finetune_epochs", str(cfg.finetune_epochs), display=False)
 glue("finetune_scale", f"{ft_cost.loc['FGSM', 'examples']:,} training digits", display=False)
 glue("finetune_fgsm_eps", f"{cfg.finetune_fgsm_eps:g}", display=False)
@@ -402,13 +386,11 @@ display_table(rho[["test_error", "rho_deepfool", "rho_change", "deepfool_success
 # prediction averaged the same way.
 
 # %% tags=["remove-input"]
-noise_cfgs = defenses.noise_configs(cfg)
-noise_trained = {s: load_or_train(c, device=device) for s, c in noise_cfgs.items()}
-noise_models = {s: m for s, (m, _) in noise_trained.items()}
-infos.update({f"CIFAR-10: noise σ = {s:g}": info for s, (_, info) in noise_trained.items()})
-ax = plotting.training_curves({f"σ = {s:g}": info["metrics"]["history"] for s, (_, info) in noise_trained.items()},
+noise_trained = plan.records("noise")
+infos.update({f"CIFAR-10: noise {s}": info for s, info in noise_trained.items()})
+ax = plotting.training_curves({s: info["metrics"]["history"] for s, info in noise_trained.items()},
                               legend="training noise σ", title="Training loss of the noise-trained VGGs")
-noise_acc = defenses.noise_accuracy(noise_models, ctest, vote_draws=cfg.vote_draws, seed=cfg.seed)
+noise_acc = defenses.noise_accuracy(plan.result("noise vote", device), cfg.vote_draws)
 ax = plotting.accuracy_vs_eps(noise_acc, hue="prediction", x="sigma",
                               xlabel="noise σ in training and at test time (pixel units)",
                               title="Clean and noisy test accuracy of the randomized VGGs")
@@ -422,14 +404,11 @@ glue("eot_draws", str(cfg.eot_draws), display=False)
 # same recipe trained without noise:
 
 # %% tags=["remove-input"]
-t2_model = noise_models[cfg.table2_sigma]
-randomized = {"one draw, plain attacks": GaussianNoise(t2_model, cfg.table2_sigma, seed=cfg.seed),
-              f"EOT, {cfg.eot_draws} draws": EOT(GaussianNoise(t2_model, cfg.table2_sigma, seed=cfg.seed),
-                                                  cfg.eot_draws)}
-plain_name, eot_name = list(randomized)
-t2_models = {"σ = 0, same recipe (no noise)": noise_models[defenses.NO_NOISE], **randomized}
-t2_rows = defenses.report_attacks(t2_models, ctest, linf_grid=[cfg.cifar_eps], l2_grid=[cfg.cifar_eps_l2],
-                                  batch_size=cfg.batch_size, seed=cfg.seed)
+t2_models = defenses.table2_models(cfg)
+_, plain_name, eot_name = list(t2_models)
+t2_rows = defenses.report_rows({(label, norm, eps): plan.result(f"table2 {label} {norm} {eps:g}", device)
+                                for label, norm, eps in defenses.report_evaluations(
+                                    cfg, t2_models, ([cfg.cifar_eps], [cfg.cifar_eps_l2]))})
 t2_acc = defenses.summary(t2_rows, by=["label", "model"])
 table_2 = pd.DataFrame({
     "clean (%)": defenses.cells(t2_acc.loc["FGSM"], "clean"),
@@ -457,13 +436,9 @@ table_2
 # and the worst of the draws (an attack with that many queries).
 
 # %% tags=["remove-input"]
-every_model = {**{f"{dataset_name}: {k}": (m, test) for k, m in mnist_models.items()},
-               **{f"CIFAR-10: {k}": (m, ctest) for k, m in cifar_models.items()},
-               **{f"CIFAR-10: noise σ = {s:g}": (m, ctest) for s, m in noise_models.items() if s}}
-noise_attack = pd.concat({name: noise_summary(noise_injection(m, d, sigmas=[cfg.attack_noise_sigma],
-                                                              draws=cfg.noise_attack_draws, seed=cfg.seed,
-                                                              progress=False))
-                          for name, (m, d) in every_model.items()}, names=["model"]).reset_index(level=1, drop=True)
+noise_rows = pd.concat([plan.result("noise attack mnist", device), plan.result("noise attack cifar", device)])
+noise_attack = pd.concat({name: noise_summary(g) for name, g in noise_rows.groupby("model", sort=False)},
+                         names=["model"]).reset_index(level=1, drop=True)
 glue("attack_noise_sigma", f"{cfg.attack_noise_sigma:g}", display=False)
 glue("noise_attack_draws", str(cfg.noise_attack_draws), display=False)
 display_table(noise_attack[["mean_accuracy", "mean_low", "mean_high", "worst_accuracy", "worst_low", "worst_high"]],
@@ -483,18 +458,14 @@ display_table(noise_attack[["mean_accuracy", "mean_low", "mean_high", "worst_acc
 # differentiates through denoiser and classifier together.
 
 # %% tags=["remove-input"]
-dn_cfg = defenses.denoiser_config(cfg)
-denoiser, dn_info = load_or_train_denoiser(dn_cfg, device=device)
-pipeline = Denoised(denoiser, cifar_models["base"])
+dn_info, = plan.records("denoiser").values()
 d_threat = ThreatModel("linf", cfg.denoiser_eps)
+dn_fgsm = plan.result("denoiser fgsm", device)
 dn_runs = {
-    "no denoiser, FGSM": evaluate_attack(cifar_models["base"], ctest, attack="fgsm", threat=d_threat),
-    "(a) denoiser, FGSM crafted on the classifier": evaluate_attack(
-        pipeline, ctest, attack="transfer", threat=d_threat, surrogate=cifar_models["base"], source_attack="fgsm",
-        output="logits"),
-    "(b) denoiser, adaptive FGSM": evaluate_attack(pipeline, ctest, attack="fgsm", threat=d_threat),
-    f"(b) denoiser, adaptive APGD-CE ({cfg.apgd_steps} steps)": evaluate_attack(
-        pipeline, ctest, attack="apgd", threat=d_threat, steps=cfg.apgd_steps, seed=cfg.seed),
+    "no denoiser, FGSM": dn_fgsm[dn_fgsm.model == "no denoiser"],
+    "(a) denoiser, FGSM crafted on the classifier": plan.result("denoiser transfer", device),
+    "(b) denoiser, adaptive FGSM": dn_fgsm[dn_fgsm.model == "denoiser"],
+    f"(b) denoiser, adaptive APGD-CE ({cfg.apgd_steps} steps)": plan.result("denoiser apgd", device),
 }
 dn_acc = defenses.summary(pd.concat(dn_runs, names=["evaluation"]).reset_index(level=0), by="evaluation")
 glue("denoiser_arch", f"{cfg.denoiser_depth} hidden layers of {cfg.denoiser_width} channels", display=False)
@@ -523,15 +494,7 @@ pd.DataFrame({"clean (%)": defenses.cells(dn_acc, "clean"), "robust (%)": defens
 
 # %% tags=["remove-input"]
 randomized_name = f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}"
-planted_name = f"planted: {cfg.squeeze_bits}-bit squeezing + base VGG"
-audited = {**{k: (m, d, mnist_linf if k.startswith(dataset_name) else cifar_linf) for k, (m, d) in every_model.items()},
-           randomized_name: (randomized[plain_name], ctest, cifar_linf),
-           "CIFAR-10: DnCNN + base": (pipeline, ctest, cifar_linf),
-           planted_name: (BitDepthReduction(cifar_models["base"], bits=cfg.squeeze_bits), ctest, cifar_linf)}
-audits = {name: gradient_masking_audit(m, d.subset(cfg.audit_n, seed=cfg.seed, stratified=True), t,
-                                       steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws,
-                                       seed=cfg.seed)
-          for name, (m, d, t) in audited.items()}
+audits = pd.concat([plan.result("audit mnist", device), plan.result("audit cifar", device)], ignore_index=True)
 verdicts = defenses.audit_table(audits)
 glue("audit_n", str(cfg.audit_n), display=False)
 glue("audit_failures", ", ".join(verdicts.index[(verdicts == "fail").any(axis=1)]) or "none", display=False)
@@ -542,7 +505,7 @@ verdicts
 # verdict for the Table 2 randomized network:
 
 # %% tags=["remove-input"]
-audits[randomized_name].set_index("check")[["verdict", "evidence"]]
+audits[audits.model == randomized_name].set_index("check")[["verdict", "evidence"]]
 
 # %% [markdown]
 # ## The trade-off at a glance, and what it cost
@@ -571,7 +534,7 @@ display_table(defenses.training_cost(infos),
 
 # %% tags=["remove-input"]
 closing = {**{f"VGG {k}": (cifar_rows[cifar_rows.model == k], f"ensemble, {cifar_linf}",
-                           infos[f"CIFAR-10: {k}"]["metrics"]["train_seconds"]) for k in cifar_models},
+                           infos[f"CIFAR-10: {k}"]["metrics"]["train_seconds"]) for k in ctrained},
            f"randomized VGG, σ = {cfg.table2_sigma:g}": (
                t2_rows[(t2_rows.model == eot_name) & (t2_rows.label == "PGD-L∞")],
                f"EOT-PGD ({cfg.eot_draws} draws), {cifar_linf}",

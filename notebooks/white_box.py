@@ -89,7 +89,7 @@ from myst_nb import glue
 
 import advlab
 from advlab import ThreatModel, plotting
-from advlab.chapters import chapter_config, models, white_box
+from advlab.chapters import chapter_config, white_box
 from advlab.data import dataset_spec
 from advlab.evaluate import (accuracy, accuracy_table, display_table, format_accuracy, norm_summary, rho_adv_summary,
                              transfer_table)
@@ -148,7 +148,7 @@ cfg.table()
 # exact (Clopper-Pearson) 95% intervals.
 
 # %% tags=["remove-input"]
-mnist_info = plan.model_table(models.mnist_configs(cfg))
+mnist_info = plan.model_table(cfg.dataset)
 test = plan.evaluations["clean"].data.load(device)
 clean_acc = accuracy(plan.result("clean", device), "correct", by="model").set_index("model")
 mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc.loc[n]) for n in mnist_info.index]})

@@ -47,6 +47,7 @@ from .progress import bar
 from .threat import ThreatModel
 from .timing import Stopwatch
 from .training import TrainConfig, load_or_train
+from .training.denoiser import DenoiserConfig, load_or_train_denoiser
 
 RESULT_FORMAT = 1
 TIMING = ("seconds",)  # columns that measure wall time: they vary between runs, all else must not
@@ -131,10 +132,13 @@ class ModelSpec:
 
     config: TrainConfig
     wrappers: tuple = ()
+    front: DenoiserConfig | None = None  # a denoiser in front of the model (Denoised), before the wrappers
 
     def __post_init__(self):
         if not isinstance(self.config, TrainConfig):
             raise InputError(f"ModelSpec.config must be a TrainConfig, got {type(self.config).__name__}")
+        if self.front is not None and not isinstance(self.front, DenoiserConfig):
+            raise InputError(f"ModelSpec.front must be a DenoiserConfig, got {type(self.front).__name__}")
         norm = []
         for w in self.wrappers:
             name, params = (w, {}) if isinstance(w, str) else (w[0], dict(w[1]) if len(w) > 1 else {})
@@ -153,13 +157,17 @@ class ModelSpec:
 
     @property
     def key(self) -> str:
-        return config_key({"model": self.config.key, "wrappers": [[n, p] for n, p in self.wrappers]})
+        return config_key({"model": self.config.key, "wrappers": [[n, p] for n, p in self.wrappers],
+                           **({"front": self.front.key} if self.front else {})})
 
-    def build(self, model, check_only: bool = False):
-        """``model`` (the trained network) with the wrappers applied; ``check_only`` validates the
-        wrappers' parameters on a stand-in without building anything that lasts."""
+    def build(self, model, check_only: bool = False, front=None):
+        """``model`` (the trained network) behind the trained denoiser ``front`` if declared, with the
+        wrappers applied; ``check_only`` validates the wrappers' parameters on a stand-in."""
         fns = _wrapper_fns()
         m = torch.nn.Identity() if check_only else model
+        if front is not None:
+            from .defenses import Denoised
+            m = Denoised(front, m)
         for name, params in self.wrappers:
             try:
                 m = fns[name](m, **params)
@@ -359,7 +367,11 @@ def _models(ev: Evaluation, device, progress: bool, root=None) -> dict:
         model, _ = load_or_train(cfg, device=device, cache_root=root, progress=progress)
         if ev.precision == "bf16":
             model = Autocast(model)
-        out[name] = spec.build(model) if isinstance(spec, ModelSpec) else model
+        if isinstance(spec, ModelSpec):
+            front = spec.front and load_or_train_denoiser(spec.front, device=device, cache_root=root,
+                                                          progress=progress)[0]
+            model = spec.build(model, front=front)
+        out[name] = model
     return out
 
 
@@ -504,6 +516,49 @@ def _rho_adv(models, data, *, seed, batch_size, deepfool, fgsm_rate):
     return rho_adv_rows(models, data, deepfool_params=deepfool, fgsm_rate=fgsm_rate)
 
 
+@register("transferred", "an attack crafted on the model `source` and scored on every other model (the transfer "
+                         "attack, evaluate.evaluate_attack); params: source, source_attack, threat, output, "
+                         "source_params")
+def _transferred(models, data, *, seed, batch_size, source, source_attack, threat, output="logits",
+                 source_params=None):
+    from .evaluate import evaluate_attack
+    check_choice(source, models, "source model")
+    targets = {k: m for k, m in models.items() if k != source}
+    return _per_model(targets, lambda m: evaluate_attack(
+        m, data, attack="transfer", threat=threat_of(threat), surrogate=models[source], source_attack=source_attack,
+        source_params=source_params or {}, output=output, batch_size=batch_size, seed=seed, progress=False))
+
+
+@register("noise_vote", "a model behind Gaussian noise of std sigmas[model]: clean, one noisy draw and the majority "
+                        "vote over `draws` draws, per example (defenses.majority_vote); params: sigmas, draws")
+def _noise_vote(models, data, *, seed, batch_size, sigmas, draws):
+    from .defenses import GaussianNoise, majority_vote
+    from .models import predict
+    x, y = data.images(), data.y
+
+    def rows(name):
+        m = models[name]
+        noisy = GaussianNoise(m, sigmas[name], seed=seed)
+        return pd.DataFrame({"example": data.indices.cpu().numpy(), "sigma": float(sigmas[name]),
+                             "clean_correct": (predict(m, x) == y).cpu().numpy(),
+                             "draw_correct": (predict(noisy, x) == y).cpu().numpy(),
+                             "vote_correct": (majority_vote(noisy, x, draws)[0] == y).cpu().numpy()})
+    missing = set(models) - set(sigmas)
+    if missing:
+        raise InputError(f"noise_vote needs a σ for every model; none for {sorted(missing)}")
+    return _per_model({k: k for k in models}, rows)
+
+
+@register("audit", "the gradient-masking audit (evaluate.gradient_masking_audit) of every model: one row per "
+                   "check; the audit's accuracies are over the whole subset, so declare block ≥ the subset; "
+                   "params: threat, steps, queries, draws")
+def _audit(models, data, *, seed, batch_size, threat, steps, queries, draws):
+    from .evaluate import gradient_masking_audit
+    return _per_model(models, lambda m: gradient_masking_audit(m, data, threat_of(threat), steps=steps,
+                                                               queries=queries, draws=draws, seed=seed,
+                                                               batch_size=batch_size))
+
+
 @register("minimal_norms", "minimum-norm attacks (evaluate.minimal_norms); params: attacks {label: [name, params]}")
 def _minimal(models, data, *, seed, batch_size, attacks):
     from .evaluate import minimal_norms
@@ -604,17 +659,47 @@ class Plan:
     trainings: dict[str, TrainConfig] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
 
-    def result(self, name: str, device=None, progress: bool = True) -> pd.DataFrame:
+    def records(self, group: str) -> dict[str, dict]:
+        """The training records (config, metrics, history, time) of the planned trainings and
+        denoisers named ``group + " " + name``, keyed by ``name``: read from the checkpoint cache
+        (under ``ADVLAB_CACHED_ONLY=1`` a missing one is an error)."""
+        return {n: (load_or_train_denoiser if isinstance(c, DenoiserConfig) else load_or_train)(c, progress=False)[1]
+                for n, c in self._group(group).items()}
+
+    def all_denoisers(self) -> dict[str, DenoiserConfig]:
+        """The denoisers the evaluations put in front of their models (by key: each once)."""
+        out = {}
+        for ev in self.evaluations.values():
+            for spec in ev.models.values():
+                if isinstance(spec, ModelSpec) and spec.front is not None:
+                    out.setdefault(spec.front.key, (f"denoiser {spec.front.depth}x{spec.front.width} on "
+                                                    f"{spec.config.model}", spec.front))
+        return dict(out.values())
+
+    def result(self, name: str | Evaluation, device=None, progress: bool = True) -> pd.DataFrame:
+        """The table of the planned evaluation ``name`` (or of ``name`` itself, an Evaluation that
+        must be one of this plan's): from the cache, or computed and stored."""
+        if isinstance(name, Evaluation):
+            if name not in self.evaluations.values():
+                raise InputError(f"this {name.kind} evaluation is not in the plan: declare it in the chapter's plan")
+            return load_or_evaluate(name, device=device, progress=progress)
         check_choice(name, self.evaluations, "planned evaluation")
         return load_or_evaluate(self.evaluations[name], device=device, progress=progress)
 
-    def model_table(self, names) -> pd.DataFrame:
-        """The planned trainings ``names``: architecture, data, epochs and parameter count, one row
-        each (read from the checkpoint cache; under ``ADVLAB_CACHED_ONLY=1`` a missing one is an error)."""
+    def _group(self, group: str) -> dict:
+        out = {full[len(group) + 1:]: cfg for full, cfg in {**self.trainings, **self.all_denoisers()}.items()
+               if full.startswith(group + " ")}
+        if not out:
+            raise InputError(f"no planned training in group {group!r}")
+        return out
+
+    def model_table(self, group: str) -> pd.DataFrame:
+        """The planned trainings named ``group + " " + name``: architecture, data, epochs and
+        parameter count, one row each by ``name`` (read from the checkpoint cache; under
+        ``ADVLAB_CACHED_ONLY=1`` a missing one is an error)."""
         from .training import load_models
-        for name in names:
-            check_choice(name, self.trainings, "planned training")
-        return load_models({n: self.trainings[n] for n in names}, progress=False)[1]
+        return load_models({n: c for n, c in self._group(group).items() if isinstance(c, TrainConfig)},
+                           progress=False)[1]
 
     def all_trainings(self) -> dict[str, TrainConfig]:
         """Every training, those the evaluations use included (by key: each model once)."""
@@ -636,6 +721,8 @@ class Plan:
         verified: a corrupt one is found, reported and replaced when it is read)."""
         rows = [{"item": n, "what": f"train {c.model} ({c.method}) on {c.dataset}",
                  "cached": c.checkpoint_path(root).exists()} for n, c in self.all_trainings().items()]
+        rows += [{"item": n, "what": f"train a {c.depth}-layer DnCNN on {c.classifier.model}'s {c.attack}",
+                  "cached": c.checkpoint_path(root).exists()} for n, c in self.all_denoisers().items()]
         rows += [{"item": n, "what": f"{ev.kind} on {ev.data.dataset} ({len(ev.models)} model(s))",
                   "cached": ev.path(root).exists()} for n, ev in self.evaluations.items()]
         return pd.DataFrame(rows)
@@ -646,12 +733,17 @@ class Plan:
         a corrupt or foreign one replaced included), and the wall time spent on it."""
         table = self.status()
         paths = [c.checkpoint_path() for c in self.all_trainings().values()] + \
+                [c.checkpoint_path() for c in self.all_denoisers().values()] + \
                 [ev.path() for ev in self.evaluations.values()]
         before = [_stamp(p) for p in paths]
         seconds = []
         for cfg in self.all_trainings().values():
             with Stopwatch(device or "cpu") as sw:
                 load_or_train(cfg, device=device, progress=progress)
+            seconds.append(sw.seconds)
+        for cfg in self.all_denoisers().values():
+            with Stopwatch(device or "cpu") as sw:
+                load_or_train_denoiser(cfg, device=device, progress=progress)
             seconds.append(sw.seconds)
         for ev in self.evaluations.values():
             with Stopwatch(device or "cpu") as sw:

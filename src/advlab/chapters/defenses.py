@@ -11,13 +11,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import ALL, Chapter, Config, Param, Relation
-from ..data import Dataset
-from ..defenses import GaussianNoise, majority_vote
-from ..evaluate import accuracy, clopper_pearson, evaluate_attack, interval
-from ..models import predict
-from ..progress import bar
-from ..results import DataSpec, Evaluation, Plan
-from ..threat import ThreatModel
+from ..data import dataset_spec
+from ..evaluate import accuracy, clopper_pearson, interval
+from ..results import DataSpec, Evaluation, ModelSpec, Plan
 from ..training import TrainConfig
 from ..training.denoiser import DenoiserConfig
 from . import models
@@ -260,29 +256,49 @@ def report_runs(linf_grid, l2_grid) -> list[tuple[str, str, str, float, dict]]:
     return runs
 
 
-def report_attacks(models_: dict, data: Dataset, *, linf_grid, l2_grid, batch_size: int = 256, seed: int = 0,
-                   progress: bool = True) -> pd.DataFrame:
-    """:func:`report_runs` on any models (wrapped ones too). Per-example rows of every (model,
-    attack, ε) with ``model`` and ``label`` (the attack's) columns; ε = 0 gives the clean accuracy."""
-    frames = []
-    for name, model in bar(models_.items(), desc="report's attacks", enabled=progress):
-        for label, attack, norm, eps, params in report_runs(linf_grid, l2_grid):
-            rows = evaluate_attack(model, data, attack=attack, threat=ThreatModel(norm, eps), batch_size=batch_size,
-                                   seed=seed, progress=False, **params)
-            frames.append(rows.assign(model=name, label=label))
-    return pd.concat(frames, ignore_index=True)
-
-
-def report_evaluations(cfg: Config) -> dict[tuple[str, str, float], Evaluation]:
-    """(label, norm, ε) -> the report's attack on the CIFAR-10 models (planned, cached), over the
-    Figure 4 grids and the headline budgets of Table 1 (``cifar_eps``, ``cifar_eps_l2``) whatever
-    the grids hold."""
+def report_evaluations(cfg: Config, models_: dict | None = None,
+                       grids=None) -> dict[tuple[str, str, float], Evaluation]:
+    """(label, norm, ε) -> the report's attack on ``models_`` (default: the CIFAR-10 models of
+    Table 1; wrapped ones too, as :class:`~advlab.results.ModelSpec`), over ``grids`` = (L∞ grid,
+    L2 grid); by default the Figure 4 grids and the headline budgets of Table 1 (``cifar_eps``,
+    ``cifar_eps_l2``) whatever the grids hold."""
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
-    linf, l2 = sorted({*cfg.eps_grid, cfg.cifar_eps}), sorted({*cfg.l2_grid, cfg.cifar_eps_l2})
-    return {(label, norm, eps): Evaluation("attack", cifar_configs(cfg), ctest,
+    linf, l2 = grids or (sorted({*cfg.eps_grid, cfg.cifar_eps}), sorted({*cfg.l2_grid, cfg.cifar_eps_l2}))
+    return {(label, norm, eps): Evaluation("attack", models_ or cifar_configs(cfg), ctest,
                                            {"attack": attack, "threat": [norm, eps], **params}, seed=cfg.seed,
                                            block=cfg.batch_size)
             for label, attack, norm, eps, params in report_runs(linf, l2)}
+
+
+def table2_models(cfg: Config) -> dict:
+    """Table 2's models: the noise-free control of the same recipe, and the VGG trained with noise
+    ``table2_sigma`` behind that noise at test time, attacked on single draws and with EOT."""
+    noise = noise_configs(cfg)
+    draw, eot = ["noise", {"sigma": cfg.table2_sigma}], ["eot", {"draws": cfg.eot_draws}]
+    return {"σ = 0, same recipe (no noise)": noise[NO_NOISE],
+            "one draw, plain attacks": ModelSpec(noise[cfg.table2_sigma], [draw]),
+            f"EOT, {cfg.eot_draws} draws": ModelSpec(noise[cfg.table2_sigma], [draw, eot])}
+
+
+def denoiser_models(cfg: Config) -> dict:
+    """The denoiser section's models: the base VGG alone and behind the DnCNN."""
+    base = cifar_configs(cfg)["base"]
+    return {"no denoiser": base, "denoiser": ModelSpec(base, front=denoiser_config(cfg))}
+
+
+def audit_models(cfg: Config) -> tuple[dict, dict]:
+    """The audited models, (MNIST-scale, CIFAR-10), by display name: every trained model, the
+    randomized network, the denoised pipeline and a planted masked model (bit-depth reduction)."""
+    name = dataset_spec(cfg.dataset).title
+    cifar = cifar_configs(cfg)
+    mnist = {f"{name}: {k}": c for k, c in mnist_configs(cfg).items()}
+    cifar10 = {**{f"CIFAR-10: {k}": c for k, c in cifar.items()},
+               **{f"CIFAR-10: noise σ = {s:g}": c for s, c in noise_configs(cfg).items() if s},
+               f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}": table2_models(cfg)["one draw, plain attacks"],
+               "CIFAR-10: DnCNN + base": denoiser_models(cfg)["denoiser"],
+               f"planted: {cfg.squeeze_bits}-bit squeezing + base VGG": ModelSpec(
+                   cifar["base"], [["bits", {"bits": cfg.squeeze_bits}]])}
+    return mnist, cifar10
 
 
 def report_rows(tables: dict) -> pd.DataFrame:
@@ -331,25 +347,23 @@ def denoiser_config(cfg: Config):
                           train_subset=cfg.denoiser_subset, seed=cfg.seed)
 
 
-def noise_accuracy(models_: dict, data: Dataset, *, vote_draws: int, seed: int = 0) -> pd.DataFrame:
-    """Clean accuracy, one noisy draw, and the majority vote over ``vote_draws`` draws of every
-    model behind Gaussian noise of its own σ (``models_`` maps σ to the model), with intervals."""
-    x, y = data.images(), data.y
-    rows = []
-    for s, model in models_.items():
-        noisy = GaussianNoise(model, s, seed=seed)
-        preds = {"clean": predict(model, x), "one noisy draw": predict(noisy, x),
-                 f"vote of {vote_draws} draws": majority_vote(noisy, x, vote_draws)[0]}
-        for what, p in preds.items():
-            k = int((p == y).sum())
-            lo, hi = clopper_pearson(k, len(y))
-            rows.append({"sigma": s, "prediction": what, "accuracy": k / len(y), "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows)
+def noise_accuracy(rows: pd.DataFrame, vote_draws: int) -> pd.DataFrame:
+    """Clean accuracy, one noisy draw and the majority vote of every randomized network, with
+    intervals, from the rows of the ``noise_vote`` evaluation."""
+    out = []
+    for sigma, g in rows.groupby("sigma", sort=True):
+        for what, col in (("clean", "clean_correct"), ("one noisy draw", "draw_correct"),
+                          (f"vote of {vote_draws} draws", "vote_correct")):
+            k = int(g[col].sum())
+            lo, hi = clopper_pearson(k, len(g))
+            out.append({"sigma": sigma, "prediction": what, "accuracy": k / len(g), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(out)
 
 
-def audit_table(audits: dict) -> pd.DataFrame:
-    """One row per model, one column per check, the verdicts of :func:`gradient_masking_audit`."""
-    return pd.DataFrame({name: dict(zip(a.check, a.verdict)) for name, a in audits.items()}).T.rename_axis("model")
+def audit_table(audits: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, one column per check: the verdicts of the audit evaluations' rows."""
+    return audits.pivot(index="model", columns="check", values="verdict").loc[
+        audits.model.unique(), audits.check.unique()].rename_axis(index="model", columns=None)
 
 
 def comparison(entries: dict) -> pd.DataFrame:
@@ -368,32 +382,57 @@ def capacity_label(arch: str, width: float) -> str:
 
 
 def plan(cfg: Config) -> Plan:
-    """The chapter's trainings, its ensemble evaluations and the report's attacks on the CIFAR-10
-    models (what ``advlab precompute`` fills).
-
-    The denoiser (its own training loop) and the small studies that wrap models at evaluation
-    time (randomized networks, the denoised pipeline, the audit) run in the notebook.
-    """
+    """Every number of the chapter: its trainings (classifiers and, through the evaluations, the
+    denoiser), the ensemble evaluations, the report's attacks on the CIFAR-10 models and on the
+    randomized networks (Table 2), noise as an attack, the denoiser's evaluations, the fine-tuned
+    models' ρ_adv and the gradient-masking audit (what ``advlab precompute`` fills)."""
     mnist, cifar = mnist_configs(cfg), cifar_configs(cfg)
     capacity = {capacity_label(a, w): c for (a, w), c in capacity_configs(cfg).items()}
+    noise = noise_configs(cfg)
     trainings = {**{f"MNIST {k}": c for k, c in mnist.items()},
                  **{f"overfitting {k}": c for k, c in overfitting_configs(cfg).items()},
                  **{f"CIFAR-10 {k}": c for k, c in cifar.items()},
                  **{f"capacity {k}": c for k, c in capacity.items()},
                  **{f"fine-tuning {k}": c for k, c in finetune_configs(cfg).items()},
-                 **{f"noise σ = {s:g}": c for s, c in noise_configs(cfg).items()}}
+                 **{f"noise σ = {s:g}": c for s, c in noise.items()}}
     test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
     ensemble = {"steps": cfg.apgd_steps, "queries": cfg.square_queries}
     cifar_linf = [["linf", cfg.cifar_eps]]
+    d_threat = ["linf", cfg.denoiser_eps]
+    denoised = denoiser_models(cfg)
+    audit_mnist, audit_cifar = audit_models(cfg)
 
-    def ev(models_, data, threats):
-        return Evaluation("robust", models_, data, {"threats": threats, **ensemble}, seed=cfg.seed,
-                          block=cfg.batch_size)
+    def ev(kind, models_, data, block=cfg.batch_size, **params):
+        return Evaluation(kind, models_, data, params, seed=cfg.seed, block=block)
 
+    def robust(models_, data, threats):
+        return ev("robust", models_, data, threats=threats, **ensemble)
+
+    def audit(models_, data, threat):
+        return ev("audit", models_, data.within(cfg.audit_n), block=cfg.audit_n, threat=threat,
+                  steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws)
+
+    noise_attack = {"sigmas": [cfg.attack_noise_sigma], "draws": cfg.noise_attack_draws}
     return Plan(trainings=trainings, evaluations={
-        "mnist_robust": ev(mnist, test, [["linf", cfg.mnist_eps], ["l2", cfg.mnist_eps_l2]]),
-        "cifar_robust": ev(cifar, ctest, cifar_linf),
-        "capacity_robust": ev(capacity, ctest, cifar_linf),
+        "mnist_robust": robust(mnist, test, [["linf", cfg.mnist_eps], ["l2", cfg.mnist_eps_l2]]),
+        "cifar_robust": robust(cifar, ctest, cifar_linf),
+        "capacity_robust": robust(capacity, ctest, cifar_linf),
         **{f"report {label} {norm} {eps:g}": e for (label, norm, eps), e in report_evaluations(cfg).items()},
+        "finetune rho_adv": ev("rho_adv", finetune_configs(cfg), test.within(cfg.n_minimal), block=cfg.n_minimal,
+                               deepfool={}, fgsm_rate=0.9),
+        "noise vote": ev("noise_vote", {f"σ = {s:g}": c for s, c in noise.items()}, ctest,
+                         sigmas={f"σ = {s:g}": s for s in noise}, draws=cfg.vote_draws),
+        **{f"table2 {label} {norm} {eps:g}": e for (label, norm, eps), e in report_evaluations(
+            cfg, table2_models(cfg), ([cfg.cifar_eps], [cfg.cifar_eps_l2])).items()},
+        "noise attack mnist": ev("noise", {k: c for k, c in audit_mnist.items()}, test, **noise_attack),
+        "noise attack cifar": ev("noise", {k: c for k, c in audit_cifar.items() if isinstance(c, TrainConfig)},
+                                 ctest, **noise_attack),
+        "denoiser fgsm": ev("attack", denoised, ctest, attack="fgsm", threat=d_threat),
+        "denoiser transfer": ev("transferred", denoised, ctest, source="no denoiser", source_attack="fgsm",
+                                threat=d_threat, output="logits"),
+        "denoiser apgd": ev("attack", {"denoiser": denoised["denoiser"]}, ctest, attack="apgd", threat=d_threat,
+                            steps=cfg.apgd_steps),
+        "audit mnist": audit(audit_mnist, test, ["linf", cfg.mnist_eps]),
+        "audit cifar": audit(audit_cifar, ctest, cifar_linf[0]),
     })

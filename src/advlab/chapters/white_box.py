@@ -93,7 +93,8 @@ def plan(cfg: Config) -> Plan:
         return Evaluation(kind, models_, data, params, seed=cfg.seed, block=cfg.batch_size)
 
     attacks = {"fgsm": {}, "pgd": pgd}
-    return Plan(trainings={**mnist, **cifar}, evaluations={
+    return Plan(trainings={**{f"{cfg.dataset} {k}": c for k, c in mnist.items()},
+                           **{f"cifar10 {k}": c for k, c in cifar.items()}}, evaluations={
         "clean": ev("clean", mnist, test),
         "mlp_fgsm": ev("attack", {"mlp": mnist["mlp"]}, test, attack="fgsm", threat=["linf", cfg.eps]),
         "mlp_deepfool": ev("attack", {"mlp": mnist["mlp"]}, test, attack="deepfool", norm="l2",
@@ -117,7 +118,7 @@ def plan(cfg: Config) -> Plan:
         # the example grids: each attack's first correctly classified examples, kept as images
         **{f"grid {name}": ev("attack", cnn, grid, attack=name, keep_inputs=cfg.n_show, **params)
            for name, params in grid_attacks(cfg).items()},
-        "cifar grid pgd": ev("attack", vgg, ctest.within(min(cfg.cifar_n_test, 2 * cfg.n_show)), attack="pgd",
+        "cifar grid pgd": ev("attack", vgg, ctest.within(min(cfg.cifar_n_test, 4 * cfg.n_show)), attack="pgd",
                              threat=linf8, keep_inputs=cfg.n_show, **pgd),
     })
 

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks import get_attack, run_attack
-from ..cache import atomic_save, cache_root, config_key, load_checkpoint
+from ..cache import atomic_save, cache_root, cached_only, config_key, load_checkpoint
 from ..config import coerce
 from ..data import batches, dataset_spec, load_dataset
 from ..defenses import DnCNN
-from ..errors import CheckpointError, InputError
+from ..distributed import barrier, broadcast_from_main, context
+from ..errors import CacheMiss, CheckpointError, InputError
 from ..progress import bar as progress_bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
@@ -120,26 +121,47 @@ def train_denoiser(config: DenoiserConfig, device=None, progress: bool = True):
                       "train_examples": len(clean), "device": str(device)}
 
 
+def _load_denoiser(config: DenoiserConfig, path: Path, device):
+    """``(denoiser, info)`` from a valid checkpoint, or None (a bad file is reported and removed)."""
+    try:
+        ckpt = load_checkpoint(path, map_location=device)
+        digest = weights_digest(ckpt["state_dict"])
+        if ckpt.get("config") != config.to_dict() or ckpt.get("weights_sha256") != digest:
+            raise CheckpointError(f"checkpoint {path} is for another configuration or fails its digest")
+    except CheckpointError as e:
+        warnings.warn(f"{e}; retraining", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+    model = DnCNN(dataset_spec(config.classifier.dataset).shape[0], depth=config.depth, width=config.width)
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    return model, {"config": ckpt["config"], "metrics": ckpt["metrics"], "path": str(path), "trained": False}
+
+
 def load_or_train_denoiser(config: DenoiserConfig, device=None, cache_root=None, progress: bool = True):
     """The trained denoiser for ``config`` (eval mode) and its record, trained only when no valid
-    checkpoint exists; checkpoints are written atomically and checked like the classifiers'."""
+    checkpoint exists; checkpoints are written atomically and checked like the classifiers'.
+
+    As for the classifiers: under torchrun rank 0 trains and writes and the others load its file;
+    with ``ADVLAB_CACHED_ONLY=1`` a missing denoiser is a :class:`CacheMiss`, never trained.
+    """
     device = torch.device(device or "cpu")
+    ctx = context()
     path = config.checkpoint_path(cache_root)
-    if path.exists():
-        try:
-            ckpt = load_checkpoint(path, map_location=device)
-            digest = weights_digest(ckpt["state_dict"])
-            if ckpt.get("config") != config.to_dict() or ckpt.get("weights_sha256") != digest:
-                raise CheckpointError(f"checkpoint {path} is for another configuration or fails its digest")
-            model = DnCNN(dataset_spec(config.classifier.dataset).shape[0], depth=config.depth, width=config.width)
-            model.load_state_dict(ckpt["state_dict"])
-            model.to(device).eval()
-            return model, {"config": ckpt["config"], "metrics": ckpt["metrics"], "path": str(path), "trained": False}
-        except CheckpointError as e:
-            warnings.warn(f"{e}; retraining", stacklevel=2)
-            path.unlink(missing_ok=True)
-    model, metrics = train_denoiser(config, device=device, progress=progress)
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    atomic_save({"format": DENOISER_FORMAT, "config": config.to_dict(), "metrics": metrics, "state_dict": state,
-                 "weights_sha256": weights_digest(state)}, path)
+    loaded = _load_denoiser(config, path, device) if path.exists() and ctx.main else None
+    if ctx.distributed and broadcast_from_main(loaded is not None) and not ctx.main:
+        return _load_denoiser(config, path, device)
+    if loaded is not None:
+        return loaded
+    if cached_only():
+        raise CacheMiss(f"no cached denoiser {path.name}; fill the cache with `advlab precompute CHAPTER "
+                        "--profile PROFILE` and the run's -p values (or run without ADVLAB_CACHED_ONLY)")
+    if ctx.main:
+        model, metrics = train_denoiser(config, device=device, progress=progress)
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        atomic_save({"format": DENOISER_FORMAT, "config": config.to_dict(), "metrics": metrics, "state_dict": state,
+                     "weights_sha256": weights_digest(state)}, path)
+    barrier()
+    if not ctx.main:
+        return _load_denoiser(config, path, device)
     return model, {"config": config.to_dict(), "metrics": metrics, "path": str(path), "trained": True}
