@@ -128,21 +128,20 @@ def test_training_cost_is_one_for_standard_and_k_plus_one_for_pgd(tmp_path):
     assert cost.loc["standard", "relative cost"] == 1.0 and cost.loc["pgd", "relative cost"] == 5.0
 
 
-def test_report_attacks_use_step_eps_over_10(pair, small, monkeypatch):
-    from advlab.chapters import defenses as d
-    seen = []
-    real = d.evaluate_attack
+def test_report_attacks_use_step_eps_over_10():
+    """The report's runs, declared for any models (Table 2's wrapped ones too): PGD steps ε/10 for 10 iterations."""
+    from advlab.results import ModelSpec
 
-    def spy(model, data, **kw):
-        seen.append((kw["attack"], kw["threat"].norm, kw["threat"].eps, kw.get("step_size"), kw.get("steps")))
-        return real(model, data, **kw)
-
-    monkeypatch.setattr(d, "evaluate_attack", spy)
-    rows = d.report_attacks({"m": pair["standard"]}, small.subset(20, seed=0), linf_grid=[0.1], l2_grid=[1.0],
-                            progress=False)
+    cfg = defenses.CHAPTER.resolve("smoke", {})
+    base = defenses.cifar_configs(cfg)["base"]
+    evs = defenses.report_evaluations(cfg, {"m": base, "noisy": ModelSpec(base, [["noise", {"sigma": 0.1}]])},
+                                      ([0.1], [1.0]))
+    seen = [(e.params["attack"], *e.params["threat"], e.params.get("step_size"), e.params.get("steps"))
+            for e in evs.values()]
     assert seen == [("fgsm", "linf", 0.1, None, None), ("pgd", "linf", 0.1, pytest.approx(0.01), 10),
                     ("pgd", "l2", 1.0, pytest.approx(0.1), 10)]
-    assert list(dict.fromkeys(rows.label)) == ["FGSM", "PGD-L∞", "PGD-L2"]
+    assert [label for label, _, _ in evs] == ["FGSM", "PGD-L∞", "PGD-L2"]
+    assert all(set(e.models) == {"m", "noisy"} for e in evs.values())
 
 
 def test_summary_cells_and_tradeoff_points(pair, small):
@@ -200,14 +199,19 @@ def test_relations_tie_table_2_and_the_audit_to_the_plan():
 
 
 def test_noise_accuracy_vote_and_the_closing_tables(pair, small):
-    acc = defenses.noise_accuracy({0.0: pair["standard"], 0.3: pair["standard"]}, small, vote_draws=3)
+    from advlab.results import KINDS
+
+    rows = KINDS["noise_vote"].fn({"σ = 0": pair["standard"], "σ = 0.3": pair["standard"]}, small, seed=0,
+                                  batch_size=64, sigmas={"σ = 0": 0.0, "σ = 0.3": 0.3}, draws=3)
+    acc = defenses.noise_accuracy(rows, vote_draws=3)
     assert list(dict.fromkeys(acc.prediction)) == ["clean", "one noisy draw", "vote of 3 draws"]
     at0 = acc[acc.sigma == 0.0].accuracy.to_numpy()
     assert at0[0] == at0[1] == at0[2]  # σ = 0: no noise, every prediction is the clean one
-    audits = {"a": pd.DataFrame({"check": ["iterative", "bpda"], "verdict": ["pass", "n/a"]}),
-              "b": pd.DataFrame({"check": ["iterative", "bpda"], "verdict": ["fail", "n/a"]})}
+    audits = pd.DataFrame({"model": ["b", "b", "a", "a"], "check": ["iterative", "bpda"] * 2,
+                           "verdict": ["fail", "n/a", "pass", "n/a"]})
     table = defenses.audit_table(audits)
     assert table.loc["b", "iterative"] == "fail" and list(table.columns) == ["iterative", "bpda"]
+    assert list(table.index) == ["b", "a"]  # the plan's order, not sorted
     rows = robust_evaluation(pair["PGD-L∞"], small.subset(20, seed=0), ThreatModel("linf", 0.1), steps=5,
                              queries=10, progress=False)
     comp = defenses.comparison({"PGD": (rows, "ensemble", 12.3)})

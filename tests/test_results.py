@@ -346,3 +346,53 @@ def test_kept_adversarial_inputs_are_rebuilt_exactly(mnist_model):
         evaluate_attack(mnist_model, data, attack="fgsm", threat=threat, keep_inputs=-1)
     with pytest.raises(InputError, match="kept no adversarial inputs"):
         adversarial_inputs(rows.drop(columns="changed"), data)
+
+
+def test_transferred_attack_is_crafted_on_the_source_only(tmp_path, monkeypatch, mnist_model):
+    from advlab.defenses import BitDepthReduction
+    from advlab.evaluate import evaluate_attack
+    from advlab.results import ModelSpec
+
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    ev = Evaluation("transferred", {"plain": MODEL, "squeezed": ModelSpec(MODEL, [["bits", {"bits": 2}]])},
+                    DataSpec("mnist", n=16, seed=3), {"source": "plain", "source_attack": "fgsm",
+                                                      "threat": ["linf", 0.2]}, block=16)
+    table = load_or_evaluate(ev, progress=False)
+    assert set(table.model) == {"squeezed"} and set(table.attack) == {"transfer"}
+    direct = evaluate_attack(BitDepthReduction(mnist_model, bits=2), ev.data.load(), attack="transfer",
+                             threat=results.threat_of(["linf", 0.2]), surrogate=mnist_model, source_attack="fgsm",
+                             output="logits", progress=False)
+    assert table.robust.tolist() == direct.robust.tolist()
+    with pytest.raises(InputError, match="unknown source model"):
+        load_or_evaluate(Evaluation("transferred", {"plain": MODEL}, DataSpec("mnist", n=4, seed=3),
+                                    {"source": "plian", "source_attack": "fgsm", "threat": ["linf", 0.2]}),
+                         progress=False)
+
+
+def test_plan_reads_only_what_it_declares(tmp_path, monkeypatch, mnist_model):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    plan = Plan(trainings={"digits cnn": MODEL}, evaluations={"pgd": _pgd(n=8)})
+    pd.testing.assert_frame_equal(plan.result(plan.evaluations["pgd"], progress=False),
+                                  plan.result("pgd", progress=False))
+    with pytest.raises(InputError, match="not in the plan"):
+        plan.result(_pgd(n=9), progress=False)
+    records = plan.records("digits")
+    assert list(records) == ["cnn"] and records["cnn"]["config"] == MODEL.to_dict()
+    assert list(plan.model_table("digits").index) == ["cnn"]
+    with pytest.raises(InputError, match="no planned training in group 'cifar'"):
+        plan.records("cifar")
+
+
+def test_a_render_only_run_never_trains_a_denoiser(tmp_path, monkeypatch):
+    from advlab.results import ModelSpec
+    from advlab.training.denoiser import DenoiserConfig
+
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv(CACHED_ONLY_ENV, "1")
+    dn = DenoiserConfig(classifier=MODEL, eps=0.1, depth=2, width=8, epochs=1, train_subset=64)
+    plan = Plan(evaluations={"dn": Evaluation("clean", {"dn": ModelSpec(MODEL, front=dn)},
+                                              DataSpec("mnist", n=8))})
+    assert list(plan.all_denoisers().values()) == [dn]
+    with pytest.raises(CacheMiss, match="no cached denoiser"):
+        plan.records("denoiser")
+    assert not dn.checkpoint_path().exists()
