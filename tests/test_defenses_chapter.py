@@ -199,9 +199,9 @@ def test_relations_tie_table_2_and_the_audit_to_the_plan():
 
 
 def test_noise_accuracy_vote_and_the_closing_tables(pair, small):
-    from advlab.results import KINDS
+    from advlab.results import EVALUATION_KINDS
 
-    rows = KINDS["noise_vote"].fn({"σ = 0": pair["standard"], "σ = 0.3": pair["standard"]}, small, seed=0,
+    rows = EVALUATION_KINDS["noise_vote"].fn({"σ = 0": pair["standard"], "σ = 0.3": pair["standard"]}, small, seed=0,
                                   batch_size=64, sigmas={"σ = 0": 0.0, "σ = 0.3": 0.3}, draws=3)
     acc = defenses.noise_accuracy(rows, vote_draws=3)
     assert list(dict.fromkeys(acc.prediction)) == ["clean", "one noisy draw", "vote of 3 draws"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from advlab import ThreatModel, results
+from advlab.results import engine
 from advlab.certify import bounds, certify, margin_bounds, smoothadv
 from advlab.errors import InputError
 from advlab.precision import computing_in, strict_fp32
@@ -71,14 +72,15 @@ def test_certificates_compute_in_ieee_fp32_whatever_the_flags(tf32_everywhere, m
 
 def test_evaluation_blocks_compute_in_ieee_fp32(tf32_everywhere, monkeypatch):
     seen = []
-    monkeypatch.setitem(results.KINDS, "clean", results.Kind(
-        "clean", lambda models, data, **kw: (seen.append(_seen()), results._clean(models, data, **kw))[1], ""))
+    real = results.EVALUATION_KINDS["clean"].fn
+    monkeypatch.setitem(results.EVALUATION_KINDS, "clean", results.Kind(
+        "clean", lambda models, data, **kw: (seen.append(_seen()), real(models, data, **kw))[1], ""))
     cfg = TrainConfig(dataset="mnist", model="mlp", epochs=1)  # declared only: the block gets the Recorder
     ev = results.Evaluation("clean", {"m": cfg}, results.DataSpec("mnist", n=4, seed=0), {}, block=4)
-    results._run_block(ev, {"m": Recorder()}, ev.data.load(), 0, range(0, 4))
+    engine._run_block(ev, {"m": Recorder()}, ev.data.load(), 0, range(0, 4))
     assert seen == [("ieee",) * 3]
     tf32 = results.Evaluation(**{**ev.__dict__, "precision": "tf32"})  # declared: a profile's speed option
-    results._run_block(tf32, {"m": Recorder()}, ev.data.load(), 0, range(0, 4))
+    engine._run_block(tf32, {"m": Recorder()}, ev.data.load(), 0, range(0, 4))
     assert seen[-1] == ("tf32",) * 3
 
 

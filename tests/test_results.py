@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from advlab import distributed, results
+from advlab.results import engine
 from advlab.cache import CACHED_ONLY_ENV
 from advlab.errors import CacheMiss, InputError
 from advlab.results import (DataSpec, Evaluation, Plan, block_seed, decode_table, encode_table, load_or_evaluate,
@@ -52,12 +53,12 @@ def test_tables_do_not_depend_on_how_blocks_are_shared(tmp_path, monkeypatch, mn
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "one"))
     whole = load_or_evaluate(_pgd(), progress=False)
     ev = _pgd()
-    data, models = ev.data.load(), results._models(ev, "cpu", False)
+    data, models = ev.data.load(), engine._models(ev, "cpu", False)
     blocks = list(enumerate(ev.blocks(len(data))))
     parts = {}
     for rank in range(3):
         for b, rows in distributed.shard(blocks, distributed.Context(rank, 3)):
-            parts[b] = results._run_block(ev, models, data, b, rows)
+            parts[b] = engine._run_block(ev, models, data, b, rows)
     sharded = pd.concat([parts[b] for b in sorted(parts)], ignore_index=True)
     pd.testing.assert_frame_equal(_stable(decode_table(encode_table(sharded))), _stable(whole))
 
@@ -74,7 +75,7 @@ def test_killed_run_resumes_with_missing_blocks_only(tmp_path, monkeypatch, mnis
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     ev = _pgd()
     calls = []
-    real = results._run_block
+    real = engine._run_block
 
     def dying(ev_, models, data, b, rows, inputs=None):
         if b == 2 and not calls.count("resumed"):
@@ -82,7 +83,7 @@ def test_killed_run_resumes_with_missing_blocks_only(tmp_path, monkeypatch, mnis
         calls.append(b)
         return real(ev_, models, data, b, rows, inputs)
 
-    monkeypatch.setattr(results, "_run_block", dying)
+    monkeypatch.setattr(engine, "_run_block", dying)
     with pytest.raises(KeyboardInterrupt):
         load_or_evaluate(ev, progress=False)
     assert not ev.path().exists()  # no partial table in the cache
@@ -91,7 +92,7 @@ def test_killed_run_resumes_with_missing_blocks_only(tmp_path, monkeypatch, mnis
     calls.append("resumed")
     table = load_or_evaluate(ev, progress=False)
     assert calls == [0, 1, "resumed", 2]  # blocks 0 and 1 were not recomputed
-    monkeypatch.setattr(results, "_run_block", real)
+    monkeypatch.setattr(engine, "_run_block", real)
     fresh = load_or_evaluate(ev, root=tmp_path / "fresh", progress=False)
     pd.testing.assert_frame_equal(_stable(table), _stable(fresh))
 
@@ -125,7 +126,7 @@ def test_key_covers_configuration_and_code(monkeypatch):
                          seed=5, block=16)]
     key = base.key
     assert len({key} | {e.key for e in others}) == 1 + len(others)
-    monkeypatch.setattr(results, "kernel_hash", lambda: "changed")
+    monkeypatch.setattr(results.spec, "kernel_hash", lambda: "changed")
     assert _pgd().key != key
 
 
@@ -158,8 +159,8 @@ def test_bad_declarations():
 
 def test_more_processes_than_examples(tmp_path, monkeypatch, mnist_model):
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
-    monkeypatch.setattr(results, "context", lambda: distributed.Context(0, 5))
-    monkeypatch.setattr(results, "broadcast_from_main", lambda obj: obj)
+    monkeypatch.setattr(engine, "context", lambda: distributed.Context(0, 5))
+    monkeypatch.setattr(engine, "broadcast_from_main", lambda obj: obj)
     with pytest.raises(InputError, match="5 processes for an evaluation of 4 examples"):
         load_or_evaluate(_pgd(n=4), progress=False)
 
@@ -169,9 +170,9 @@ def test_bf16_precision_is_honoured(tmp_path, monkeypatch, mnist_model):
     the default fp32 leaves the model as it is."""
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     ev = _pgd(n=16)
-    plain = results._models(ev, "cpu", False)["cnn"]
-    fast = results._models(Evaluation(**{**ev.__dict__, "precision": "bf16"}), "cpu", False)["cnn"]
-    assert isinstance(fast, results.Autocast) and not isinstance(plain, results.Autocast)
+    plain = engine._models(ev, "cpu", False)["cnn"]
+    fast = engine._models(Evaluation(**{**ev.__dict__, "precision": "bf16"}), "cpu", False)["cnn"]
+    assert isinstance(fast, engine.Autocast) and not isinstance(plain, engine.Autocast)
     seen = []
     fast.model[1].features[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     x = ev.data.load().images()
@@ -286,10 +287,10 @@ def test_random_wrappers_draw_from_the_block_stream(tmp_path, monkeypatch, mnist
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     ev = Evaluation("clean", {"noisy": ModelSpec(MODEL, [["noise", {"sigma": 0.5}]])}, DataSpec("mnist", n=40, seed=3),
                     seed=1, block=16)
-    data, models = ev.data.load(), results._models(ev, "cpu", False)
+    data, models = ev.data.load(), engine._models(ev, "cpu", False)
     blocks = list(enumerate(ev.blocks(len(data))))
-    forward = [results._run_block(ev, models, data, b, rows) for b, rows in blocks]
-    backward = [results._run_block(ev, models, data, b, rows) for b, rows in reversed(blocks)][::-1]
+    forward = [engine._run_block(ev, models, data, b, rows) for b, rows in blocks]
+    backward = [engine._run_block(ev, models, data, b, rows) for b, rows in reversed(blocks)][::-1]
     for a, b in zip(forward, backward):
         pd.testing.assert_frame_equal(a, b)
 

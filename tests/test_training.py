@@ -217,14 +217,15 @@ def test_monitor_keeps_the_best_epoch_and_flags_catastrophic_overfitting(tmp_pat
     """
     script = iter([0.6, 0.7, 0.1])
     states = []
-    real = training._monitor
+    from advlab.training import monitor as room
+    real = room.held_out_accuracy
 
     def planted(model, held, threat, seed):
         states.append(copy.deepcopy(model.state_dict()))
         v = next(script)
         return {**real(model, held, threat, seed), "holdout_pgd": v, "holdout_fgsm": v}
 
-    monkeypatch.setattr(training, "_monitor", planted)
+    monkeypatch.setattr(room, "held_out_accuracy", planted)
     cfg = TrainConfig(**{**TINY, "epochs": 3, "monitor": 64, **ADV})
     with pytest.warns(UserWarning, match="catastrophic overfitting.*at epoch 3.*keeping epoch 2"):
         model, info = load_or_train(cfg, cache_root=tmp_path, progress=False)
@@ -247,7 +248,8 @@ def test_overfitting_is_a_pgd_collapse_or_an_fgsm_pgd_gap():
 
 def test_monitor_examples_are_held_out_of_training(tmp_path):
     cfg = TrainConfig(**{**TINY, "train_subset": None, "monitor": 500, **ADV})
-    train_set, held = training._splits(cfg, "cpu")
+    from advlab.training.monitor import split_held_out
+    train_set, held = split_held_out(cfg, "cpu")
     assert len(held) == 500 and len(train_set) == 60000 - 500
     assert not set(held.indices.tolist()) & set(train_set.indices.tolist())
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks import get_attack, run_attack
-from ..cache import atomic_save, cache_root, cached_only, config_key, load_checkpoint
+from ..cache import cache_root, config_key, load_checkpoint
 from ..config import coerce
 from ..data import batches, dataset_spec, load_dataset
 from ..defenses import DnCNN
-from ..distributed import barrier, broadcast_from_main, context
-from ..errors import CacheMiss, CheckpointError, InputError
+from ..errors import CheckpointError, InputError
 from ..progress import bar as progress_bar
+from ..store import load_or_make
 from ..threat import ThreatModel
 from ..timing import Stopwatch
 from . import TrainConfig, load_or_train, weights_digest
@@ -121,17 +120,11 @@ def train_denoiser(config: DenoiserConfig, device=None, progress: bool = True):
                       "train_examples": len(clean), "device": str(device)}
 
 
-def _load_denoiser(config: DenoiserConfig, path: Path, device):
-    """``(denoiser, info)`` from a valid checkpoint, or None (a bad file is reported and removed)."""
-    try:
-        ckpt = load_checkpoint(path, map_location=device)
-        digest = weights_digest(ckpt["state_dict"])
-        if ckpt.get("config") != config.to_dict() or ckpt.get("weights_sha256") != digest:
-            raise CheckpointError(f"checkpoint {path} is for another configuration or fails its digest")
-    except CheckpointError as e:
-        warnings.warn(f"{e}; retraining", stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
+def _read(config: DenoiserConfig, path: Path, device):
+    """``(denoiser, info)`` from a valid checkpoint; CheckpointError otherwise."""
+    ckpt = load_checkpoint(path, map_location=device)
+    if ckpt.get("config") != config.to_dict() or ckpt.get("weights_sha256") != weights_digest(ckpt["state_dict"]):
+        raise CheckpointError(f"checkpoint {path} is for another configuration or fails its digest")
     model = DnCNN(dataset_spec(config.classifier.dataset).shape[0], depth=config.depth, width=config.width)
     model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
@@ -139,29 +132,19 @@ def _load_denoiser(config: DenoiserConfig, path: Path, device):
 
 
 def load_or_train_denoiser(config: DenoiserConfig, device=None, cache_root=None, progress: bool = True):
-    """The trained denoiser for ``config`` (eval mode) and its record, trained only when no valid
-    checkpoint exists; checkpoints are written atomically and checked like the classifiers'.
-
-    As for the classifiers: under torchrun rank 0 trains and writes and the others load its file;
-    with ``ADVLAB_CACHED_ONLY=1`` a missing denoiser is a :class:`CacheMiss`, never trained.
-    """
+    """The trained denoiser for ``config`` (eval mode) and its record, through the artifact store
+    like the classifiers (:func:`advlab.store.load_or_make`): trained only when no valid checkpoint
+    exists, written atomically; under torchrun rank 0 trains and the others read its file; with
+    ``ADVLAB_CACHED_ONLY=1`` a missing denoiser is a :class:`~advlab.errors.CacheMiss`."""
     device = torch.device(device or "cpu")
-    ctx = context()
     path = config.checkpoint_path(cache_root)
-    loaded = _load_denoiser(config, path, device) if path.exists() and ctx.main else None
-    if ctx.distributed and broadcast_from_main(loaded is not None) and not ctx.main:
-        return _load_denoiser(config, path, device)
-    if loaded is not None:
-        return loaded
-    if cached_only():
-        raise CacheMiss(f"no cached denoiser {path.name}; fill the cache with `advlab precompute CHAPTER "
-                        "--profile PROFILE` and the run's -p values (or run without ADVLAB_CACHED_ONLY)")
-    if ctx.main:
+
+    def make():
         model, metrics = train_denoiser(config, device=device, progress=progress)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
-        atomic_save({"format": DENOISER_FORMAT, "config": config.to_dict(), "metrics": metrics, "state_dict": state,
-                     "weights_sha256": weights_digest(state)}, path)
-    barrier()
-    if not ctx.main:
-        return _load_denoiser(config, path, device)
-    return model, {"config": config.to_dict(), "metrics": metrics, "path": str(path), "trained": True}
+        record = {"format": DENOISER_FORMAT, "config": config.to_dict(), "metrics": metrics, "state_dict": state,
+                  "weights_sha256": weights_digest(state)}
+        return (model, {"config": config.to_dict(), "metrics": metrics, "path": str(path), "trained": True}), record
+
+    return load_or_make(path, read=lambda p: _read(config, p, device), make=make, what="denoiser",
+                        again="retraining", every_rank=False)[0]

@@ -1,0 +1,128 @@
+"""Computing a declared table: models built from their recipes, the subset cut into blocks whose
+random streams depend on (seed, block) only, blocks sharded over ranks, resumable from saved parts,
+and the whole table kept in the artifact store (:func:`advlab.store.load_or_make`)."""
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import torch
+
+from ..data import Dataset
+from ..distributed import broadcast_from_main, context, gather_to_main, shard
+from ..errors import AdvlabError, InputError
+from ..models import Autocast
+from ..precision import computing_in
+from ..progress import bar
+from ..timing import Stopwatch
+from ..training import load_or_train
+from ..training.denoiser import load_or_train_denoiser
+from .spec import EVALUATION_KINDS, Evaluation, ModelSpec, block_seed
+from ..store import load_or_make, read_valid
+from .table import decode_table, read_table, save_table, table_record
+
+# -- computing -----------------------------------------------------------------------------------------
+def _models(ev: Evaluation, device, progress: bool, root=None) -> dict:
+    out = {}
+    for name, spec in ev.models.items():
+        cfg = spec.config if isinstance(spec, ModelSpec) else spec
+        model, _ = load_or_train(cfg, device=device, cache_root=root, progress=progress)
+        if ev.precision == "bf16":
+            model = Autocast(model)
+        if isinstance(spec, ModelSpec):
+            front = spec.front and load_or_train_denoiser(spec.front, device=device, cache_root=root,
+                                                          progress=progress)[0]
+            model = spec.build(model, front=front)
+        out[name] = model
+    return out
+
+
+def _reseed(models: dict, seed: int) -> None:
+    """Random wrappers draw from the block's stream, so a block's noise does not depend on which
+    process computed which blocks before it."""
+    for m in models.values():
+        for mod in m.modules():
+            if hasattr(mod, "reseed"):
+                mod.reseed(seed)
+
+
+def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
+               inputs: dict | None = None) -> pd.DataFrame:
+    part = data.take(torch.arange(rows.start, rows.stop, device=data.x.device))
+    extra = {}
+    seed = block_seed(ev.seed, b)
+    _reseed(models, seed)
+    if EVALUATION_KINDS[ev.kind].whole_inputs:
+        extra = {"inputs": dict(inputs or {})}
+    elif EVALUATION_KINDS[ev.kind].takes_inputs:
+        examples = part.indices.cpu().numpy()
+        # each input's rows for these examples, in the block's order (the inputs' blocks may differ)
+        extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
+                                                  for k, t in (inputs or {}).items()}}
+    # fp32 means IEEE fp32 on GPUs too, tf32 what it says; bf16 models carry their own autocast
+    with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device):
+        out = EVALUATION_KINDS[ev.kind].fn(models, part, seed=seed, batch_size=ev.block, **extra, **ev.params)
+    return out.assign(block=b)
+
+
+def load_result(ev: Evaluation, root=None) -> pd.DataFrame | None:
+    """The cached table of ``ev``, or None. A corrupt or foreign file is reported and removed."""
+    return read_valid(ev.path(root), lambda p: read_table(p, ev.describe())[0])
+
+
+def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = True) -> pd.DataFrame:
+    """The per-example table of ``ev``: from the artifact store, or computed (sharded under
+    torchrun) and stored.
+
+    Every rank returns the same table. Rows are in block order (within a block, in the kind's
+    order); the ``block`` column says which block an example belonged to. With
+    ``ADVLAB_CACHED_ONLY=1`` a missing table raises :class:`~advlab.errors.CacheMiss` instead.
+    """
+    device = torch.device(device or "cpu")
+    path = ev.path(root)
+    describe = ev.describe()
+    table, made = load_or_make(path, read=lambda p: read_table(p, describe)[0],
+                               make=lambda: _compute(ev, device, root, progress), what=f"{ev.kind} result")
+    if made and context().main:
+        shutil.rmtree(_parts(path), ignore_errors=True)  # the whole table is stored: its blocks are not needed
+    return table
+
+
+def _parts(path):
+    return path.parent / ".parts" / path.stem
+
+
+def _compute(ev: Evaluation, device, root, progress: bool) -> tuple[pd.DataFrame, dict | None]:
+    """``(table, record)`` on rank 0, ``(table, None)`` on the others: the blocks each rank computes
+    (or finds saved under ``.parts/`` from a killed run), gathered in block order."""
+    ctx = context()
+    data = ev.data.load(device)
+    if ctx.world > len(data):
+        raise InputError(f"{ctx.world} processes for an evaluation of {len(data)} examples ({ev.kind} on "
+                         f"{ev.data.dataset}): every process needs at least one; start fewer (--nproc_per_node)")
+    inputs = {k: load_or_evaluate(dep, device, root, progress) for k, dep in ev.inputs.items()}
+    models = _models(ev, device, progress, root)
+    blocks = ev.blocks(len(data))
+    parts = _parts(ev.path(root))
+    describe = ev.describe()
+    done = {}
+    with Stopwatch(device) as sw:
+        for b, rows in bar(shard(list(enumerate(blocks)), ctx), enabled=progress, leave=False,
+                           desc=f"{ev.kind} ({len(data)} examples, rank {ctx.rank}/{ctx.world})"):
+            part = parts / f"{b:06d}.pt"
+            found = read_valid(part, lambda p: read_table(p, describe)[0])
+            done[b] = found if found is not None else _run_block(ev, models, data, b, rows, inputs)
+            if found is None:
+                save_table(done[b], part, describe)
+    gathered = gather_to_main(done)
+    table = record = None
+    if ctx.main:
+        merged = {b: t for d in gathered for b, t in d.items()}
+        missing = sorted(set(range(len(blocks))) - set(merged))
+        if missing:
+            raise AdvlabError(f"blocks {missing} of {ev.kind} were not computed by any rank")
+        table = pd.concat([merged[b] for b in range(len(blocks))], ignore_index=True)
+        record = table_record(table, describe, {"computed": {"device": str(device), "world": ctx.world,
+                                                             "seconds": sw.seconds}})
+        table = decode_table(record["table"])  # the same dtypes as a table read from the store
+    return broadcast_from_main(table), record

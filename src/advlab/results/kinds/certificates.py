@@ -1,0 +1,73 @@
+"""Certificate kinds: randomized smoothing (CERTIFY, and SmoothAdv scored by PREDICT), IBP / CROWN bounds,
+and exact verification by MILP of what the bounds and attacks leave open."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...timing import Stopwatch
+from ...certify import certify, exact_verification, smoothadv, smoothed_predict, verify
+from ..spec import block_seed, per_model, register_kind, threat_of
+
+
+@register_kind("smoothing", "randomized-smoothing CERTIFY (certify.certify); params: sigma, n0, n, alpha, batch")
+def _smoothing(models, data, *, seed, batch_size, sigma, n0, n, alpha, batch=1000):
+    x, y = data.images(), data.y
+
+    def rows(m):
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        with Stopwatch(x.device) as sw:
+            pred, radius = certify(m, x, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch, generator=gen)
+        return pd.DataFrame({"example": data.indices.cpu().numpy(), "label": y.cpu().numpy(),
+                             "prediction": pred.cpu().numpy(), "radius": radius.cpu().numpy(),
+                             "correct": (pred == y).cpu().numpy(), "seconds": sw.seconds / len(y)})
+    return per_model(models, rows)
+
+
+@register_kind("smoothadv", "SmoothAdv on the smoothed classifier, scored by PREDICT (certify.smoothadv, "
+                            "smoothed_predict); params: sigma, radii, steps, draws, n, alpha, batch")
+def _smoothadv(models, data, *, seed, batch_size, sigma, radii, steps, draws, n, alpha, batch=1000):
+    x, y = data.images(), data.y
+
+    def rows(m):
+        frames = []
+        for r in radii:
+            x_adv = smoothadv(m, x, y, sigma=sigma, eps=r, steps=steps, draws=draws, seed=seed)
+            gen = torch.Generator(device=x.device).manual_seed(block_seed(seed, 0))  # PREDICT's own stream
+            pred = smoothed_predict(m, x_adv, sigma=sigma, n=n, alpha=alpha, batch_size=batch, generator=gen)
+            frames.append(pd.DataFrame({"radius": r, "example": data.indices.cpu().numpy(), "label": y.cpu().numpy(),
+                                        "prediction": pred.cpu().numpy(), "correct": (pred == y).cpu().numpy()}))
+        return pd.concat(frames, ignore_index=True)
+    return per_model(models, rows)
+
+
+@register_kind("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods")
+def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown")):
+    t = threat_of(threat)
+    return per_model(models, lambda m: verify(m, data, t, methods=tuple(methods), batch_size=batch_size,
+                                               progress=False))
+
+
+@register_kind("exact", "exact verification by MILP (certify.exact_verification) of the first `head` examples that "
+                   "the inputs `certificates` (kind bounds) and `attacks` (kind robust) leave open; params: threat, "
+                   "time_limit, head", takes_inputs=True)
+def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit, head):
+    (name, model), = models.items()
+    cert, att = inputs["certificates"], inputs["attacks"]
+    certified = (cert["ibp"] | cert["crown"]).to_numpy()
+    attacked = att["robust"].to_numpy()
+    in_head = start + np.arange(len(data)) < head
+    exact = np.full(len(data), None, dtype=object)
+    exact[in_head & certified] = "robust"
+    exact[in_head & ~attacked] = "not robust"
+    seconds = np.full(len(data), np.nan)
+    gap = np.flatnonzero(in_head & attacked & ~certified)
+    if len(gap):
+        idx = torch.as_tensor(gap, device=data.x.device)
+        ex = exact_verification(model, data.images()[idx], data.y[idx], threat_of(threat), time_limit=time_limit,
+                                progress=False)
+        exact[gap] = ex["verdict"].to_numpy()
+        seconds[gap] = ex["seconds"].to_numpy()
+    return pd.DataFrame({"model": name, "example": data.indices.cpu().numpy(), "exact": exact,
+                         "milp_seconds": seconds})

@@ -1,0 +1,262 @@
+"""Declarations: a data subset (:class:`DataSpec`), a model recipe (:class:`ModelSpec`), the registry of
+evaluation kinds, and :class:`Evaluation`, a declared per-example table whose key names everything
+that determines it (kind, parameters, models, data, seed, block, precision, inputs, library version
+and the source of the kernels)."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .. import __version__, source
+from ..cache import cache_root, config_key
+from ..checks import check_choice
+from ..data import Dataset, dataset_spec, load_dataset
+from ..defenses import EOT, BitDepthReduction, Denoised, GaussianNoise, bpda
+from ..errors import InputError
+from ..precision import PRECISIONS
+from ..threat import ThreatModel
+from ..training import TrainConfig
+from ..training.denoiser import DenoiserConfig
+
+RESULT_FORMAT = 1
+TIMING = ("seconds",)  # columns that measure wall time: they vary between runs, all else must not
+
+
+def timing_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c in TIMING or c.endswith("_seconds")]
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block``'s random stream: a hash of (seed, block), so neighbouring seeds and
+    blocks give unrelated streams."""
+    digest = hashlib.sha256(f"advlab-block:{seed}:{block}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+
+# -- what the kernels are ----------------------------------------------------------------------------
+@functools.cache
+def kernel_hash() -> str:
+    """Hash of the source of every advlab module the results package imports, directly or not, its
+    kind modules included (syntax trees, so comments do not count): a result is recomputed when the
+    code that produced it changes."""
+    from . import kinds
+    names = [f"{kinds.__name__}.{m.name}" for m in pkgutil.iter_modules(kinds.__path__)]
+    return source.code_hash(source.dependencies(["advlab.results", *names]))
+
+
+# -- declarations ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSpec:
+    """A seeded subset of one split: ``n`` examples (None: all), class-stratified or not."""
+
+    dataset: str
+    split: str = "test"
+    n: int | None = None
+    seed: int = 0
+    stratified: bool = True
+    sub: int | None = None
+
+    def __post_init__(self):
+        dataset_spec(self.dataset)
+        check_choice(self.split, ("train", "test"), "split")
+        for name in ("n", "sub"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise InputError(f"DataSpec.{name} must be a positive int or None (all), got {v!r}")
+        if self.sub is not None and self.n is not None and self.sub > self.n:
+            raise InputError(f"DataSpec.sub ({self.sub}) cannot exceed n ({self.n}): it is a subset of the subset")
+
+    def load(self, device=None) -> Dataset:
+        data = load_dataset(self.dataset, self.split, device=device)
+        data = data.subset(self.n, seed=self.seed, stratified=self.stratified)
+        if self.sub is not None:  # a study on part of the chapter's subset (drawn the same way)
+            data = data.subset(self.sub, seed=self.seed, stratified=self.stratified)
+        return data
+
+    def within(self, sub: int) -> "DataSpec":
+        """``sub`` examples of this subset (the few-pixel and HopSkipJump studies' examples)."""
+        return dataclasses.replace(self, sub=sub)
+
+
+# -- models: a trained network and the wrappers in front of it ----------------------------------------
+def _wrapper_fns() -> dict:
+    return {"bits": lambda m, bits: BitDepthReduction(m, bits=bits),
+            "bpda": lambda m: bpda(m),
+            "noise": lambda m, sigma, clip=False: GaussianNoise(m, sigma, clip=clip),
+            "eot": lambda m, draws: EOT(m, draws)}
+
+
+WRAPPERS = {"bits": "input bit-depth reduction (feature squeezing) to `bits` bits",
+            "bpda": "BPDA: the wrapped model's input transforms differentiated as the identity",
+            "noise": "Gaussian noise of std `sigma` added to the input on every forward pass (reseeded per block)",
+            "eot": "Expectation over Transformation: mean class probabilities over `draws` forward passes"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained model with declared wrappers in front of it: ``wrappers`` is a sequence of
+    ``[name, {params}]`` applied innermost first (e.g. ``[["noise", {"sigma": 0.1}], ["eot", {"draws": 8}]]``).
+
+    It is what an :class:`Evaluation` runs when the model is not the bare network: its key is the
+    checkpoint's key and the wrappers, so the table is cached like any other.
+    """
+
+    config: TrainConfig
+    wrappers: tuple = ()
+    front: DenoiserConfig | None = None  # a denoiser in front of the model (Denoised), before the wrappers
+
+    def __post_init__(self):
+        if not isinstance(self.config, TrainConfig):
+            raise InputError(f"ModelSpec.config must be a TrainConfig, got {type(self.config).__name__}")
+        if self.front is not None and not isinstance(self.front, DenoiserConfig):
+            raise InputError(f"ModelSpec.front must be a DenoiserConfig, got {type(self.front).__name__}")
+        norm = []
+        for w in self.wrappers:
+            name, params = (w, {}) if isinstance(w, str) else (w[0], dict(w[1]) if len(w) > 1 else {})
+            check_choice(name, WRAPPERS, "model wrapper")
+            try:
+                json.dumps(params, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"wrapper {name!r} parameters must be JSON values: {e}") from None
+            norm.append((name, params))
+        object.__setattr__(self, "wrappers", tuple(norm))
+        self.build(None, check_only=True)
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    @property
+    def key(self) -> str:
+        return config_key({"model": self.config.key, "wrappers": [[n, p] for n, p in self.wrappers],
+                           **({"front": self.front.key} if self.front else {})})
+
+    def build(self, model, check_only: bool = False, front=None):
+        """``model`` (the trained network) behind the trained denoiser ``front`` if declared, with the
+        wrappers applied; ``check_only`` validates the wrappers' parameters on a stand-in."""
+        fns = _wrapper_fns()
+        m = torch.nn.Identity() if check_only else model
+        if front is not None:
+            m = Denoised(front, m)
+        for name, params in self.wrappers:
+            try:
+                m = fns[name](m, **params)
+            except TypeError as e:
+                raise InputError(f"wrapper {name!r}: {e}") from None
+        return None if check_only else m
+
+
+def threat_of(spec) -> ThreatModel | None:
+    """A threat model from its JSON form ``[norm, eps]`` (None stays None)."""
+    if spec is None or isinstance(spec, ThreatModel):
+        return spec
+    if not (isinstance(spec, (list, tuple)) and len(spec) == 2):
+        raise InputError(f"a threat model is written [norm, eps], got {spec!r}")
+    return ThreatModel(spec[0], spec[1])
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A registered evaluation: ``fn(models, data, seed=, batch_size=, **params)`` returns per-example
+    rows for one block of examples. A kind with inputs also receives ``inputs`` (each input's rows
+    for the block's examples) and ``start`` (the block's first position in the subset)."""
+
+    name: str
+    fn: Callable
+    doc: str
+    takes_inputs: bool = False
+    whole_inputs: bool = False  # the inputs' whole tables (a statistic over all examples), not the block's rows
+
+
+EVALUATION_KINDS: dict[str, Kind] = {}
+
+
+def register_kind(name: str, doc: str, takes_inputs: bool = False, whole_inputs: bool = False):
+    def deco(fn):
+        EVALUATION_KINDS[name] = Kind(name, fn, doc, takes_inputs or whole_inputs, whole_inputs)
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A per-example table, declared: ``kind`` with ``params`` on ``models`` over ``data``.
+
+    ``params`` must be JSON-able (threat models as ``[norm, eps]``). ``block`` is the unit of
+    sharding and of the random streams, and the attack batch size; ``precision`` "bf16" runs the
+    models under bf16 autocast and "tf32" lets GPU products round to TF32 (speed options); "fp32",
+    the default, is IEEE float32 on every device (:mod:`advlab.precision`). ``inputs`` names
+    other evaluations on the same examples whose tables this one reads (e.g. the MILP decides only
+    what the certificates and attacks left open); they are computed first.
+    """
+
+    kind: str
+    models: Mapping[str, TrainConfig | ModelSpec]
+    data: DataSpec
+    params: Mapping = field(default_factory=dict)
+    seed: int = 0
+    block: int = 256
+    precision: str = "fp32"
+    inputs: Mapping[str, "Evaluation"] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice(self.kind, EVALUATION_KINDS, "evaluation kind")
+        check_choice(self.precision, PRECISIONS, "precision")
+        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec)) for c in self.models.values()):
+            raise InputError("an evaluation needs a mapping of names to TrainConfigs or ModelSpecs")
+        if len({c.dataset for c in self.models.values()} | {self.data.dataset}) > 1:
+            raise InputError(f"an evaluation's models must be trained on its dataset {self.data.dataset!r}")
+        if not isinstance(self.block, int) or self.block < 1:
+            raise InputError(f"block must be a positive int, got {self.block!r}")
+        try:
+            json.dumps(dict(self.params), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"evaluation parameters must be JSON values (threats as [norm, eps]): {e}") from None
+        takes = EVALUATION_KINDS[self.kind].takes_inputs
+        if bool(self.inputs) != takes:
+            raise InputError(f"evaluation kind {self.kind!r} takes {'inputs' if takes else 'no inputs'}")
+        for name, dep in self.inputs.items():
+            if not isinstance(dep, Evaluation) or dep.data != self.data:
+                raise InputError(f"input {name!r} must be an Evaluation of the same examples ({self.data})")
+        object.__setattr__(self, "models", dict(self.models))
+        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "inputs", dict(self.inputs))
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def describe(self) -> dict:
+        """The full configuration the key hashes (self-description stored with the table)."""
+        return {"format": RESULT_FORMAT, "kind": self.kind, "models": {k: c.key for k, c in self.models.items()},
+                "data": dataclasses.asdict(self.data), "params": self.params, "seed": self.seed,
+                "block": self.block, "precision": self.precision, "inputs": {k: e.key for k, e in self.inputs.items()},
+                "advlab": __version__, "kernels": kernel_hash()}
+
+    @property
+    def key(self) -> str:
+        return config_key(self.describe(), length=16)
+
+    def path(self, root=None) -> Path:
+        return cache_root(root) / "results" / f"{self.kind}-{self.data.dataset}-{self.key}.pt"
+
+    def blocks(self, n: int) -> list[range]:
+        return [range(i, min(i + self.block, n)) for i in range(0, n, self.block)]
+
+
+
+
+def per_model(models: dict, fn) -> pd.DataFrame:
+    """``fn(model)`` for every model, one table with a leading ``model`` column."""
+    frames = [fn(m).assign(model=name) for name, m in models.items()]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", *[c for c in out.columns if c != "model"]]]
