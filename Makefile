@@ -8,7 +8,7 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX := book/_static/mathjax/tex-mml-chtml.js
 
 # Data and model cache: ADVLAB_DATA and ADVLAB_CACHE if set, else ../shared/data and .cache.
-# Those defaults live in one place, advlab.cli.repository_defaults, used by the CLI and the tests.
+# Those defaults live in one place, advlab.execution.repository_defaults, used by the CLI and the tests.
 
 .PHONY: env test book references benchmark gpu-prepare gpu-check clean help
 

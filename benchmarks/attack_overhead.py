@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from advlab import ThreatModel
 from advlab.attacks import apgd, carlini_wagner_l2, deepfool, fgsm, pgd
 from advlab.attacks.graphs import GRAPHS_ENV
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.timing import Stopwatch
 from advlab.training import TrainConfig, load_or_train

@@ -19,8 +19,8 @@ from attack_overhead import paired  # the same paired timing as the white-box be
 
 from advlab import ThreatModel
 from advlab.attacks import QueryOracle, run_attack
-from advlab.chapters import black_box, models
-from advlab.cli import configure_environment
+from advlab.chapters import black_box, targets
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.training import TrainConfig, load_models, load_or_train
 
@@ -37,7 +37,8 @@ def main():
         model, _ = load_or_train(TrainConfig(dataset="mnist", model="small_cnn", epochs=1, train_subset=3000,
                                              eval_subset=500), progress=False)
     else:
-        (model,) = load_models(models.cifar_configs(black_box.CHAPTER.resolve("quick", {})), progress=False)[0].values()
+        cifar = targets.cifar_configs(black_box.CHAPTER.resolve("quick", {}))
+        (model,) = load_models(cifar, progress=False)[0].values()
     model.eval()
     x = load_dataset("mnist" if args.model == "mnist" else "cifar10", "test").subset(args.batch, seed=3).images()
     y = torch.zeros(len(x), dtype=torch.long)

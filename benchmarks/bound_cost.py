@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from advlab.certify import margin_bounds
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.models import predict
 from advlab.threat import ThreatModel

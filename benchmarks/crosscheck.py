@@ -17,7 +17,7 @@ import torchattacks
 
 from advlab import ThreatModel
 from advlab.attacks import QueryOracle, apgd, carlini_wagner_l2, deepfool, fgsm, pgd, run_attack
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.training import TrainConfig, load_or_train
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from advlab import ThreatModel
 from advlab.attacks import pgd
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.defenses import EOT, GaussianNoise
 from advlab.timing import Stopwatch

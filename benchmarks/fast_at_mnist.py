@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from advlab import ThreatModel
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.evaluate import accuracy, evaluate_attack, format_accuracy
 from advlab.precision import strict_fp32

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from advlab.chapters import CHAPTERS, chapter_plan, get_chapter
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.training import load_or_train
 
 configure_environment(Path.cwd())

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from advlab import ThreatModel
 from advlab.chapters import CHAPTERS, chapter_plan, get_chapter
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.attacks.graphs import GRAPHS_ENV
 from advlab.data import dataset_spec, load_dataset
 from advlab.evaluate import evaluate_attack

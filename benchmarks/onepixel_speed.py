@@ -18,8 +18,8 @@ import torchattacks
 
 from advlab import seeded_generator
 from advlab.attacks import QueryOracle, run_attack
-from advlab.chapters import black_box, models
-from advlab.cli import configure_environment
+from advlab.chapters import black_box, targets
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.models import predict
 from advlab.timing import Stopwatch
@@ -37,7 +37,7 @@ def main():
     args = ap.parse_args()
     configure_environment(Path(__file__).resolve().parents[1])  # the repository's data and model cache
     cfg = black_box.CHAPTER.resolve("quick", {})
-    (name, model), = load_models(models.cifar_configs(cfg), device=args.device, progress=False)[0].items()
+    (name, model), = load_models(targets.cifar_configs(cfg), device=args.device, progress=False)[0].items()
     data = load_dataset("cifar10", "test", device=args.device).subset(4 * args.n, seed=0, stratified=True)
     x, y = data.images(), data.y
     keep = (predict(model, x) == y).nonzero().squeeze(1)[: args.n]

@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    from advlab.cli import configure_environment
+    from advlab.execution import configure_environment
 
     configure_environment(ROOT)
     rows = []

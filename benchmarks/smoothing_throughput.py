@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from advlab.certify import sample_counts
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.data import load_dataset
 from advlab.models import eval_mode
 from advlab.timing import Stopwatch

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from advlab.cli import configure_environment
+from advlab.execution import configure_environment
 from advlab.training import TrainConfig, train
 
 

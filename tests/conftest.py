@@ -7,7 +7,7 @@ compute with the same kernels as the ones that wrote the references, on any x86-
 import os
 from pathlib import Path
 
-from advlab.cli import pinned_environment
+from advlab.execution import pinned_environment
 from advlab.reproducibility import check_pinned, pinnable
 
 ROOT = Path(__file__).resolve().parents[1]

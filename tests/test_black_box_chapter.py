@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from advlab import ThreatModel, plotting
-from advlab.chapters import black_box, models, white_box
+from advlab.chapters import black_box, targets, white_box
 from advlab.errors import InputError
 from advlab.evaluate import (accuracy, accuracy_by_queries, evaluate_attack, noise_injection, noise_summary,
                              norm_summary, query_grid, transfer_matrix, transfer_summary)
@@ -23,11 +23,11 @@ def test_both_chapters_train_the_same_models(profile):
     """One profile trains each model once: the chapters' plans agree, so their cache keys do."""
     wb = white_box.CHAPTER.resolve(profile, {})
     bb = black_box.CHAPTER.resolve(profile, {})
-    assert models.mnist_configs(wb) == models.mnist_configs(bb)
-    assert models.cifar_configs(wb) == models.cifar_configs(bb)
+    assert targets.mnist_configs(wb) == targets.mnist_configs(bb)
+    assert targets.cifar_configs(wb) == targets.cifar_configs(bb)
     surrogates = black_box.surrogate_configs(bb)
-    assert {k: surrogates[k] for k in models.MNIST_MODELS} == models.mnist_configs(bb)
-    extra = [c for k, c in surrogates.items() if k not in models.MNIST_MODELS]
+    assert {k: surrogates[k] for k in targets.MNIST_MODELS} == targets.mnist_configs(bb)
+    extra = [c for k, c in surrogates.items() if k not in targets.MNIST_MODELS]
     assert len(extra) == 1 and extra[0].seed == bb.seed + 1 and extra[0].model == "small_cnn"
 
 

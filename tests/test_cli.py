@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from advlab import cli
+from advlab import execution
 from advlab.chapters import CHAPTERS, get_chapter
 from advlab.cli import main, parse_overrides
 
@@ -110,10 +110,10 @@ def test_book_profile_and_repeated_overrides_are_refused_clearly(no_kernel, caps
 def test_relative_paths_are_resolved_where_the_user_typed_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {"ADVLAB_DATA": "data", "ADVLAB_CACHE": "cache"}
-    cli.configure_environment(ROOT, env)
+    execution.configure_environment(ROOT, env)
     assert env == {"ADVLAB_DATA": str(tmp_path / "data"), "ADVLAB_CACHE": str(tmp_path / "cache")}
     env = {}
-    cli.configure_environment(ROOT, env)
+    execution.configure_environment(ROOT, env)
     shared = ROOT.parent / "shared" / "data"  # the default applies only where that folder exists
     assert env == {**({"ADVLAB_DATA": str(shared.resolve())} if shared.is_dir() else {}),
                    "ADVLAB_CACHE": str(ROOT / ".cache")}
@@ -131,13 +131,13 @@ def test_an_interrupted_run_leaves_nothing_where_the_book_reads(tmp_path, monkey
     out = tmp_path / "book" / "white-box.ipynb"
     out.parent.mkdir()
     with pytest.raises(KeyboardInterrupt):
-        cli.execute_chapter("white-box", "smoke", output=out, root=ROOT, quiet=True)
+        execution.execute_chapter("white-box", "smoke", output=out, root=ROOT, quiet=True)
     assert list(out.parent.iterdir()) == []
 
 
 def test_toc_is_the_registry():
-    assert (ROOT / "_toc.yml").read_text() == cli.toc_text()
-    assert [line.split("/")[-1] for line in cli.toc_text().splitlines() if "file:" in line] == list(CHAPTERS)
+    assert (ROOT / "_toc.yml").read_text() == execution.toc_text()
+    assert [line.split("/")[-1] for line in execution.toc_text().splitlines() if "file:" in line] == list(CHAPTERS)
 
 
 def test_an_error_inside_the_chapter_is_its_own_message(tmp_path, monkeypatch, capsys):
@@ -267,7 +267,7 @@ def test_runs_leave_no_folders_behind(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     dead = tmp_path / "runs" / "white-box-999999999"  # a pid no process has
     dead.mkdir(parents=True)
-    work = cli._work_folder("white-box")
+    work = execution._work_folder("white-box")
     assert not dead.exists() and work.is_dir() and work.name == f"white-box-{os.getpid()}"
     env = {**os.environ, "ADVLAB_CACHE": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "advlab", "run", "white-box", "--profile", "smoke", "--force",
@@ -285,7 +285,7 @@ def test_runs_leave_no_folders_behind(tmp_path, monkeypatch):
 
 
 def test_reference_step_times_this_machine():
-    ms = cli.reference_step_ms(repeats=3)
+    ms = execution.reference_step_ms(repeats=3)
     assert 0 < ms < 60_000
-    assert cli.report_time("defenses", 120.0, 40.0) == "defenses: 120 s, 3,000 reference steps (40.0 ms each on " \
+    assert execution.report_time("defenses", 120.0, 40.0) == "defenses: 120 s, 3,000 reference steps (40.0 ms each on "\
                                                        "this machine now)"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from advlab import ThreatModel, plotting
-from advlab.chapters import defenses, models, white_box
+from advlab.chapters import defenses, targets, white_box
 from advlab.errors import InputError
 from advlab.evaluate import accuracy, ensemble, robust_evaluation, worst_case
 from advlab.training import TrainConfig, load_or_train
@@ -93,9 +93,9 @@ def test_catastrophic_overfitting_of_a_real_fgsm_run_is_detected_and_reported(tm
 def test_the_plan_shares_models_with_the_other_chapters_and_within_itself(profile):
     cfg = defenses.CHAPTER.resolve(profile, {})
     wb = white_box.CHAPTER.resolve(profile, {})
-    assert defenses.mnist_configs(cfg)["standard"] == models.mnist_configs(wb)[cfg.mnist_model]
-    assert defenses.cifar_configs(cfg)["base"] == models.cifar_configs(wb)[cfg.cifar_model]
-    assert defenses.finetune_configs(cfg)["base"] == models.mnist_configs(wb)["mlp"]
+    assert defenses.mnist_configs(cfg)["standard"] == targets.mnist_configs(wb)[cfg.mnist_model]
+    assert defenses.cifar_configs(cfg)["base"] == targets.cifar_configs(wb)[cfg.cifar_model]
+    assert defenses.finetune_configs(cfg)["base"] == targets.mnist_configs(wb)["mlp"]
     cap = defenses.capacity_configs(cfg)
     assert cap[(cfg.cifar_model, cfg.cifar_width)] == defenses.cifar_configs(cfg)["PGD-L∞ trained"]
     for c in defenses.finetune_configs(cfg).values():

@@ -4,7 +4,7 @@ import torch
 
 from advlab import ThreatModel
 from advlab.attacks import run_attack
-from advlab.data import transfer
+from advlab.data import copy_to
 from advlab.models import build_model, to_device
 
 SYNCS = ("item", "tolist", "__bool__", "__int__", "__float__")
@@ -27,7 +27,7 @@ def test_channels_last_only_on_cuda_by_default():
 
 def test_host_to_gpu_transfers_are_pinned(monkeypatch):
     t = torch.arange(6)
-    assert not transfer(t, "cpu").is_pinned()
+    assert not copy_to(t, "cpu").is_pinned()
     calls = []
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append("pin") or self)
     real_to = torch.Tensor.to
@@ -36,7 +36,7 @@ def test_host_to_gpu_transfers_are_pinned(monkeypatch):
         calls.append(("to", str(args[0]), kwargs.get("non_blocking")))
         return real_to(self, "cpu")
     monkeypatch.setattr(torch.Tensor, "to", fake_to)
-    transfer(t, "cuda")
+    copy_to(t, "cuda")
     assert calls == ["pin", ("to", "cuda", True)]
 
 

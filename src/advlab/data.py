@@ -112,7 +112,7 @@ class Dataset:
         return self.x.shape[0]
 
     def to(self, device) -> "Dataset":
-        return Dataset(self.name, self.split, *(transfer(t, device) for t in (self.x, self.y, self.indices)))
+        return Dataset(self.name, self.split, *(copy_to(t, device) for t in (self.x, self.y, self.indices)))
 
     def take(self, idx: torch.Tensor) -> "Dataset":
         """The examples at positions ``idx`` of this dataset (indices into the split kept)."""
@@ -148,7 +148,7 @@ class Dataset:
         return to_float(self.x)
 
 
-def transfer(t: torch.Tensor, device) -> torch.Tensor:
+def copy_to(t: torch.Tensor, device) -> torch.Tensor:
     """``t`` on ``device``; host-to-GPU copies go through pinned (page-locked) memory, asynchronously."""
     device = torch.device(device)
     if device.type == "cuda" and t.device.type == "cpu":

@@ -11,6 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
+# Packages whose __init__ imports every module in them (each registers itself): importing the
+# package runs them all, though no import statement names them.
+SELF_REGISTERING = ("advlab.results.kinds",)
 
 
 def module_file(name: str, package: Path = PACKAGE) -> Path | None:
@@ -68,6 +71,8 @@ def dependencies(modules: Iterable[str], package: Path = PACKAGE) -> list[Path]:
                 continue
             seen[mod] = f
             todo.extend(imports(ast.parse(f.read_text()), mod, f.name == "__init__.py"))
+            if mod in SELF_REGISTERING:
+                todo.extend(module_name(m, package) for m in sorted(f.parent.glob("*.py")))
     return sorted(set(seen.values()))
 
 

@@ -44,7 +44,7 @@ from ..progress import bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
 
-METHODS = ("ibp", "crown")
+BOUND_METHODS = ("ibp", "crown")
 SUPPORTED = ("Normalize", "Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d/2d (eval mode)", "AvgPool2d",
              "Identity")
 MAX_ELEMENTS = 2 ** 22  # floats per backward coefficient tensor (16 MiB): measured fastest on 2 cores
@@ -228,7 +228,7 @@ class Bounds:
 
 
 def _check_inputs(model, x, threat, method):
-    check_choice(method, METHODS, "bound method")
+    check_choice(method, BOUND_METHODS, "bound method")
     if not isinstance(threat, ThreatModel):
         raise InputError(f"bounds need a ThreatModel, got {type(threat).__name__}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
@@ -364,7 +364,7 @@ def ibp_margin_lower(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat:
 
 
 @strictly_fp32
-def verify(model: nn.Module, data, threat: ThreatModel, *, methods=METHODS, batch_size: int = 100,
+def verify(model: nn.Module, data, threat: ThreatModel, *, methods=BOUND_METHODS, batch_size: int = 100,
            progress: bool = True) -> pd.DataFrame:
     """Certify every example of ``data`` (a :class:`~advlab.data.Dataset`) with each bound method.
 
@@ -374,7 +374,7 @@ def verify(model: nn.Module, data, threat: ThreatModel, *, methods=METHODS, batc
     :func:`advlab.evaluate.accuracy` (column ``m``) for certified accuracy.
     """
     for m in methods:
-        check_choice(m, METHODS, "bound method")
+        check_choice(m, BOUND_METHODS, "bound method")
     check_positive_int(batch_size=batch_size)
     out = {m: [] for m in methods}
     secs = {m: [] for m in methods}

@@ -1,6 +1,6 @@
 """Black-box attacks: the chapter's parameters and profiles, and the surrogates its transfer section trains.
 
-It attacks the white-box chapter's models (:mod:`advlab.chapters.models`), so one profile trains
+It attacks the white-box chapter's models (:mod:`advlab.chapters.targets`), so one profile trains
 them once for both chapters.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..config import Chapter, Config, Param, Relation
 from ..results import DataSpec, Evaluation, ModelSpec, Plan
 from ..training import TrainConfig
-from . import models
+from . import targets
 
 _LINF_8 = 8 / 255
 REPORT_NOISE_SIGMA = 0.1  # the VGG-19 report's noise level (its 3.2)
@@ -19,7 +19,7 @@ CHAPTER = Chapter(
     title="Black-box attacks",
     position=2,
     params={
-        **models.PARAMS,
+        **targets.PARAMS,
         "n_test": Param(int, "MNIST-scale test examples attacked (seeded, class-stratified)", minimum=1),
         "eps": Param(float, "L∞ budget on the MNIST-scale models, pixel units of [0, 1]", minimum=0),
         "cifar_n_test": Param(int, "CIFAR-10 test examples for NES, Square, NATTACK and noise", minimum=1),
@@ -58,7 +58,7 @@ CHAPTER = Chapter(
     },
     base="quick",
     profiles={
-        "quick": dict(**models.PROFILES["quick"], n_test=200, eps=0.2, cifar_n_test=200, cifar_eps_linf=_LINF_8,
+        "quick": dict(**targets.PROFILES["quick"], n_test=200, eps=0.2, cifar_n_test=200, cifar_eps_linf=_LINF_8,
                       queries=2000, nes_samples=50, nes_sigma=0.001, square_p_init=0.05, nattack_population=100,
                       nattack_sigma=0.1, nattack_lr=0.02, apgd_steps=100, pgd_steps=20, onepixel_n_test=100,
                       onepixel_pixels=[1, 3, 5], onepixel_population=100, onepixel_generations=20,
@@ -67,12 +67,12 @@ CHAPTER = Chapter(
                       hsja_budgets=[100, 300, 1000, 2000], deepfool_steps=50, cw_steps=100, cw_search_steps=5,
                       cw_lr=0.01, cw_initial_const=0.1, squeeze_bits=3, batch_size=100,
                       n_show=6),
-        "smoke": dict(**models.PROFILES["smoke"], n_test=40, cifar_n_test=40, queries=200, nattack_population=20,
+        "smoke": dict(**targets.PROFILES["smoke"], n_test=40, cifar_n_test=40, queries=200, nattack_population=20,
                       apgd_steps=20, pgd_steps=5, onepixel_n_test=12, onepixel_pixels=[1, 3],
                       onepixel_population=20, onepixel_generations=5, noise_sigmas=[0.05, 0.1], noise_draws=5,
                       noise_l2_grid=[0.25, 1.0], transfer_steps=5, hsja_n_test=10, hsja_budgets=[50, 200],
                       deepfool_steps=20, cw_steps=20, cw_search_steps=2, n_show=4),
-        "paper": dict(**models.PROFILES["paper"], n_test=1000, cifar_n_test=1000, queries=10000,
+        "paper": dict(**targets.PROFILES["paper"], n_test=1000, cifar_n_test=1000, queries=10000,
                       nattack_population=300, pgd_steps=40, onepixel_n_test=500, onepixel_population=400,
                       onepixel_generations=100, noise_sigmas=[0.01, 0.02, 0.05, 0.1, 0.2, 0.3], noise_draws=100,
                       noise_l2_grid=[0.1, 0.25, 0.5, 1.0, 2.0, 4.0], hsja_n_test=500,
@@ -98,8 +98,8 @@ CHAPTER = Chapter(
 def surrogate_configs(cfg: Config) -> dict[str, TrainConfig]:
     """The transfer section's models: the three MNIST-scale models, and the small CNN trained again
     with the next seed (same architecture and recipe, other weights: the attacker's own copy)."""
-    out = dict(models.mnist_configs(cfg))
-    out[f"small_cnn (seed {cfg.seed + 1})"] = models.mnist_configs(cfg, seed=cfg.seed + 1)["small_cnn"]
+    out = dict(targets.mnist_configs(cfg))
+    out[f"small_cnn (seed {cfg.seed + 1})"] = targets.mnist_configs(cfg, seed=cfg.seed + 1)["small_cnn"]
     return out
 
 
@@ -142,7 +142,7 @@ def plan(cfg: Config) -> Plan:
     chapter, and the surrogates), the query-limited attacks on the full test subsets, the transfer
     matrices, the few-pixel and HopSkipJump studies on sub-subsets, noise against PGD-L2, and the
     attacks on the feature-squeezed model (what ``advlab precompute`` fills)."""
-    mnist, cifar = models.mnist_configs(cfg), models.cifar_configs(cfg)
+    mnist, cifar = targets.mnist_configs(cfg), targets.cifar_configs(cfg)
     vgg = {cfg.cifar_model: cifar[cfg.cifar_model]}
     test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)

@@ -23,7 +23,7 @@ from ..progress import bar
 from ..results import DataSpec, Evaluation, Plan
 from ..threat import ThreatModel
 from ..training import TrainConfig
-from . import models
+from . import targets
 
 # Published numbers the chapter sets its own beside (%).
 COHEN_CIFAR = {"sigma": 0.25, "radii": [0.0, 0.25, 0.5, 0.75], "certified": [74.8, 60.0, 42.8, 26.6]}
@@ -37,8 +37,8 @@ CHAPTER = Chapter(
     title="Certification: bounds, exact verification, randomized smoothing",
     position=4,
     params={
-        "seed": models.PARAMS["seed"],
-        "dataset": models.PARAMS["dataset"],
+        "seed": targets.PARAMS["seed"],
+        "dataset": targets.PARAMS["dataset"],
         "eps_list": Param(("list", float), "L∞ budgets certified on the MNIST-scale dataset, pixel units",
                           positive=True),
         "ibp_train_eps": Param(("list", float), "ε of IBP training for each budget of eps_list (Gowal et al.: "
@@ -61,8 +61,8 @@ CHAPTER = Chapter(
         "toy_samples": Param(int, "grid points per side that trace the true image of the toy box", minimum=2),
         "mnist_sigmas": Param(("list", float), "noise σ of the smoothed MNIST-scale classifiers", positive=True),
         "cifar_sigmas": Param(("list", float), "noise σ of the smoothed CIFAR-10 classifiers", positive=True),
-        "cifar_model": models.PARAMS["cifar_model"],
-        "cifar_width": models.PARAMS["cifar_width"],
+        "cifar_model": targets.PARAMS["cifar_model"],
+        "cifar_width": targets.PARAMS["cifar_width"],
         "cifar_epochs": Param(int, "epochs of the noise-trained VGGs", minimum=1),
         "cifar_subset": Param(int, f"their training examples ({ALL!r}: all 50,000)", minimum=1, all_allowed=True),
         "n_smooth": Param(int, "test examples certified by randomized smoothing, per dataset and σ", minimum=1),

@@ -4,7 +4,7 @@ Every model of the chapter is a :class:`~advlab.training.TrainConfig` built here
 configuration, so the notebook holds no recipe and models shared between sections (the PGD-L∞
 VGG of Table 1 is also the depth and width comparisons' VGG at the configured depth and width)
 are trained once. The undefended baselines are the white-box chapter's models
-(:mod:`advlab.chapters.models`), from the same cache.
+(:mod:`advlab.chapters.targets`), from the same cache.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..evaluate import accuracy, clopper_pearson, interval
 from ..results import DataSpec, Evaluation, ModelSpec, Plan
 from ..training import TrainConfig
 from ..training.denoiser import DenoiserConfig
-from . import models
+from . import targets
 
 # Published references the chapter sets its numbers beside (accuracy in %).
 MADRY_MNIST = {"clean": 98.5, "autoattack": 88.5}  # Madry et al.'s public MNIST model, L∞ 0.3 (RobustBench)
@@ -37,9 +37,9 @@ CHAPTER = Chapter(
     title="Defenses: adversarial training, randomness, denoisers",
     position=3,
     params={
-        **models.PARAMS,
+        **targets.PARAMS,
         "mnist_model": Param(str, "architecture adversarially trained on the MNIST-scale dataset",
-                             choices=models.MNIST_MODELS),
+                             choices=targets.MNIST_MODELS),
         "mnist_adv_epochs": Param(int, "epochs of every MNIST-scale adversarial training", minimum=1),
         "mnist_adv_subset": Param(int, f"their training examples ({ALL!r}: the whole split)", minimum=1,
                                   all_allowed=True),
@@ -105,7 +105,7 @@ CHAPTER = Chapter(
     },
     base="quick",
     profiles={
-        "quick": dict(**models.PROFILES["quick"], mnist_model="small_cnn", mnist_adv_epochs=3,
+        "quick": dict(**targets.PROFILES["quick"], mnist_model="small_cnn", mnist_adv_epochs=3,
                       mnist_adv_subset=7000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0, train_steps=3,
                       trades_beta=6.0, monitor=300, co_eps=0.3, co_epochs=3, cifar_adv_epochs=3,
                       cifar_adv_subset=8000, cifar_train_steps=4, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
@@ -117,14 +117,14 @@ CHAPTER = Chapter(
                       attack_noise_sigma=0.1, noise_attack_draws=10, denoiser_depth=5, denoiser_width=32,
                       denoiser_epochs=2, denoiser_subset=2000, denoiser_eps=0.05, audit_n=40, audit_steps=8,
                       squeeze_bits=3),
-        "smoke": dict(**models.PROFILES["smoke"], mnist_adv_epochs=1, mnist_adv_subset=2000, train_steps=2,
+        "smoke": dict(**targets.PROFILES["smoke"], mnist_adv_epochs=1, mnist_adv_subset=2000, train_steps=2,
                       monitor=200, co_epochs=1, cifar_adv_epochs=1, cifar_adv_subset=1000, cifar_train_steps=2,
                       vgg_depths=[11, 13], widths=[0.125], finetune_epochs=1, finetune_subset=1000,
                       finetune_scales=[1.0, 3.0], n_minimal=40, n_test=40, cifar_n_test=40, apgd_steps=10,
                       square_queries=50, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5], noise_sigmas=[0.06],
                       eot_draws=2, vote_draws=3, noise_attack_draws=3, denoiser_depth=2, denoiser_width=8,
                       denoiser_epochs=1, denoiser_subset=500, audit_n=20, audit_steps=3),
-        "paper": dict(**models.PROFILES["paper"], mnist_adv_epochs=20, mnist_adv_subset=ALL, train_steps=20,
+        "paper": dict(**targets.PROFILES["paper"], mnist_adv_epochs=20, mnist_adv_subset=ALL, train_steps=20,
                       monitor=1000, co_epochs=20, cifar_adv_epochs=30, cifar_adv_subset=ALL, cifar_train_steps=10,
                       vgg_depths=[11, 13, 16, 19], widths=[0.25, 0.5, 1.0, 2.0], finetune_epochs=5,
                       finetune_subset=ALL, finetune_scales=[1.0, 2.0, 3.0], n_minimal=1000, n_test=1000,
@@ -162,7 +162,7 @@ def mnist_configs(cfg: Config) -> dict[str, TrainConfig]:
     PGD-L∞, TRADES, PGD-L2 and the two mixed L2 + L∞ strategies, all at the same budget and scale."""
     e, e2, k = cfg.mnist_eps, cfg.mnist_eps_l2, cfg.train_steps
     return {
-        "standard": models.mnist_configs(cfg)[cfg.mnist_model],
+        "standard": targets.mnist_configs(cfg)[cfg.mnist_model],
         "FGSM": _mnist(cfg, "fgsm", {"eps": e}),
         "FGSM-RS": _mnist(cfg, "fgsm_rs", {"eps": e}),
         "PGD-L∞": _mnist(cfg, "pgd", {"norm": "linf", "eps": e, "steps": k}),
@@ -201,7 +201,7 @@ def cifar_configs(cfg: Config) -> dict[str, TrainConfig]:
     half-perturbed batches with FGSM, PGD-L2 and PGD-L∞."""
     f, k = cfg.adv_fraction, cfg.cifar_train_steps
     return {
-        "base": models.cifar_configs(cfg)[cfg.cifar_model],
+        "base": targets.cifar_configs(cfg)[cfg.cifar_model],
         "FGSM trained": _vgg(cfg, "fgsm", {"eps": cfg.cifar_eps, "fraction": f}),
         "PGD-L2 trained": _vgg(cfg, "pgd", {"norm": "l2", "eps": cfg.cifar_eps_l2, "steps": k,
                                             "step_size": cfg.cifar_eps_l2 / k, "fraction": f}),
@@ -221,7 +221,7 @@ def finetune_configs(cfg: Config) -> dict[str, TrainConfig]:
     """The DeepFool paper's fine-tuning on the MNIST report's MLP: the white-box chapter's MLP
     trained ``finetune_epochs`` more at half its learning rate on perturbed training examples only
     (DeepFool scaled by each α, and FGSM)."""
-    base = models.mnist_configs(cfg)["mlp"]
+    base = targets.mnist_configs(cfg)["mlp"]
 
     def tuned(method, params):
         return TrainConfig(dataset=base.dataset, model=base.model, epochs=cfg.finetune_epochs,

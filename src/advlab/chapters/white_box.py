@@ -1,12 +1,12 @@
 """White-box attacks: the chapter's parameters and profiles, and its paper-specific tables.
 
-Its models (the plan of trainings) are shared with later chapters: :mod:`advlab.chapters.models`.
+Its models (the plan of trainings) are shared with later chapters: :mod:`advlab.chapters.targets`.
 """
 from __future__ import annotations
 
 from ..config import Chapter, Config, Param, Relation
 from ..results import DataSpec, Evaluation, Plan
-from . import models
+from . import targets
 
 _LINF_8 = 8 / 255
 
@@ -16,7 +16,7 @@ CHAPTER = Chapter(
     title="White-box attacks",
     position=1,
     params={
-        **{k: models.PARAMS[k] for k in ("seed", "dataset", "mnist_epochs", "mnist_train_subset")},
+        **{k: targets.PARAMS[k] for k in ("seed", "dataset", "mnist_epochs", "mnist_train_subset")},
         "n_test": Param(int, "test examples attacked (seeded, class-stratified)", minimum=1),
         "eps": Param(float, "headline L∞ budget on MNIST, pixel units of [0, 1]", minimum=0),
         "eps_grid": Param(("list", float), "L∞ budgets of the MNIST curves, pixel units", minimum=0),
@@ -30,7 +30,7 @@ CHAPTER = Chapter(
         "cw_lr": Param(float, "Carlini-Wagner Adam learning rate (tanh space)", positive=True),
         "cw_initial_const": Param(float, "Carlini-Wagner initial trade-off constant c₀", positive=True),
         "apgd_steps": Param(int, "APGD iterations (the reference budget is 100)", minimum=1),
-        **{k: models.PARAMS[k] for k in ("cifar_model", "cifar_width", "cifar_epochs", "cifar_train_subset")},
+        **{k: targets.PARAMS[k] for k in ("cifar_model", "cifar_width", "cifar_epochs", "cifar_train_subset")},
         "cifar_n_test": Param(int, "CIFAR-10 test examples attacked", minimum=1),
         "cifar_eps_linf": Param(float, "headline L∞ budget on CIFAR-10, pixel units", minimum=0),
         "cifar_eps_l2": Param(float, "headline L2 budget on CIFAR-10, pixel units", minimum=0),
@@ -42,18 +42,18 @@ CHAPTER = Chapter(
     },
     base="quick",
     profiles={
-        "quick": dict(**models.PROFILES["quick"], n_test=1000, eps=0.1,
+        "quick": dict(**targets.PROFILES["quick"], n_test=1000, eps=0.1,
                       eps_grid=[0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3], pgd_steps=20,
                       deepfool_steps=50, fgsm_fool_rate=0.9, n_minimal=200, cw_steps=100, cw_search_steps=5,
                       cw_lr=0.1, cw_initial_const=0.1, apgd_steps=100, cifar_n_test=500, cifar_eps_linf=_LINF_8,
                       cifar_eps_l2=0.5,
                       cifar_linf_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, _LINF_8, 12 / 255, 16 / 255],
                       cifar_l2_grid=[0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5], batch_size=500, n_show=8),
-        "smoke": dict(**models.PROFILES["smoke"], n_test=200, eps_grid=[0.0, 0.1, 0.2, 0.3],
+        "smoke": dict(**targets.PROFILES["smoke"], n_test=200, eps_grid=[0.0, 0.1, 0.2, 0.3],
                       pgd_steps=5, n_minimal=30, cw_steps=20, cw_search_steps=2, apgd_steps=20, cifar_n_test=60,
                       cifar_linf_grid=[0.0, 2 / 255, _LINF_8], cifar_l2_grid=[0.0, 0.25, 0.5], batch_size=50,
                       n_show=4),
-        "paper": dict(**models.PROFILES["paper"], n_test=10000,
+        "paper": dict(**targets.PROFILES["paper"], n_test=10000,
                       eps_grid=[0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3], pgd_steps=40,
                       n_minimal=1000, cw_steps=1000, cw_search_steps=9, cw_lr=0.01, cifar_n_test=10000,
                       batch_size=250),
@@ -79,7 +79,7 @@ def cw_params(cfg: Config) -> dict:
 
 def plan(cfg: Config) -> Plan:
     """The chapter's trainings and per-example evaluations (what ``advlab precompute`` fills)."""
-    mnist, cifar = models.mnist_configs(cfg), models.cifar_configs(cfg)
+    mnist, cifar = targets.mnist_configs(cfg), targets.cifar_configs(cfg)
     vgg = {cfg.cifar_model: cifar[cfg.cifar_model]}
     test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
     minimal = DataSpec(cfg.dataset, n=cfg.n_minimal, seed=cfg.seed)

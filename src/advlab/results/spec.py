@@ -8,7 +8,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +48,7 @@ def kernel_hash() -> str:
     """Hash of the source of every advlab module the results package imports, directly or not, its
     kind modules included (syntax trees, so comments do not count): a result is recomputed when the
     code that produced it changes."""
-    from . import kinds
-    names = [f"{kinds.__name__}.{m.name}" for m in pkgutil.iter_modules(kinds.__path__)]
-    return source.code_hash(source.dependencies(["advlab.results", *names]))
+    return source.code_hash(source.dependencies(["advlab.results"]))
 
 
 # -- declarations ------------------------------------------------------------------------------------
