@@ -73,7 +73,7 @@ def test_sharded_tables_equal_one_process(sharded, tmp_path):
 def test_ddp_training_matches_one_process(sharded, tmp_path):
     """Same global batch, gradients all-reduced: the weights agree to float rounding (no batch norm
     in these models; torch synchronises batch norm on GPUs only)."""
-    plan, names = _plan(), ("mlp", "small_cnn", "lenet5")
+    plan, names = _plan(), ("mnist mlp", "mnist small_cnn", "mnist lenet5")
     script = (f"from advlab.chapters import chapter_plan, get_chapter\nfrom advlab.training import load_or_train\n"
               f"plan = chapter_plan({CHAPTER!r}, get_chapter({CHAPTER!r}).resolve({PROFILE!r}))\n"
               f"for n in {names!r}:\n    assert load_or_train(plan.trainings[n], progress=False)[1]['trained']\n")
