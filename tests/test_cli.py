@@ -289,3 +289,21 @@ def test_reference_step_times_this_machine():
     assert 0 < ms < 60_000
     assert execution.report_time("defenses", 120.0, 40.0) == "defenses: 120 s, 3,000 reference steps (40.0 ms each on "\
                                                        "this machine now)"
+
+
+def test_help_answers_without_importing_torch():
+    """`advlab --help` took 2.4 s: the chapters' modules, and torch with them, were imported to list
+    the chapter names. Now the names are read from the source and torch waits for a command."""
+    code = ("import sys, contextlib, io\nfrom advlab.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try:\n        main(['run', '--help'])\n    except SystemExit:\n        pass\n"
+            "assert 'white-box | black-box' in out.getvalue(), out.getvalue()\n"
+            "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_chapter_names_read_from_source_match_the_registry():
+    from advlab.chapters import CHAPTERS, chapter_names
+
+    assert chapter_names() == list(CHAPTERS)

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from .errors import CheckpointError
 from .reproducibility import check_cache_kernels
 
@@ -96,6 +94,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` through :func:`atomic_write`: never half-written."""
+    import torch  # here, not at the top: the command line's --help must not wait for torch
+
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -108,6 +108,8 @@ def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
 
     A truncated or corrupt file raises :class:`CheckpointError` (never a half-loaded model).
     """
+    import torch
+
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)

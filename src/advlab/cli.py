@@ -27,12 +27,12 @@ from pathlib import Path
 import yaml
 
 from .cache import CACHED_ONLY_ENV, cached_only
-from .chapters import CHAPTERS, chapter_plan, get_chapter
+from .chapters import chapter_names, chapter_plan, get_chapter
 from .config import PROFILES, show_value
 from .errors import AdvlabError, InputError
-from .execution import (REFERENCE_DIR, raise_on_sigterm, build_book, configure_environment, execute_chapter, find_root,
-                        pinned_environment, reference_step_ms, report_time)
-from .timing import Stopwatch
+
+# The heavy rooms (execution, the chapters' modules, torch) are imported by the commands that use
+# them, so that `advlab --help` and a mistyped command answer at once.
 
 # -- parameters --------------------------------------------------------------------------------------
 def _numbers(value):
@@ -85,6 +85,7 @@ def precompute(name: str, profile: str, overrides: dict | None = None, device: s
         raise InputError(f"{CACHED_ONLY_ENV}=1 forbids computing, and precompute computes: unset it for this command")
     cfg = get_chapter(name).resolve(profile, overrides)
     try:
+        from .execution import configure_environment, find_root
         configure_environment(find_root())
     except AdvlabError:  # an installed package outside the repository: the environment decides
         pass
@@ -114,7 +115,7 @@ def list_chapters(names=(), width: int = 100) -> None:
     def para(text, indent):
         print(textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent + "  "))
 
-    for c in [get_chapter(n) for n in names] or list(CHAPTERS.values()):
+    for c in [get_chapter(n) for n in names or chapter_names()]:
         para(f"{c.name}: {c.title} (notebooks/{c.notebook}); profiles {', '.join(PROFILES)}", "")
         values = {p: c.profile_values(p) for p in PROFILES}
         for k, p in c.params.items():
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="advlab", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True,
                             help="list | run | book | references | precompute (advlab COMMAND --help)")
-    chapters, profiles = " | ".join(CHAPTERS), " | ".join(PROFILES)
+    chapters, profiles = " | ".join(chapter_names()), " | ".join(PROFILES)
     lst = sub.add_parser("list", help="chapters, their parameters and every profile's values")
     lst.add_argument("chapters", nargs="*", metavar="CHAPTER", help=f"only these ({chapters}); default: all")
     run = sub.add_parser("run", help="execute one chapter")
@@ -154,6 +155,9 @@ def main(argv=None) -> int:
     ref = sub.add_parser("references", help="re-execute the smoke profile into the nbval references")
     ref.add_argument("chapters", nargs="*")
     args = ap.parse_args(argv)
+    from .execution import (REFERENCE_DIR, build_book, execute_chapter, find_root, pinned_environment,
+                            raise_on_sigterm, reference_step_ms, report_time)
+    from .timing import Stopwatch
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, raise_on_sigterm) if main_thread else None
     try:
@@ -178,7 +182,7 @@ def main(argv=None) -> int:
             root = find_root()
             pinned_environment(root)  # the kernels and cache the test suite uses (tests/conftest.py)
             os.environ["TQDM_DISABLE"] = "1"  # nbval runs with it too
-            for name in args.chapters or CHAPTERS:
+            for name in args.chapters or chapter_names():
                 execute_chapter(name, "smoke", output=root / REFERENCE_DIR / f"{name}.ipynb", root=root,
                                 force=True)
     except AdvlabError as e:

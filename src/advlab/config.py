@@ -14,11 +14,12 @@ import math
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported by table() only: the command line's --help must stay quick
+    import pandas as pd
 
 PROFILES = ("smoke", "quick", "paper")
 ALL = "all"  # the spelled value of an ``all_allowed`` parameter: no limit (the whole split)
@@ -151,6 +152,8 @@ class Config(Mapping):
         return self._profile
 
     def table(self) -> pd.DataFrame:
+        import pandas as pd
+
         rows = [{"parameter": "profile", "value": self._profile, "meaning": "named parameter set"}]
         rows += [{"parameter": k, "value": show_value(v, self._schema[k]), "meaning": self._schema[k].doc}
                  for k, v in self._values.items()]

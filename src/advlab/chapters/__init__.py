@@ -8,13 +8,15 @@ registry (a test checks it), and the CI page check reads the titles from here.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import pkgutil
 import types
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from ..checks import check_choice
 from ..config import Chapter, Config
 from ..errors import InputError
 
@@ -29,14 +31,39 @@ def _discover() -> dict[str, Chapter]:
     return {c.name: c for c in found}
 
 
-CHAPTERS: dict[str, Chapter] = _discover()
+_registry = functools.cache(_discover)
+
+
+def __getattr__(name: str):
+    # CHAPTERS imports every chapter module (and with them torch): only when first asked for
+    if name == "CHAPTERS":
+        return _registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def chapter_names() -> list[str]:
+    """The chapters' names in the book's order, read from their modules' source without importing
+    them (the command line's help needs them; importing the chapters imports torch)."""
+    found = []
+    for f in Path(__path__[0]).glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "CHAPTER" for t in node.targets)
+                    and isinstance(node.value, ast.Call)):
+                kw = {k.arg: k.value for k in node.value.keywords}
+                found.append((ast.literal_eval(kw["position"]), ast.literal_eval(kw["name"])))
+    return [name for _, name in sorted(found)]
+
+
 # Names IPython puts in a notebook's globals that are not parameters.
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
 
 def get_chapter(name: str) -> Chapter:
-    check_choice(name, CHAPTERS, "chapter")
-    return CHAPTERS[name]
+    from ..checks import check_choice  # torch comes with it
+
+    chapters = _registry()
+    check_choice(name, chapters, "chapter")
+    return chapters[name]
 
 
 def chapter_plan(chapter: str, cfg: Config):
@@ -66,4 +93,4 @@ def chapter_config(chapter: str, namespace: Mapping[str, Any]) -> Config:
     return ch.resolve(profile, plain)
 
 
-__all__ = ["CHAPTERS", "chapter_config", "chapter_plan", "get_chapter"]
+__all__ = ["CHAPTERS", "chapter_config", "chapter_names", "chapter_plan", "get_chapter"]
