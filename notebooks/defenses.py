@@ -74,7 +74,6 @@ from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, defenses
 from advlab.data import dataset_spec
 from advlab.evaluate import accuracy, display_table, noise_summary, rho_adv_summary
-from advlab import training
 
 # The catastrophic-overfitting table below reports what these warnings say.
 warnings.filterwarnings("ignore", message="catastrophic overfitting")
@@ -219,9 +218,9 @@ madry_table
 co = {name: info["metrics"] for name, info in plan.records("overfitting").items()}
 glue("monitor", f"{cfg.monitor:,}", display=False)
 glue("co_eps", f"{cfg.co_eps:g}", display=False)
-glue("co_drop", f"{100 * training.CO_DROP:.0f}", display=False)
-glue("co_floor", f"{training.CO_FLOOR:.0%}", display=False)
-glue("co_gap", f"{100 * training.CO_GAP:.0f}", display=False)
+glue("co_drop", f"{100 * defenses.OVERFITTING_RULE['drop']:.0f}", display=False)
+glue("co_floor", f"{defenses.OVERFITTING_RULE['floor']:.0%}", display=False)
+glue("co_gap", f"{100 * defenses.OVERFITTING_RULE['gap']:.0f}", display=False)
 co_table = pd.DataFrame({
     "best held-out PGD-10 (%)": [100 * max(h["holdout_pgd"] for h in m["history"]) for m in co.values()],
     "last epoch's held-out PGD-10 (%)": [100 * m["history"][-1]["holdout_pgd"] for m in co.values()],

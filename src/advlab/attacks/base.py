@@ -141,23 +141,37 @@ class AttackSpec:
 ATTACKS: dict[str, AttackSpec] = {}
 
 
+class Oracle:
+    """What a black-box attack receives instead of the model; :class:`~advlab.attacks.blackbox.QueryOracle`
+    implements it. The framework resets its per-example counts before the attack, reads ``queries``
+    after it, and asks ``final_labels`` for the labels of the inputs the attack returns (the
+    framework's check of success, not one of the attacker's queries)."""
+
+    output: str
+    queries: torch.Tensor
+
+    def reset(self, n: int, device, labels: torch.Tensor | None = None) -> None:
+        raise NotImplementedError
+
+    def final_labels(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
 def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target) -> None:
     """Validate the arguments every attack shares, with messages that name the attack."""
-    from .blackbox.oracle import QueryOracle
-
     if spec.black_box:
-        if not isinstance(model, QueryOracle):
+        if not isinstance(model, Oracle):
             raise InputError(f"{spec.name} is a {spec.kind} black-box attack: pass the model inside "
                              f"QueryOracle(model, output=..., budget=...), got {type(model).__name__}")
         if model.output not in spec.outputs:
             raise InputError(f"{spec.name} needs an oracle answering {' or '.join(spec.outputs)}; "
                              f"this one answers {model.output!r}")
-    elif isinstance(model, QueryOracle):
+    elif isinstance(model, Oracle):
         raise InputError(f"{spec.name} is a {spec.kind} attack: it needs the model itself, not a QueryOracle")
     elif not callable(model):
         raise InputError(f"model must be a callable mapping images to logits, got {type(model).__name__}")
     check_images(x)
-    if not isinstance(model, QueryOracle):  # the oracle says it at the first query (its model stays sealed)
+    if not isinstance(model, Oracle):  # the oracle says it at the first query (its model stays sealed)
         check_model_inputs(model, x)
     check_labels(y, x)
     if threat is None:
@@ -207,7 +221,7 @@ def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: 
             if spec.black_box:
                 model.reset(x.shape[0], x.device, labels=target if targeted else y)
                 x_adv = fn(model, x, y, threat=threat, targeted=targeted, target=target, **params).detach()
-                pred = model._evaluate(x_adv)  # the framework's check, not one of the attacker's queries
+                pred = model.final_labels(x_adv)  # the framework's check, not one of the attacker's queries
                 queries = model.queries.clone()
                 forwards, backwards = int(queries.sum()) + x.shape[0], 0
             else:

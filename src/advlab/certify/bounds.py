@@ -32,13 +32,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ..checks import check_choice, check_label_range, check_labels, check_model_inputs, check_positive_int
 from ..data import to_float
 from ..errors import InputError
 from ..models import Normalize, eval_mode, predict
-from ..models.nets import MLP, VGG, LeNet5, SmallCNN
 from ..precision import strictly_fp32
 from ..progress import bar
 from ..threat import ThreatModel
@@ -50,9 +48,6 @@ SUPPORTED = ("Normalize", "Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d/2d
 MAX_ELEMENTS = 2 ** 22  # floats per backward coefficient tensor (16 MiB): measured fastest on 2 cores
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _AFFINE = (nn.Linear, nn.Conv2d, *_BN, nn.AvgPool2d, Normalize, nn.Flatten, nn.Identity)
-# Our containers whose forward is their parts in order (a custom forward is otherwise unknowable).
-_SEQUENTIAL_PARTS = {MLP: ("layers",), SmallCNN: ("features", "classifier"), LeNet5: ("features", "classifier"),
-                     VGG: ("features", "classifier")}
 
 
 def layers(model: nn.Module) -> list[nn.Module]:
@@ -60,13 +55,11 @@ def layers(model: nn.Module) -> list[nn.Module]:
     out = []
 
     def walk(m, path):
-        if isinstance(m, DistributedDataParallel):  # DDP training (IBP): the wrapped network
-            walk(m.module, path)
-        elif isinstance(m, nn.Sequential):
+        if isinstance(m, nn.Sequential):
             for name, child in m.named_children():
                 walk(child, f"{path}.{name}" if path else name)
-        elif type(m) in _SEQUENTIAL_PARTS:
-            for name in _SEQUENTIAL_PARTS[type(m)]:
+        elif "SEQUENTIAL_PARTS" in vars(type(m)):  # a container declaring its forward is its parts in order
+            for name in type(m).SEQUENTIAL_PARTS:
                 walk(getattr(m, name), f"{path}.{name}" if path else name)
         elif isinstance(m, (nn.ReLU, *_AFFINE)):
             if isinstance(m, _BN) and (m.training or not m.track_running_stats):

@@ -14,7 +14,7 @@ from ..config import ALL, Chapter, Config, Param, Relation
 from ..data import dataset_spec
 from ..evaluate import accuracy, clopper_pearson, interval
 from ..results import DataSpec, Evaluation, ModelSpec, Plan
-from ..training import TrainConfig
+from ..training import CO_DROP, CO_FLOOR, CO_GAP, TrainConfig
 from ..training.denoiser import DenoiserConfig
 from . import targets
 
@@ -22,6 +22,7 @@ from . import targets
 MADRY_MNIST = {"clean": 98.5, "autoattack": 88.5}  # Madry et al.'s public MNIST model, L∞ 0.3 (RobustBench)
 WONG_MNIST_FGSM_RS = 88.8  # Wong et al. 2020, FGSM-RS, PGD-50 with 10 restarts, L∞ 0.3
 NO_NOISE = 0.0  # the σ of the randomized-network study's noise-free control
+OVERFITTING_RULE = {"drop": CO_DROP, "floor": CO_FLOOR, "gap": CO_GAP}  # the training monitor's, for the prose
 REPORT_TABLE_2 = pd.DataFrame(  # the VGG-19 report's Table 2: its randomized network, σ = 0.06
     {"clean": [56.7], "noisy": [55.3], "FGSM": [21.1], "PGD-L2": [33.2], "PGD-L∞": [35.7]},
     index=pd.Index(["randomized network (σ = 0.06)"], name="model"))

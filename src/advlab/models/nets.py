@@ -14,6 +14,8 @@ def _w(channels: int, width: float) -> int:
 
 
 class MLP(nn.Module):
+    SEQUENTIAL_PARTS = ("layers",)  # forward is these parts in order (what bound propagation walks)
+
     def __init__(self, shape, num_classes, hidden=(512,)):
         super().__init__()
         dims = [math.prod(shape), *hidden]
@@ -28,6 +30,8 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
+    SEQUENTIAL_PARTS = ("features", "classifier")  # forward is these parts in order (what bound propagation walks)
+
     def __init__(self, shape, num_classes, width=1.0):
         super().__init__()
         c, h, w = shape
@@ -59,6 +63,8 @@ class ConvSmall(nn.Sequential):
 
 
 class LeNet5(nn.Module):
+    SEQUENTIAL_PARTS = ("features", "classifier")  # forward is these parts in order (what bound propagation walks)
+
     def __init__(self, shape, num_classes):
         super().__init__()
         c, h, w = shape
@@ -89,6 +95,8 @@ VGG_CFG = {
 
 class VGG(nn.Module):
     """VGG with batch norm for 32×32 inputs: five pooling stages down to 1×1, one linear layer."""
+
+    SEQUENTIAL_PARTS = ("features", "classifier")  # forward is these parts in order
 
     def __init__(self, depth, shape, num_classes, width=1.0):
         super().__init__()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from ..attacks import run_attack
 from ..attacks.base import loss_and_grad
@@ -289,7 +290,8 @@ def ibp(model, x, y, p, *, generator, step, total, label_smoothing):
     if eps == 0:
         return StepOut(ce, logits, ce.detach(), None, n, n)
     # the worst case of the margins z_y − z_j is the logit vector (0 for y, −lower_j for j)
-    robust = F.cross_entropy(-ibp_margin_lower(model, x, y, ThreatModel(p["norm"], eps)), y)
+    net = model.module if isinstance(model, DistributedDataParallel) else model  # bounds walk the network's layers
+    robust = F.cross_entropy(-ibp_margin_lower(net, x, y, ThreatModel(p["norm"], eps)), y)
     # the bound pass costs about two forward passes (centre and radius), and as much backward
     return StepOut(kappa * ce + (1 - kappa) * robust, logits, ce.detach(), robust.detach(), 3 * n, 3 * n)
 

@@ -7,6 +7,7 @@ import torch
 from ...checks import check_choice, check_label_range, check_positive_int
 from ...errors import InputError
 from ...models import eval_mode
+from ..base import Oracle
 
 OUTPUTS = ("logits", "probs", "top1", "label")  # from most to least informative
 
@@ -15,7 +16,7 @@ class QueryBudgetError(InputError):
     """An attack asked for more queries than an example's budget allows."""
 
 
-class QueryOracle:
+class QueryOracle(Oracle):
     """Answers batched queries of ``model`` under ``torch.no_grad()`` and counts them per example.
 
     Parameters
@@ -106,7 +107,7 @@ class QueryOracle:
             self._labels = None
         return self._answer(logits)
 
-    def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
+    def final_labels(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels for the framework's final check of an attack's result: no query counted."""
         return self._forward(x).argmax(1)
 
