@@ -397,3 +397,25 @@ def test_a_render_only_run_never_trains_a_denoiser(tmp_path, monkeypatch):
     with pytest.raises(CacheMiss, match="no cached denoiser"):
         plan.records("denoiser")
     assert not dn.checkpoint_path().exists()
+
+
+def test_random_networks_are_declared_like_models_and_never_trained(tmp_path, monkeypatch):
+    """The cost of a certificate is timed on seeded random weights: planned and cached like the rest."""
+    from advlab.chapters import certification
+    from advlab.results import RandomNet
+
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    a, b = RandomNet("conv_small", "mnist", {"width": 0.25}, seed=1), RandomNet("conv_small", "mnist", {"width": 0.25})
+    assert a.key != b.key and a.key == RandomNet("conv_small", "mnist", {"width": 0.25}, seed=1).key
+    wa, wb = a.build("cpu").state_dict(), RandomNet("conv_small", "mnist", {"width": 0.25}, seed=1).build("cpu")
+    assert all(torch.equal(v, wb.state_dict()[k]) for k, v in wa.items())
+    with pytest.raises(InputError, match="unknown option"):
+        RandomNet("conv_small", "mnist", {"depth": 3})
+    ev = Evaluation("bound_cost", {"0.25": a, "0.5": RandomNet("conv_small", "mnist", {"width": 0.5}, seed=1)},
+                    DataSpec("mnist", n=20, seed=0).within(4), {"threat": ["linf", 0.1]}, block=4)
+    plan = Plan(evaluations={"cost": ev})
+    assert plan.all_trainings() == {}
+    table = certification.bound_cost(plan.result("cost", progress=False))
+    assert list(table.index) == [0.25, 0.5] and table.ReLUs.iloc[0] < table.ReLUs.iloc[1]
+    assert table["CROWN per example"].str.endswith(" ms").all()
+    assert not (tmp_path / "models").exists()  # nothing was trained

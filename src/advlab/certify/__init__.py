@@ -10,11 +10,11 @@ Every entry point computes in IEEE float32 whatever the caller's global flags (T
 products and convolutions, :func:`advlab.precision.strict_fp32`, the flags restored afterwards):
 a bound rounded in TF32 can be an unsound certificate.
 """
-from .bounds import Bounds, bound_spec, certified, layers, margin_bounds, verify
+from .bounds import Bounds, bound_spec, certified, layers, margin_bounds, relu_count, verify
 from .milp import exact_verification
 from .smoothing import (ABSTAIN, certified_accuracy, certify, lower_confidence_bound, sample_counts, smoothadv,
                         smoothed_predict)
 
 __all__ = ["ABSTAIN", "Bounds", "bound_spec", "certified", "certified_accuracy", "certify", "exact_verification",
-           "layers", "lower_confidence_bound", "margin_bounds", "sample_counts", "smoothadv", "smoothed_predict",
-           "verify"]
+           "layers", "lower_confidence_bound", "margin_bounds", "relu_count", "sample_counts", "smoothadv",
+           "smoothed_predict", "verify"]

@@ -386,3 +386,14 @@ def verify(model: nn.Module, data, threat: ThreatModel, *, methods=BOUND_METHODS
         rows[m] = torch.cat(out[m]).numpy()
         rows[f"{m}_seconds"] = secs[m]
     return rows.assign(norm=threat.norm, eps=threat.eps)
+
+
+def relu_count(model: nn.Module, x: torch.Tensor) -> int:
+    """The ReLU units of ``model`` on inputs shaped like ``x`` (one example suffices): what CROWN's
+    cost grows with when they are unstable."""
+    n, z = 0, x[:1]
+    with torch.no_grad():
+        for m in layers(model):
+            n += z[0].numel() if isinstance(m, nn.ReLU) else 0
+            z = m(z)
+    return n

@@ -13,14 +13,11 @@ import torch
 from scipy.spatial import HalfspaceIntersection
 from torch import nn
 
-from ..certify import bound_spec, layers, verify
+from ..certify import bound_spec
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..errors import InputError
-from ..data import Dataset
 from ..evaluate import clopper_pearson
-from ..models import build_model
-from ..progress import bar
-from ..results import DataSpec, Evaluation, Plan
+from ..results import DataSpec, Evaluation, Plan, RandomNet
 from ..threat import ThreatModel
 from ..training import TrainConfig
 from . import targets
@@ -321,14 +318,16 @@ def smoothadv_evaluations(cfg: Config) -> dict[tuple[str, float], Evaluation]:
 
 
 def plan(cfg: Config) -> Plan:
-    """The chapter's trainings, its certificates, attacks and exact verification, and its CERTIFY
-    runs (what ``advlab precompute`` fills). The toy figure and the cost table run in the notebook."""
+    """The chapter's trainings, its certificates, attacks and exact verification, its CERTIFY and
+    SmoothAdv runs and the cost of a certificate (what ``advlab precompute`` fills). The toy figure
+    (a random 2-D network's output set, milliseconds, no number) is drawn in the notebook."""
     trainings = {f"{arch} {training} ε={eps:g}": c for (arch, training, eps), c in bound_configs(cfg).items()}
     trainings.update({f"{ds} noise σ={s:g}": c for (ds, s), c in smoothing_configs(cfg).items()})
     evaluations = {f"{part} {arch} {training} ε={eps:g}": ev
                    for (arch, training, eps), evs in sandwich_evaluations(cfg).items() for part, ev in evs.items()}
     evaluations.update({f"smoothing {ds} σ={s:g}": ev for (ds, s), ev in smoothing_evaluations(cfg).items()})
     evaluations.update({f"SmoothAdv {ds} σ={s:g}": ev for (ds, s), ev in smoothadv_evaluations(cfg).items()})
+    evaluations["bound cost"] = bound_cost_evaluation(cfg)
     return Plan(trainings=trainings, evaluations=evaluations)
 
 
@@ -402,30 +401,24 @@ def cifar_scale(cfg: Config) -> str:
     return f"{cfg.cifar_epochs} epochs on {subset} training images (width {cfg.cifar_width:g})"
 
 
+
+
 # -- cost -----------------------------------------------------------------------------------------
-def bound_cost(cfg: Config, data: Dataset, eps: float, progress: bool = True) -> pd.DataFrame:
-    """Seconds per example of IBP and CROWN on the small ConvNet at every width of ``cost_widths``
-    (seeded random weights: most ReLUs unstable, CROWN's worst case), with the ReLU count."""
-    sub = data.take(torch.arange(cfg.cost_n))
-    out = []
-    for w in bar(cfg.cost_widths, desc="cost of a certificate", enabled=progress):
-        with torch.random.fork_rng():  # seeded weights, the caller's RNG untouched
-            torch.manual_seed(cfg.seed)
-            net = build_model("conv_small", cfg.dataset, width=w).eval()
-        rows = verify(net, sub, ThreatModel("linf", eps), batch_size=cfg.cost_n, progress=False)
-        out.append({"width": w, "ReLUs": _relu_count(net, sub.images()[:1]),
-                    "IBP (s/example)": rows["ibp_seconds"].mean(),
-                    "CROWN (s/example)": rows["crown_seconds"].mean()})
-    df = pd.DataFrame(out).set_index("width")
-    for col in ("IBP (s/example)", "CROWN (s/example)"):
-        df[col] = df[col].map(_ms)
-    return df.rename(columns=lambda c: c.replace(" (s/example)", " per example"))
+def bound_cost_evaluation(cfg: Config) -> Evaluation:
+    """IBP and CROWN timed on the small ConvNet at every width of ``cost_widths``, seeded random
+    weights (most ReLUs unstable: CROWN's worst case), on ``cost_n`` certification examples in one
+    batch."""
+    data = DataSpec(cfg.dataset, n=cfg.n_cert, seed=cfg.seed).within(cfg.cost_n)
+    nets = {f"{w:g}": RandomNet("conv_small", cfg.dataset, {"width": w}, seed=cfg.seed) for w in cfg.cost_widths}
+    return Evaluation("bound_cost", nets, data, {"threat": ["linf", cfg.eps_list[0]]}, seed=cfg.seed,
+                      block=cfg.cost_n)
 
 
-def _relu_count(net, x) -> int:
-    n, z = 0, x
-    with torch.no_grad():
-        for m in layers(net):
-            n += z[0].numel() if isinstance(m, nn.ReLU) else 0
-            z = m(z)
-    return n
+def bound_cost(rows: pd.DataFrame) -> pd.DataFrame:
+    """The cost table from the ``bound_cost`` rows: per width, the ReLU count and the time per
+    example of IBP and CROWN."""
+    out = rows.groupby("model", sort=False).agg(ReLUs=("relus", "first"), ibp=("ibp_seconds", "mean"),
+                                                crown=("crown_seconds", "mean"))
+    out.index = out.index.astype(float).rename("width")
+    return pd.DataFrame({"ReLUs": out.ReLUs, "IBP per example": out.ibp.map(_ms),
+                         "CROWN per example": out.crown.map(_ms)})

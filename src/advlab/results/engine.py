@@ -17,7 +17,7 @@ from ..progress import bar
 from ..timing import Stopwatch
 from ..training import load_or_train
 from ..training.denoiser import load_or_train_denoiser
-from .spec import EVALUATION_KINDS, Evaluation, ModelSpec, block_seed
+from .spec import EVALUATION_KINDS, Evaluation, ModelSpec, RandomNet, block_seed
 from ..store import load_or_make, read_valid
 from .table import decode_table, read_table, save_table, table_record
 
@@ -25,6 +25,9 @@ from .table import decode_table, read_table, save_table, table_record
 def _models(ev: Evaluation, device, progress: bool, root=None) -> dict:
     out = {}
     for name, spec in ev.models.items():
+        if isinstance(spec, RandomNet):
+            out[name] = spec.build(device)
+            continue
         cfg = spec.config if isinstance(spec, ModelSpec) else spec
         model, _ = load_or_train(cfg, device=device, cache_root=root, progress=progress)
         if ev.precision == "bf16":

@@ -73,7 +73,8 @@ class Plan:
         out = dict(self.trainings)
         for ename, ev in self.evaluations.items():
             for mname, spec in ev.models.items():
-                out.setdefault(f"{ename}/{mname}", spec.config if isinstance(spec, ModelSpec) else spec)
+                if isinstance(spec, (TrainConfig, ModelSpec)):
+                    out.setdefault(f"{ename}/{mname}", spec.config if isinstance(spec, ModelSpec) else spec)
         unique = {}
         for name, cfg in out.items():
             unique.setdefault(cfg.key, (name, cfg))

@@ -21,6 +21,7 @@ from ..checks import check_choice
 from ..data import Dataset, dataset_spec, load_dataset
 from ..defenses import EOT, BitDepthReduction, Denoised, GaussianNoise, bpda
 from ..errors import InputError
+from ..models import build_model, model_options
 from ..precision import PRECISIONS
 from ..threat import ThreatModel
 from ..training import TrainConfig
@@ -153,6 +154,37 @@ class ModelSpec:
         return None if check_only else m
 
 
+@dataclass(frozen=True)
+class RandomNet:
+    """An untrained network with seeded random weights: what the cost of a certificate is timed on
+    (random weights leave most ReLUs unstable, CROWN's worst case). No training, so no checkpoint."""
+
+    model: str
+    dataset: str
+    options: Mapping = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self):
+        dataset_spec(self.dataset)
+        unknown = set(self.options) - set(model_options(self.model))
+        if unknown:
+            raise InputError(f"unknown option(s) {sorted(unknown)} for model {self.model!r}")
+        object.__setattr__(self, "options", dict(self.options))
+
+    def __hash__(self):
+        return hash(self.key)
+
+    @property
+    def key(self) -> str:
+        return config_key({"random": self.model, "dataset": self.dataset, "options": self.options, "seed": self.seed})
+
+    def build(self, device) -> torch.nn.Module:
+        with torch.random.fork_rng():  # seeded weights, the caller's RNG untouched
+            torch.manual_seed(self.seed)
+            net = build_model(self.model, self.dataset, **self.options).eval()
+        return net.to(device)
+
+
 def threat_of(spec) -> ThreatModel | None:
     """A threat model from its JSON form ``[norm, eps]`` (None stays None)."""
     if spec is None or isinstance(spec, ThreatModel):
@@ -198,7 +230,7 @@ class Evaluation:
     """
 
     kind: str
-    models: Mapping[str, TrainConfig | ModelSpec]
+    models: Mapping[str, TrainConfig | ModelSpec | RandomNet]
     data: DataSpec
     params: Mapping = field(default_factory=dict)
     seed: int = 0
@@ -209,8 +241,8 @@ class Evaluation:
     def __post_init__(self):
         check_choice(self.kind, EVALUATION_KINDS, "evaluation kind")
         check_choice(self.precision, PRECISIONS, "precision")
-        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec)) for c in self.models.values()):
-            raise InputError("an evaluation needs a mapping of names to TrainConfigs or ModelSpecs")
+        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec, RandomNet)) for c in self.models.values()):
+            raise InputError("an evaluation needs a mapping of names to TrainConfigs, ModelSpecs or RandomNets")
         if len({c.dataset for c in self.models.values()} | {self.data.dataset}) > 1:
             raise InputError(f"an evaluation's models must be trained on its dataset {self.data.dataset!r}")
         if not isinstance(self.block, int) or self.block < 1:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...certify import certify, exact_verification, relu_count, smoothadv, smoothed_predict, verify
 from ...timing import Stopwatch
-from ...certify import certify, exact_verification, smoothadv, smoothed_predict, verify
 from ..spec import block_seed, per_model, register_kind, threat_of
 
 
@@ -71,3 +71,11 @@ def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit,
         seconds[gap] = ex["seconds"].to_numpy()
     return pd.DataFrame({"model": name, "example": data.indices.cpu().numpy(), "exact": exact,
                          "milp_seconds": seconds})
+
+
+@register_kind("bound_cost", "seconds per example of IBP and CROWN (certify.verify, one batch per block) and the "
+                             "ReLU count of every model; params: threat")
+def _bound_cost(models, data, *, seed, batch_size, threat):
+    x = data.images()
+    return per_model(models, lambda m: verify(m, data, threat_of(threat), batch_size=batch_size, progress=False)
+                     .assign(relus=relu_count(m, x)))
