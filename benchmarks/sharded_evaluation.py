@@ -46,7 +46,7 @@ def worker(args) -> None:
         load_or_train(cfg, device=device, progress=False)
     distributed.barrier()
     with Stopwatch(device) as sw:
-        table = load_or_evaluate(ev, device=device, root=args.results, progress=False)
+        table = load_or_evaluate(ev, device=device, cache_root=args.results, progress=False)
     if ctx.main:
         stable = table.drop(columns=timing_columns(table))
         digest = hashlib.sha256(stable.to_csv(index=False).encode()).hexdigest()[:16]

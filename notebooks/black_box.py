@@ -82,7 +82,7 @@ import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import black_box, chapter_config
 from advlab.data import dataset_spec
-from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, display_table, format_accuracy,
+from advlab.evaluate import (accuracy, accuracy_by_queries, accuracy_table, display_table, format_accuracy, nearest,
                              noise_summary, norm_summary, query_grid, query_summary, transfer_summary,
                              transfer_table)
 
@@ -292,7 +292,7 @@ glue("pgd_steps", str(cfg.pgd_steps), display=False)
 noise = noise_summary(plan.result("noise", device))
 pgd_l2 = accuracy(plan.result("noise PGD-L2", device), by="eps").set_index("eps")
 noise["pgd_equal_l2"] = pgd_l2.accuracy.loc[noise.median_l2].to_numpy()
-report_sigma = black_box.nearest(noise.index, black_box.REPORT_NOISE_SIGMA)
+report_sigma = nearest(noise.index, black_box.REPORT_NOISE_SIGMA)
 glue("noise_report", f"{noise.mean_accuracy[report_sigma]:.1%} at σ = {report_sigma:g}", display=False)
 glue("noise_report_l2", f"{noise.median_l2[report_sigma]:.2f}", display=False)
 glue("noise_report_pgd", f"{noise.pgd_equal_l2[report_sigma]:.1%}", display=False)

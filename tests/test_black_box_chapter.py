@@ -9,7 +9,7 @@ import torch
 from advlab import ThreatModel, plotting
 from advlab.chapters import black_box, targets, white_box
 from advlab.errors import InputError
-from advlab.evaluate import (accuracy, accuracy_by_queries, evaluate_attack, noise_injection, noise_summary,
+from advlab.evaluate import (accuracy, accuracy_by_queries, evaluate_attack, nearest, noise_injection, noise_summary,
                              norm_summary, query_grid, transfer_matrix, transfer_summary)
 
 
@@ -103,7 +103,7 @@ def test_norm_summary_gives_the_median_interval(mnist_model, small):
 
 
 def test_nearest_sigma():
-    assert black_box.nearest([0.02, 0.05, 0.2], black_box.REPORT_NOISE_SIGMA) == 0.05
+    assert nearest([0.02, 0.05, 0.2], black_box.REPORT_NOISE_SIGMA) == 0.05
 
 
 def test_query_and_pixel_figures(mnist_model, small):

@@ -63,7 +63,7 @@ def test_sharded_tables_equal_one_process(sharded, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     plan = _plan()
     for name, ev in plan.evaluations.items():
-        a, b = load_result(ev, root=sharded), load_result(ev, root=single)
+        a, b = load_result(ev, cache_root=sharded), load_result(ev, cache_root=single)
         assert a is not None and b is not None, name
         assert len(a) == len(ev.data.load()) * (len(a) // len(ev.data.load())), name
         keep = [c for c in a.columns if c not in timing_columns(a)]

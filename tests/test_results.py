@@ -93,7 +93,7 @@ def test_killed_run_resumes_with_missing_blocks_only(tmp_path, monkeypatch, mnis
     table = load_or_evaluate(ev, progress=False)
     assert calls == [0, 1, "resumed", 2]  # blocks 0 and 1 were not recomputed
     monkeypatch.setattr(engine, "_run_block", real)
-    fresh = load_or_evaluate(ev, root=tmp_path / "fresh", progress=False)
+    fresh = load_or_evaluate(ev, cache_root=tmp_path / "fresh", progress=False)
     pd.testing.assert_frame_equal(_stable(table), _stable(fresh))
 
 

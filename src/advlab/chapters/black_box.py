@@ -103,13 +103,6 @@ def surrogate_configs(cfg: Config) -> dict[str, TrainConfig]:
     return out
 
 
-def nearest(values, target: float) -> float:
-    """The value closest to ``target`` (the σ of the sweep a report's number is compared with)."""
-    return min(values, key=lambda v: abs(v - target))
-
-
-
-
 def score_attacks(cfg: Config) -> dict[str, tuple[str, dict]]:
     """The score-based attacks compared on CIFAR-10: label -> (attack, parameters)."""
     return {"NES": ("nes", {"samples": cfg.nes_samples, "sigma": cfg.nes_sigma}),

@@ -16,7 +16,7 @@ from torch import nn
 from ..certify import bound_spec
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..errors import InputError
-from ..evaluate import clopper_pearson
+from ..evaluate import clopper_pearson, nearest
 from ..results import DataSpec, Evaluation, Plan, RandomNet
 from ..threat import ThreatModel
 from ..training import TrainConfig
@@ -366,7 +366,7 @@ def cohen_comparison(smooth_rows: dict) -> pd.DataFrame:
     cifar = {s: r for (ds, s), r in smooth_rows.items() if ds == "cifar10"}
     if not cifar:
         return pd.DataFrame()
-    s = min(cifar, key=lambda v: abs(v - COHEN_CIFAR["sigma"]))
+    s = nearest(cifar, COHEN_CIFAR["sigma"])
     curve = certified_curve(cifar[s], COHEN_CIFAR["radii"])
     return pd.DataFrame({
         "radius": COHEN_CIFAR["radii"],

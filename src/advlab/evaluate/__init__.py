@@ -7,13 +7,14 @@ from .audit import gradient_masking_audit
 from .rows import (adversarial_inputs, changed_pixels, check_adversarial, clean_table, ensemble, evaluate_attack,
                    fgsm_eps_for_rate, minimal_norms, noise_injection, rho_adv_rows, robust_evaluation, sweep,
                    transfer_matrix, transfer_rows, worst_case)
-from .stats import (accuracy, accuracy_by_queries, clopper_pearson, median_interval, noise_summary, norm_summary,
-                    query_grid, query_summary, rho_adv_summary, success_by_queries, transfer_summary, transfer_table)
+from .stats import (accuracy, accuracy_by_queries, clopper_pearson, median_interval, nearest, noise_summary,
+                    norm_summary, query_grid, query_summary, rho_adv_summary, success_by_queries, transfer_summary,
+                    transfer_table)
 from .tables import accuracy_table, display_table, format_accuracy, format_columns, interval
 
 __all__ = ["AUDIT_CHECKS", "accuracy", "accuracy_by_queries", "accuracy_table", "adversarial_inputs", "changed_pixels",
            "check_adversarial", "clean_table", "clopper_pearson", "display_table", "ensemble", "evaluate_attack",
            "fgsm_eps_for_rate", "format_accuracy", "format_columns", "gradient_masking_audit", "interval",
-           "median_interval", "minimal_norms", "noise_injection", "noise_summary", "norm_summary", "query_grid",
-           "query_summary", "rho_adv_rows", "rho_adv_summary", "robust_evaluation", "success_by_queries", "sweep",
-           "transfer_matrix", "transfer_rows", "transfer_summary", "transfer_table", "worst_case"]
+           "median_interval", "minimal_norms", "nearest", "noise_injection", "noise_summary", "norm_summary",
+           "query_grid", "query_summary", "rho_adv_rows", "rho_adv_summary", "robust_evaluation", "success_by_queries",
+           "sweep", "transfer_matrix", "transfer_rows", "transfer_summary", "transfer_table", "worst_case"]

@@ -139,6 +139,12 @@ def query_summary(rows: pd.DataFrame, by=None, confidence: float = 0.95) -> pd.D
     return pd.DataFrame(out)
 
 
+def nearest(values, target: float) -> float:
+    """The value of ``values`` closest to ``target``: the level of a sweep a published number,
+    measured at ``target``, is set beside."""
+    return min(values, key=lambda v: abs(v - target))
+
+
 def rho_adv_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """The DeepFool paper's Table 1 from :func:`~advlab.evaluate.rho_adv_rows`, one row per model:
     ``n`` (correct), ``test_error``, ``rho_deepfool`` (mean ‖r‖₂/‖x‖₂ over the fooled), its

@@ -22,18 +22,18 @@ from ..store import load_or_make, read_valid
 from .table import decode_table, read_table, save_table, table_record
 
 # -- computing -----------------------------------------------------------------------------------------
-def _models(ev: Evaluation, device, progress: bool, root=None) -> dict:
+def _models(ev: Evaluation, device, progress: bool, cache_root=None) -> dict:
     out = {}
     for name, spec in ev.models.items():
         if isinstance(spec, RandomNet):
             out[name] = spec.build(device)
             continue
         cfg = spec.config if isinstance(spec, ModelSpec) else spec
-        model, _ = load_or_train(cfg, device=device, cache_root=root, progress=progress)
+        model, _ = load_or_train(cfg, device=device, cache_root=cache_root, progress=progress)
         if ev.precision == "bf16":
             model = Autocast(model)
         if isinstance(spec, ModelSpec):
-            front = spec.front and load_or_train_denoiser(spec.front, device=device, cache_root=root,
+            front = spec.front and load_or_train_denoiser(spec.front, device=device, cache_root=cache_root,
                                                           progress=progress)[0]
             model = spec.build(model, front=front)
         out[name] = model
@@ -68,12 +68,12 @@ def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
     return out.assign(block=b)
 
 
-def load_result(ev: Evaluation, root=None) -> pd.DataFrame | None:
+def load_result(ev: Evaluation, cache_root=None) -> pd.DataFrame | None:
     """The cached table of ``ev``, or None. A corrupt or foreign file is reported and removed."""
-    return read_valid(ev.path(root), lambda p: read_table(p, ev.describe())[0])
+    return read_valid(ev.path(cache_root), lambda p: read_table(p, ev.describe())[0])
 
 
-def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = True) -> pd.DataFrame:
+def load_or_evaluate(ev: Evaluation, device=None, cache_root=None, progress: bool = True) -> pd.DataFrame:
     """The per-example table of ``ev``: from the artifact store, or computed (sharded under
     torchrun) and stored.
 
@@ -82,10 +82,10 @@ def load_or_evaluate(ev: Evaluation, device=None, root=None, progress: bool = Tr
     ``ADVLAB_CACHED_ONLY=1`` a missing table raises :class:`~advlab.errors.CacheMiss` instead.
     """
     device = torch.device(device or "cpu")
-    path = ev.path(root)
+    path = ev.path(cache_root)
     describe = ev.describe()
     table, made = load_or_make(path, read=lambda p: read_table(p, describe)[0],
-                               make=lambda: _compute(ev, device, root, progress), what=f"{ev.kind} result")
+                               make=lambda: _compute(ev, device, cache_root, progress), what=f"{ev.kind} result")
     if made and context().main:
         shutil.rmtree(_parts(path), ignore_errors=True)  # the whole table is stored: its blocks are not needed
     return table
@@ -95,7 +95,7 @@ def _parts(path):
     return path.parent / ".parts" / path.stem
 
 
-def _compute(ev: Evaluation, device, root, progress: bool) -> tuple[pd.DataFrame, dict | None]:
+def _compute(ev: Evaluation, device, cache_root, progress: bool) -> tuple[pd.DataFrame, dict | None]:
     """``(table, record)`` on rank 0, ``(table, None)`` on the others: the blocks each rank computes
     (or finds saved under ``.parts/`` from a killed run), gathered in block order."""
     ctx = context()
@@ -103,10 +103,10 @@ def _compute(ev: Evaluation, device, root, progress: bool) -> tuple[pd.DataFrame
     if ctx.world > len(data):
         raise InputError(f"{ctx.world} processes for an evaluation of {len(data)} examples ({ev.kind} on "
                          f"{ev.data.dataset}): every process needs at least one; start fewer (--nproc_per_node)")
-    inputs = {k: load_or_evaluate(dep, device, root, progress) for k, dep in ev.inputs.items()}
-    models = _models(ev, device, progress, root)
+    inputs = {k: load_or_evaluate(dep, device, cache_root, progress) for k, dep in ev.inputs.items()}
+    models = _models(ev, device, progress, cache_root)
     blocks = ev.blocks(len(data))
-    parts = _parts(ev.path(root))
+    parts = _parts(ev.path(cache_root))
     describe = ev.describe()
     done = {}
     with Stopwatch(device) as sw:

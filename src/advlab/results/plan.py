@@ -84,15 +84,15 @@ class Plan:
         """Examples of the smallest evaluation (the most processes the plan can use); None without any."""
         return min((len(ev.data.load()) for ev in self.evaluations.values()), default=None)
 
-    def status(self, root=None) -> pd.DataFrame:
+    def status(self, cache_root=None) -> pd.DataFrame:
         """One row per training and evaluation: whether a file for it is in the cache (not yet
         verified: a corrupt one is found, reported and replaced when it is read)."""
         rows = [{"item": n, "what": f"train {c.model} ({c.method}) on {c.dataset}",
-                 "cached": c.checkpoint_path(root).exists()} for n, c in self.all_trainings().items()]
+                 "cached": c.checkpoint_path(cache_root).exists()} for n, c in self.all_trainings().items()]
         rows += [{"item": n, "what": f"train a {c.depth}-layer DnCNN on {c.classifier.model}'s {c.attack}",
-                  "cached": c.checkpoint_path(root).exists()} for n, c in self.all_denoisers().items()]
+                  "cached": c.checkpoint_path(cache_root).exists()} for n, c in self.all_denoisers().items()]
         rows += [{"item": n, "what": f"{ev.kind} on {ev.data.dataset} ({len(ev.models)} model(s))",
-                  "cached": ev.path(root).exists()} for n, ev in self.evaluations.items()]
+                  "cached": ev.path(cache_root).exists()} for n, ev in self.evaluations.items()]
         return pd.DataFrame(rows)
 
     def precompute(self, device=None, progress: bool = True) -> pd.DataFrame:

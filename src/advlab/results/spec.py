@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from .. import __version__, source
-from ..cache import cache_root, config_key
+from ..cache import cache_root as resolve_cache_root
+from ..cache import config_key
 from ..checks import check_choice
 from ..data import Dataset, dataset_spec, load_dataset
 from ..defenses import EOT, BitDepthReduction, Denoised, GaussianNoise, bpda
@@ -275,8 +276,8 @@ class Evaluation:
     def key(self) -> str:
         return config_key(self.describe(), length=16)
 
-    def path(self, root=None) -> Path:
-        return cache_root(root) / "results" / f"{self.kind}-{self.data.dataset}-{self.key}.pt"
+    def path(self, cache_root=None) -> Path:
+        return resolve_cache_root(cache_root) / "results" / f"{self.kind}-{self.data.dataset}-{self.key}.pt"
 
     def blocks(self, n: int) -> list[range]:
         return [range(i, min(i + self.block, n)) for i in range(0, n, self.block)]
