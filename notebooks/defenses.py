@@ -485,9 +485,14 @@ pd.DataFrame({"clean (%)": defenses.cells(dn_acc, "clean"), "robust (%)": defens
 # Every model above, checked for the symptoms of masked gradients (Athalye et al. 2018; Carlini et
 # al. 2019) on {glue:text}`audit_n` test images of its threat model: iterative against single-step
 # attacks, short against long PGD, white-box against the Square attack, an unbounded budget, ε
-# monotonicity, zero or non-finite gradients, the loss along its own gradient, and, where they
-# apply, stability across draws, EOT, and BPDA. `fail` marks a model whose reported robustness a
-# reader should not trust without a stronger attack; `n/a` a check that does not apply. The last
+# monotonicity, zero or non-finite gradients, the loss along its own gradient, the gradient
+# against finite differences of the margin (a corrupted gradient fails here, not only a zero one),
+# and, where they apply, stability across draws, EOT, and BPDA. Where they apply is found by
+# behaviour, not by the model's classes: the draws and EOT checks run on any model that answers the
+# same input differently from one call to the next, BPDA on any model with a stage that cuts the
+# gradient (that stage is passed through as the identity on the backward pass). `fail` marks a
+# model whose reported robustness a reader should not trust without a stronger attack; `n/a` a
+# check that does not apply. The last
 # row is a planted masked model, the black-box chapter's bit-depth reduction in front of the base
 # VGG, to show what a failing audit looks like.
 

@@ -112,6 +112,7 @@ def test_audit_passes_a_pgd_trained_model(models, small):
     verdicts = dict(zip(audit.check, audit.verdict))
     assert "fail" not in verdicts.values(), audit.to_string()
     assert verdicts["gradients"] == verdicts["unbounded"] == verdicts["iterative"] == "pass"
+    assert verdicts["consistency"] == "pass"
     assert verdicts["draws"] == verdicts["eot"] == verdicts["bpda"] == "n/a"
 
 
@@ -130,6 +131,92 @@ def test_bpda_check_fails_when_bpda_breaks_what_pgd_cannot(models, small):
     audit = gradient_masking_audit(BitDepthReduction(models[0], bits=3), small, ThreatModel("linf", 0.3),
                                    steps=10, checks=["bpda"])
     assert audit.verdict.iloc[0] == "fail", audit.to_string()
+
+
+# -- masked models written as a user would write them, without advlab's wrappers ---------------------
+class _Round(torch.autograd.Function):
+    """An input quantiser with a zero backward: the gradient is cut, the forward looks harmless."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x * 3) / 3
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.zeros_like(g)
+
+
+class Quantise(torch.nn.Module):
+    def forward(self, x):
+        return _Round.apply(x)
+
+
+class DetachedThreshold(torch.nn.Module):
+    def forward(self, x):
+        return (x.detach() > 0.5).float()
+
+
+class _NoisyGradient(torch.autograd.Function):
+    """The identity forward, a backward that adds noise: corrupted gradients, not zero ones."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g + 10 * torch.randn_like(g)
+
+
+class NoisyGradient(torch.nn.Module):
+    def forward(self, x):
+        return _NoisyGradient.apply(x)
+
+
+class RandomShift(torch.nn.Module):
+    """Shifts its input by up to two pixels at random on every call (the global RNG)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.roll(x, int(torch.randint(-2, 3, (1,))), dims=3))
+
+
+def test_masking_is_found_by_behaviour_not_by_class(models, small):
+    """Issue 20: the draws and EOT checks ran only on advlab's GaussianNoise and BPDA only on its
+    BitDepthReduction; a user's random shift read as deterministic, a user's quantiser as n/a."""
+    from advlab.evaluate.audit import is_randomized, masking_stages
+
+    net = models[0]
+    x = small.images()[:16]
+    torch.manual_seed(0)  # the shift draws from the global RNG
+    assert not is_randomized(net, x) and is_randomized(RandomShift(net), x)
+    assert masking_stages(torch.nn.Sequential(Quantise(), net), x) == ["0"]
+    assert masking_stages(torch.nn.Sequential(torch.nn.Identity(), DetachedThreshold(), net), x) == ["1"]
+    assert masking_stages(net, x) == [] and masking_stages(torch.nn.Sequential(NoisyGradient(), net), x) == []
+
+
+@pytest.mark.parametrize("mask", ["quantiser", "detached threshold", "noisy gradient", "random shift"])
+def test_audit_fails_masked_models_written_without_advlab(models, small, mask):
+    base = models[0]
+    model = {"quantiser": lambda: torch.nn.Sequential(Quantise(), base),
+             "detached threshold": lambda: torch.nn.Sequential(DetachedThreshold(), base),
+             "noisy gradient": lambda: torch.nn.Sequential(NoisyGradient(), base),
+             "random shift": lambda: RandomShift(base)}[mask]()
+    threat = ThreatModel("linf", 0.3)
+    torch.manual_seed(0)  # the random shift draws from the global RNG
+    audit = gradient_masking_audit(model, small, threat, steps=10, queries=100, draws=4)
+    v = dict(zip(audit.check, audit.verdict))
+    failed = [c for c, verdict in v.items() if verdict == "fail"]
+    if mask in ("quantiser", "detached threshold"):
+        assert v["gradients"] == "fail" and v["bpda"] == "fail", audit.to_string()  # BPDA breaks what PGD cannot
+        assert "through 0" in dict(zip(audit.check, audit.evidence))["bpda"]
+    elif mask == "noisy gradient":
+        assert v["consistency"] == "fail" and len(failed) >= 2, audit.to_string()  # not the black-box check alone
+    else:
+        assert v["draws"] != "n/a" and v["eot"] != "n/a" and v["consistency"] == "fail", audit.to_string()
 
 
 # -- the denoiser front-end -----------------------------------------------------------------------

@@ -268,8 +268,11 @@ def loss_and_grad(model, x_adv, labels, targeted, loss: str = "ce"):
     with torch.enable_grad():
         logits = model(x_adv)
         per_example = attacker_loss(logits, labels, targeted, loss)
-        grad, = torch.autograd.grad(per_example.sum(), x_adv)
-    return per_example.detach(), grad, logits.detach()
+        # a model whose output does not depend differentiably on its input (a threshold on a
+        # detached input) gives no gradient: zero, as far as an attack can tell, not a crash
+        grad = torch.autograd.grad(per_example.sum(), x_adv, allow_unused=True)[0] \
+            if per_example.requires_grad else None
+    return per_example.detach(), torch.zeros_like(x_adv) if grad is None else grad, logits.detach()
 
 
 def ce_loss(logits, labels):
