@@ -43,7 +43,6 @@ def block_seed(seed: int, block: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-
 # -- what the kernels are ----------------------------------------------------------------------------
 @functools.cache
 def kernel_hash() -> str:
