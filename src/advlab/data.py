@@ -118,6 +118,15 @@ class Dataset:
         """The examples at positions ``idx`` of this dataset (indices into the split kept)."""
         return Dataset(self.name, self.split, self.x[idx], self.y[idx], self.indices[idx])
 
+    def examples(self, indices) -> "Dataset":
+        """The examples whose split indices are ``indices`` (a result table's ``example`` column), in
+        that order; an index this dataset does not hold is an error."""
+        pos = {int(e): i for i, e in enumerate(self.indices.tolist())}
+        missing = [int(e) for e in indices if int(e) not in pos]
+        if missing:
+            raise InputError(f"examples {missing[:5]} are not in this {self.name} {self.split} subset")
+        return self.take(torch.as_tensor([pos[int(e)] for e in indices], dtype=torch.long, device=self.x.device))
+
     def subset(self, n: int | None, seed: int = 0, stratified: bool = False) -> "Dataset":
         """``n`` examples drawn without replacement by a seeded permutation (all if n is None).
 

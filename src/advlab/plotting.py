@@ -85,8 +85,7 @@ def attack_grid(rows: pd.DataFrame, data, *, n: int = 8, title: str | None = Non
 
     x_adv, kept = adversarial_inputs(rows, data)
     x_adv, kept = x_adv[:n], kept.iloc[:n]
-    where = {int(e): i for i, e in enumerate(data.indices.tolist())}
-    x = data.images()[[where[int(e)] for e in kept.example]]
+    x = data.examples(kept.example).images()
     attack, norm, eps = kept.attack.iloc[0], kept.norm.iloc[0], kept.eps.iloc[0]
     threat = f"{NORM_LABEL[norm]} ε = {eps:.4g}" if eps == eps else f"minimum {NORM_LABEL[norm]} norm"
     return example_grid(x, x_adv, clean_pred=kept.clean_pred.tolist(), adv_pred=kept.adv_pred.tolist(),
@@ -262,8 +261,7 @@ def pixel_attack_grid(runs: dict, data, *, n: int = 6, title: str | None = None)
         pos = kept.reset_index().set_index("example").loc[show, "index"].tolist()
         advs[label] = (x_adv[pos], kept.adv_pred.to_numpy()[pos].tolist())
         head = kept.iloc[pos]
-    where = {int(e): i for i, e in enumerate(data.indices.tolist())}
-    x = data.images()[[where[int(e)] for e in show]]
+    x = data.examples(show).images()
     return changed_pixels_grid(x, advs, labels=head.label.tolist(), classes=data.classes,
                                clean_pred=head.clean_pred.tolist(), title=title)
 

@@ -426,7 +426,7 @@ def plan(cfg: Config) -> Plan:
                          sigmas={f"σ = {s:g}": s for s in noise}, draws=cfg.vote_draws),
         **{f"table2 {label} {norm} {eps:g}": e for (label, norm, eps), e in report_evaluations(
             cfg, table2_models(cfg), ([cfg.cifar_eps], [cfg.cifar_eps_l2])).items()},
-        "noise attack mnist": ev("noise", {k: c for k, c in audit_mnist.items()}, test, **noise_attack),
+        "noise attack mnist": ev("noise", audit_mnist, test, **noise_attack),
         "noise attack cifar": ev("noise", {k: c for k, c in audit_cifar.items() if isinstance(c, TrainConfig)},
                                  ctest, **noise_attack),
         "denoiser fgsm": ev("attack", denoised, ctest, attack="fgsm", threat=d_threat),

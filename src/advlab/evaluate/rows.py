@@ -159,11 +159,7 @@ def adversarial_inputs(rows: pd.DataFrame, data: Dataset) -> tuple[torch.Tensor,
     if "changed" not in rows.columns:
         raise InputError("these rows kept no adversarial inputs (evaluate with keep_inputs=k)")
     kept = rows[rows.changed.notna()]
-    pos = {int(e): i for i, e in enumerate(data.indices.tolist())}
-    missing = [int(e) for e in kept.example if int(e) not in pos]
-    if missing:
-        raise InputError(f"examples {missing[:5]} of these rows are not in {data.name} {data.split} subset given")
-    x = to_float(data.x[torch.as_tensor([pos[int(e)] for e in kept.example], dtype=torch.long)]).clone()
+    x = data.examples(kept.example).images()
     flat = x.view(len(kept), -1)
     for j, pairs in enumerate(kept.changed):
         if pairs:
