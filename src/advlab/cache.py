@@ -28,6 +28,15 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
     return root
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def config_key(config: dict, length: int = 12) -> str:
     """A short hash of a JSON-able configuration (key order does not matter)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

@@ -71,6 +71,14 @@ def parse_overrides(pairs) -> dict:
     return out
 
 
+def absolute_paths(chapter: str, overrides: dict) -> dict:
+    """Overrides with the chapter's file-path parameters made absolute (relative to the working
+    directory here: the notebook's kernel runs in ``notebooks/``); ``book:`` names stay as they are."""
+    params = get_chapter(chapter).params
+    return {k: (str(Path(v).expanduser().resolve()) if k in params and params[k].path and isinstance(v, str)
+                and not v.startswith("book:") else v) for k, v in overrides.items()}
+
+
 def precompute(name: str, profile: str, overrides: dict | None = None, device: str | None = None,
                progress: bool = True):
     """Train and evaluate everything chapter ``name``'s plan needs into the cache.
@@ -168,12 +176,14 @@ def main(argv=None) -> int:
             if args.cached_only:
                 os.environ[CACHED_ONLY_ENV] = "1"  # inherited by the notebook's kernel
             with Stopwatch() as sw:
-                _, ran = execute_chapter(args.chapter, args.profile, parse_overrides(args.param), args.output,
+                _, ran = execute_chapter(args.chapter, args.profile,
+                                         absolute_paths(args.chapter, parse_overrides(args.param)), args.output,
                                          force=args.force)
             if ran:
                 print(report_time(args.chapter, sw.seconds, reference_step_ms()))
         elif args.cmd == "precompute":
-            precompute(args.chapter, args.profile, parse_overrides(args.param), args.device)
+            precompute(args.chapter, args.profile, absolute_paths(args.chapter, parse_overrides(args.param)),
+                       args.device)
         elif args.cmd == "book":
             if args.profile not in PROFILES:  # said of the book, not of its first chapter
                 raise InputError(f"unknown profile {args.profile!r} for the book; valid: {', '.join(PROFILES)}")

@@ -48,7 +48,8 @@ class Param:
 
     ``minimum`` / ``maximum`` are inclusive bounds; ``positive`` requires > 0. For a list every
     element is checked and the list needs at least one. ``all_allowed`` accepts the string
-    ``"all"`` (no limit), which the chapter receives as None.
+    ``"all"`` (no limit), which the chapter receives as None. ``path`` marks a file path, which the
+    command line makes absolute before the notebook (whose working directory is ``notebooks/``) sees it.
     """
 
     type: Any  # float, int, str, bool, or ("list", float) for a list of floats
@@ -58,6 +59,7 @@ class Param:
     maximum: float | None = None
     positive: bool = False
     all_allowed: bool = False
+    path: bool = False  # a file path: the command line makes it absolute (the kernel runs in notebooks/)
 
     def describe(self) -> str:
         t = _type_name(self.type)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import source
-from .cache import CACHE_ENV, atomic_write, cached_only, config_key
+from .cache import CACHE_ENV, atomic_write, cached_only, config_key, file_sha256
 from .chapters import CHAPTERS, chapter_plan, get_chapter
 from .data import DATA_ENV
 from .errors import AdvlabError, CacheMiss, InputError
@@ -138,8 +138,9 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
         check_cached(name, profile, overrides, cfg)
     source = root / "notebooks" / chapter.notebook
     output = Path(output).resolve() if output else root / BOOK_DIR / f"{name}.ipynb"
+    files = {k: file_sha256(cfg[k]) for k, p in chapter.params.items() if p.path and Path(cfg[k]).is_file()}
     key = config_key({"source": source.read_text(), "profile": profile, "overrides": overrides,
-                      "code": code_hash(chapter_dependencies(name, root))})
+                      "code": code_hash(chapter_dependencies(name, root)), "files": files})
 
     import jupytext  # heavy imports only once the run is known to be valid
     import nbformat

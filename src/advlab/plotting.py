@@ -172,6 +172,21 @@ def norm_scatter(rows: pd.DataFrame, *, x_attack: str, y_attack: str, x_norm: st
     return fig
 
 
+def norm_distributions(rows: pd.DataFrame, *, attack: str, norm: str = "l2", title: str | None = None):
+    """Empirical distribution (ECDF) of the minimal perturbation an attack found per example, one curve
+    per model; over the correctly classified examples it fooled (:func:`~advlab.evaluate.norm_summary`'s rule)."""
+    ok = rows[rows.clean_correct & rows.success & (rows.attack == attack)]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    sns.ecdfplot(data=ok, x=norm, hue="model", ax=ax)
+    ax.set_xlabel(f"{attack}: minimal {NORM_LABEL[norm]} norm (pixel units)")
+    ax.set_ylabel("fraction of fooled examples")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def accuracy_vs_queries(acc: pd.DataFrame, *, hue: str = "attack", yardsticks: dict | None = None,
                         title: str | None = None, confidence: float = 0.95):
     """Robust accuracy (%) against the query budget per example (log scale), one curve per ``hue``.

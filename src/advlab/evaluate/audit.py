@@ -23,6 +23,7 @@ from ..data import Dataset
 from ..defenses import EOT, BitDepthReduction, GaussianNoise, bpda
 from ..errors import InputError
 from ..models import eval_mode, predict
+from ..models.external import is_randomized as answers_vary
 from ..threat import ThreatModel
 from .rows import evaluate_attack
 
@@ -41,19 +42,16 @@ CHECKS = {
     "bpda": "non-differentiable stages: BPDA does not beat plain PGD",
 }
 PROBE_N = 16  # inputs the behavioural probes (randomness, masking stages) look at
-PROBE_CALLS = 8  # calls on them that must all agree for a model to count as deterministic
 
 
 def is_randomized(model, x: torch.Tensor) -> bool:
     """Whether ``model`` answers the same input differently from one call to the next (in eval
-    mode): found by behaviour, so a model that draws its randomness anywhere counts, not only
-    advlab's :class:`~advlab.defenses.GaussianNoise` (which is recognised without calling it)."""
+    mode): found by behaviour (:func:`advlab.models.external.is_randomized`), so a model that draws
+    its randomness anywhere counts; advlab's :class:`~advlab.defenses.GaussianNoise` is recognised
+    without calling it."""
     if isinstance(model, torch.nn.Module) and any(isinstance(m, GaussianNoise) for m in model.modules()):
         return True
-    with torch.no_grad(), eval_mode(model):
-        first = model(x)
-        # several calls: a random choice among few values (a shift of a pixel or two) may repeat once
-        return any(not torch.allclose(first, model(x), rtol=1e-4, atol=1e-5) for _ in range(PROBE_CALLS - 1))
+    return answers_vary(model, x)
 
 
 class StraightThrough(torch.nn.Module):
@@ -81,7 +79,9 @@ def masking_stages(model, x: torch.Tensor) -> list[str]:
             seen.setdefault(name, (inp, out))
         return hook
 
-    hooks = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
+    # TorchScript modules take no hooks: their stages cannot be localised (the audit says so)
+    hooks = [m.register_forward_hook(record(n)) for n, m in model.named_modules()
+             if n and not isinstance(m, torch.jit.ScriptModule)]
     try:
         with torch.enable_grad(), eval_mode(model):
             model(x.detach().clone().requires_grad_(True))
@@ -266,7 +266,10 @@ def gradient_masking_audit(model, data: Dataset, threat: ThreatModel, *, checks=
                 verdict = _verdict(ak - ab, tolerance)
                 evidence = f"PGD-{steps} {pct(ak)}, PGD + BPDA through {where} {pct(ab)}"
             else:
-                evidence = "no stage cuts the gradient"
+                scripted = isinstance(model, torch.nn.Module) and any(isinstance(m, torch.jit.ScriptModule)
+                                                                       for m in model.modules())
+                evidence = ("no stage found: TorchScript modules cannot be inspected stage by stage" if scripted
+                            else "no stage cuts the gradient")
         rows.append({"check": name, "what": CHECKS[name], "verdict": verdict, "evidence": evidence})
     return pd.DataFrame(rows)
 

@@ -17,7 +17,7 @@ from ..progress import bar
 from ..timing import Stopwatch
 from ..training import load_or_train
 from ..training.denoiser import load_or_train_denoiser
-from .spec import EVALUATION_KINDS, Evaluation, ModelSpec, RandomNet, block_seed
+from .spec import EVALUATION_KINDS, Evaluation, ModelFile, ModelSpec, RandomNet, block_seed
 from ..store import load_or_make, read_valid
 from .table import decode_table, read_table, save_table, table_record
 
@@ -28,8 +28,11 @@ def _models(ev: Evaluation, device, progress: bool, cache_root=None) -> dict:
         if isinstance(spec, RandomNet):
             out[name] = spec.build(device)
             continue
-        cfg = spec.config if isinstance(spec, ModelSpec) else spec
-        model, _ = load_or_train(cfg, device=device, cache_root=cache_root, progress=progress)
+        if isinstance(spec, ModelFile):
+            model = spec.build(device)
+        else:
+            cfg = spec.config if isinstance(spec, ModelSpec) else spec
+            model, _ = load_or_train(cfg, device=device, cache_root=cache_root, progress=progress)
         if ev.precision == "bf16":
             model = Autocast(model)
         if isinstance(spec, ModelSpec):
@@ -63,7 +66,12 @@ def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
         extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
                                                   for k, t in (inputs or {}).items()}}
     # fp32 means IEEE fp32 on GPUs too, tf32 what it says; bf16 models carry their own autocast
-    with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device):
+    # a model that draws from torch's global generator (a reader's own random model) draws the
+    # block's stream too; the caller's generator state is restored afterwards
+    cuda = [data.x.device] if data.x.device.type == "cuda" else []
+    with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device), \
+            torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
         out = EVALUATION_KINDS[ev.kind].fn(models, part, seed=seed, batch_size=ev.block, **extra, **ev.params)
     return out.assign(block=b)
 

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..checks import check_choice
 from ..data import Dataset, dataset_spec, load_dataset
 from ..defenses import EOT, BitDepthReduction, Denoised, GaussianNoise, bpda
 from ..errors import InputError
-from ..models import build_model, model_options
+from ..models import build_model, external, model_options
 from ..precision import PRECISIONS
 from ..threat import ThreatModel
 from ..training import TrainConfig
@@ -185,6 +186,71 @@ class RandomNet:
         return net.to(device)
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A model the reader brings (:mod:`advlab.models.external`): ``path`` to its weights or TorchScript
+    file, how to build it (``architecture``, ``options``), and ``normalization`` ``(mean, std)`` if it
+    expects normalised inputs. Declaring it loads it once on the CPU and probes it, so a file that does
+    not load, does not match its architecture, or does not classify ``dataset``'s images is an error
+    before any long work.
+
+    Its key is the file's sha256 (not its path), the architecture (with the sha256 of the source that
+    defines a ``module:function``), the options and the normalisation: a changed file recomputes, an
+    unchanged one renders from the cache. A model that is random in eval mode is said (a warning),
+    and evaluated behind :class:`~advlab.defenses.EOT` with ``eot_draws`` draws.
+    """
+
+    path: str
+    dataset: str
+    architecture: str = external.TORCHSCRIPT
+    options: Mapping = field(default_factory=dict)
+    normalization: tuple | None = None
+    eot_draws: int = 8
+    sha256: str = field(init=False, default="")
+    source_sha256: str | None = field(init=False, default=None)
+    randomized: bool = field(init=False, default=False)
+
+    def __post_init__(self):
+        dataset_spec(self.dataset)
+        external.check_architecture(self.architecture)
+        object.__setattr__(self, "options", external.json_options(self.options))
+        if self.normalization is not None:
+            object.__setattr__(self, "normalization", tuple(tuple(float(v) for v in part)
+                                                            for part in self.normalization))
+        if not isinstance(self.eot_draws, int) or self.eot_draws < 1:
+            raise InputError(f"eot_draws must be a positive int, got {self.eot_draws!r}")
+        path = Path(self.path).expanduser().resolve()
+        object.__setattr__(self, "path", str(path))
+        net = self._load("cpu")  # every check, before any long work
+        object.__setattr__(self, "sha256", external.file_sha256(path))
+        object.__setattr__(self, "source_sha256", external.architecture_digest(self.architecture))
+        probe = torch.rand((16, *dataset_spec(self.dataset).shape), generator=torch.Generator().manual_seed(0))
+        object.__setattr__(self, "randomized", external.is_randomized(net, probe))
+        if self.randomized:
+            warnings.warn(f"{path.name} answers the same input differently from call to call in eval mode: it is "
+                          f"evaluated with EOT over {self.eot_draws} draws", stacklevel=2)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    @property
+    def key(self) -> str:
+        return config_key({"file": self.sha256, "architecture": self.architecture, "source": self.source_sha256,
+                           "options": self.options, "dataset": self.dataset,
+                           "normalization": self.normalization, "eot_draws": self.eot_draws})
+
+    def _load(self, device):
+        return external.load_model_file(self.path, self.dataset, self.architecture, self.options,
+                                        self.normalization, device=device)
+
+    def build(self, device) -> torch.nn.Module:
+        """The model on ``device`` (behind EOT if it is randomized); the file must still hash the same."""
+        if external.file_sha256(self.path) != self.sha256:
+            raise InputError(f"{self.path} changed since it was declared: declare the model again")
+        net = self._load(device)
+        return EOT(net, self.eot_draws) if self.randomized else net
+
+
 def threat_of(spec) -> ThreatModel | None:
     """A threat model from its JSON form ``[norm, eps]`` (None stays None)."""
     if spec is None or isinstance(spec, ThreatModel):
@@ -230,7 +296,7 @@ class Evaluation:
     """
 
     kind: str
-    models: Mapping[str, TrainConfig | ModelSpec | RandomNet]
+    models: Mapping[str, TrainConfig | ModelSpec | RandomNet | ModelFile]
     data: DataSpec
     params: Mapping = field(default_factory=dict)
     seed: int = 0
@@ -241,8 +307,10 @@ class Evaluation:
     def __post_init__(self):
         check_choice(self.kind, EVALUATION_KINDS, "evaluation kind")
         check_choice(self.precision, PRECISIONS, "precision")
-        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec, RandomNet)) for c in self.models.values()):
-            raise InputError("an evaluation needs a mapping of names to TrainConfigs, ModelSpecs or RandomNets")
+        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec, RandomNet, ModelFile))
+                                      for c in self.models.values()):
+            raise InputError("an evaluation needs a mapping of names to TrainConfigs, ModelSpecs, RandomNets or "
+                             "ModelFiles")
         if len({c.dataset for c in self.models.values()} | {self.data.dataset}) > 1:
             raise InputError(f"an evaluation's models must be trained on its dataset {self.data.dataset!r}")
         if not isinstance(self.block, int) or self.block < 1:

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...certify import certify, exact_verification, relu_count, smoothadv, smoothed_predict, verify
+from ...certify import certify, exact_verification, layers, relu_count, smoothadv, smoothed_predict, verify
+from ...checks import check_choice
+from ...errors import InputError
+from ...evaluate import clean_table
 from ...timing import Stopwatch
 from ..spec import block_seed, per_model, register_kind, threat_of
 
@@ -42,11 +45,22 @@ def _smoothadv(models, data, *, seed, batch_size, sigma, radii, steps, draws, n,
     return per_model(models, rows)
 
 
-@register_kind("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods")
-def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown")):
+@register_kind("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods, unsupported ('error', "
+                        "or 'skip': a model with a layer bound propagation does not support gets rows without "
+                        "certificates and the reason in column `unsupported`)")
+def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown"), unsupported="error"):
     t = threat_of(threat)
-    return per_model(models, lambda m: verify(m, data, t, methods=tuple(methods), batch_size=batch_size,
-                                               progress=False))
+    check_choice(unsupported, ("error", "skip"), "unsupported")
+
+    def rows(m):
+        if unsupported == "skip":
+            try:
+                layers(m)
+            except InputError as e:
+                return clean_table(m, data, batch_size=batch_size).rename(columns={"correct": "clean_correct"})[
+                    ["example", "label", "clean_correct"]].assign(unsupported=str(e), norm=t.norm, eps=t.eps)
+        return verify(m, data, t, methods=tuple(methods), batch_size=batch_size, progress=False)
+    return per_model(models, rows)
 
 
 @register_kind("exact", "exact verification by MILP (certify.exact_verification) of the first `head` examples that "

@@ -1,0 +1,396 @@
+"""Your model: the book's method (attack cascade with intervals, minimal norms, gradient-masking audit,
+certificates, a verdict) applied to a model the reader brings, or to one of the book's own.
+
+The model is a file (:class:`~advlab.results.ModelFile`: weights with a registered architecture or a
+``module:function``, or TorchScript), or ``book:CHAPTER/NAME``, one of the book's trained models at
+this profile's recipe (the same cache key as in its chapter, so it is trained once). The robust
+evaluation and the audit use the defenses chapter's parameters at every profile, so on a book model
+they reproduce that chapter's numbers example for example.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+
+import numpy as np
+import pandas as pd
+
+from ..config import Chapter, Config, Param, Relation
+from ..data import dataset_spec
+from ..errors import InputError
+from ..evaluate import accuracy, clopper_pearson, interval
+from ..evaluate.audit import CHECKS, PROBE_N
+from ..models.external import ARCHITECTURES
+from ..results import DataSpec, Evaluation, ModelFile, Plan, threat_of
+from ..training import TrainConfig
+from . import defenses, targets
+
+YOURS = "your model"
+BOOK = "book:"
+CERTIFICATES = ("ibp", "crown", "smoothing", "none")
+NORMALIZATIONS = ("none", "dataset", "custom")
+CASCADE = ("APGD-CE", "APGD-DLR", "Square")
+
+
+def parse_threat(text: str) -> list:
+    """``"linf 0.3"`` -> ``["linf", 0.3]`` (pixel units), checked."""
+    parts = str(text).split()
+    try:
+        t = threat_of([parts[0], float(parts[1])]) if len(parts) == 2 else None
+    except (ValueError, InputError):
+        t = None
+    if t is None:
+        raise InputError(f"a threat is written 'linf EPS' or 'l2 EPS' (EPS ≥ 0, pixel units), got {text!r}")
+    return [t.norm, t.eps]
+
+
+def _threats_ok(cfg) -> bool:
+    try:
+        return all(parse_threat(t) for t in cfg.threats)
+    except InputError:
+        return False
+
+
+def _options_ok(cfg) -> bool:
+    try:
+        return isinstance(json.loads(cfg.model_options), dict)
+    except ValueError:
+        return False
+
+
+_d = defenses.CHAPTER.profiles  # the robust evaluation's budgets are the defenses chapter's, profile by profile
+
+CHAPTER = Chapter(
+    name="your-model",
+    notebook="your_model.py",
+    title="Your model: the whole method on a model you bring",
+    position=5,
+    params={
+        "model": Param(str, f"the model: a weights or TorchScript file, or {BOOK}CHAPTER/NAME for one of the book's "
+                            "trained models (e.g. book:defenses/PGD-L∞)", path=True),
+        "architecture": Param(str, f"how to build a weights file: {ARCHITECTURES}; 'book' for a book model"),
+        "model_options": Param(str, "keyword options of the architecture, as a JSON object (e.g. {\"width\": 0.5})"),
+        "normalization": Param(str, "what the model expects: 'none' (pixels in [0, 1]), 'dataset' (normalised with "
+                                    "the dataset's mean and std) or 'custom' (norm_mean, norm_std)",
+                               choices=NORMALIZATIONS),
+        "norm_mean": Param(("list", float), "per-channel mean subtracted when normalization is 'custom'"),
+        "norm_std": Param(("list", float), "per-channel std divided by when normalization is 'custom'",
+                          positive=True),
+        "dataset": Param(str, "the dataset the model classifies", choices=("mnist", "fashion-mnist", "cifar10")),
+        **{k: targets.PARAMS[k] for k in ("seed", "mnist_epochs", "mnist_train_subset", "cifar_model", "cifar_width",
+                                          "cifar_epochs", "cifar_train_subset")},
+        "references": Param(("list", str), f"book models whose minimal norms the model's are set beside "
+                                           f"({BOOK}NAME without the prefix, e.g. white-box/small_cnn), or 'none'"),
+        "threats": Param(("list", str), "threat models, each 'linf EPS' or 'l2 EPS' in pixel units of [0, 1]"),
+        "n_clean": Param(int, "test examples of the clean accuracy per class", minimum=1),
+        "n_test": Param(int, "test examples of the robust evaluation (seeded, class-stratified)", minimum=1),
+        "apgd_steps": Param(int, "iterations of APGD-CE and APGD-DLR in the cascade", minimum=1),
+        "square_queries": Param(int, "queries per example of the Square attack in the cascade", minimum=1),
+        "batch_size": Param(int, "examples per attack batch and per block of an evaluation", minimum=1),
+        "n_minimal": Param(int, "test examples of the minimum-norm attacks (DeepFool, CW-L2)", minimum=1),
+        "deepfool_steps": Param(int, "DeepFool maximum iterations (overshoot 0.02)", minimum=1),
+        "cw_steps": Param(int, "Carlini-Wagner Adam steps per binary-search step", minimum=1),
+        "cw_search_steps": Param(int, "Carlini-Wagner binary-search steps over c", minimum=1),
+        "audit_n": Param(int, "test examples of the gradient-masking audit", minimum=1),
+        "audit_steps": Param(int, "PGD iterations of the audit (its long run: 5× with 3 restarts)", minimum=1),
+        "eot_draws": Param(int, "draws per EOT gradient and prediction, for a model that is random in eval mode",
+                           minimum=1),
+        "certificates": Param(("list", str), "certificates to try: ibp, crown (every L∞ and L2 threat), smoothing "
+                                             "(randomized smoothing, L2), or none", choices=CERTIFICATES),
+        "smoothing_sigma": Param(float, "σ of randomized smoothing's Gaussian noise, pixel units", positive=True),
+        "smoothing_n0": Param(int, "CERTIFY's selection samples", minimum=1),
+        "smoothing_n": Param(int, "CERTIFY's estimation samples", minimum=1),
+        "smoothing_alpha": Param(float, "CERTIFY's failure probability α", positive=True, maximum=0.5),
+        "n_smooth": Param(int, "test examples certified by randomized smoothing", minimum=1),
+    },
+    base="quick",
+    profiles={
+        "quick": dict(model="book:defenses/PGD-L∞", architecture="book", model_options="{}", normalization="none",
+                      norm_mean=[0.0], norm_std=[1.0], dataset="mnist",
+                      **{k: v for k, v in targets.PROFILES["quick"].items() if k != "dataset"},
+                      references=["white-box/small_cnn", "defenses/TRADES"], threats=["linf 0.3", "l2 2"],
+                      n_clean=2000, n_test=_d["quick"]["n_test"], apgd_steps=_d["quick"]["apgd_steps"],
+                      square_queries=_d["quick"]["square_queries"], batch_size=_d["quick"]["batch_size"],
+                      n_minimal=100, deepfool_steps=50, cw_steps=100, cw_search_steps=5,
+                      audit_n=_d["quick"]["audit_n"], audit_steps=_d["quick"]["audit_steps"],
+                      eot_draws=_d["quick"]["eot_draws"], certificates=["ibp", "crown", "smoothing"],
+                      smoothing_sigma=0.25, smoothing_n0=100, smoothing_n=1000, smoothing_alpha=0.001, n_smooth=100),
+        "smoke": dict(**targets.PROFILES["smoke"], n_clean=500,
+                      **{k: _d["smoke"][k] for k in ("n_test", "apgd_steps", "square_queries", "audit_n",
+                                                     "audit_steps", "eot_draws")},
+                      n_minimal=30, cw_steps=20, cw_search_steps=2, smoothing_n=200, n_smooth=20),
+        "paper": dict(**targets.PROFILES["paper"], n_clean=10000,
+                      **{k: _d["paper"][k] for k in ("n_test", "apgd_steps", "square_queries", "audit_n",
+                                                     "audit_steps", "eot_draws")},
+                      n_minimal=1000, cw_steps=1000, cw_search_steps=9, smoothing_n=100000, n_smooth=500),
+    },
+    relations=(
+        Relation(("threats",), _threats_ok, "every threat must be written 'linf EPS' or 'l2 EPS' with EPS ≥ 0 in "
+                                            "pixel units"),
+        Relation(("model_options",), _options_ok, "model_options must be a JSON object, e.g. '{\"width\": 0.5}'"),
+        Relation(("model", "architecture"), lambda c: c.model.startswith(BOOK) == (c.architecture == "book"),
+                 f"a {BOOK}CHAPTER/NAME model takes architecture 'book', and a file names how it is built"),
+        Relation(("norm_mean", "norm_std"), lambda c: len(c.norm_mean) == len(c.norm_std),
+                 "norm_mean and norm_std need one value per channel each"),
+        Relation(("certificates",), lambda c: "none" not in c.certificates or c.certificates == ["none"],
+                 "certificates is either 'none' alone or a list of ibp, crown, smoothing"),
+        Relation(("smoothing_n0", "smoothing_n"), lambda c: c.smoothing_n0 < c.smoothing_n,
+                 "smoothing_n0 must be smaller than smoothing_n: CERTIFY selects with fewer samples than it counts"),
+        Relation(("n_minimal", "audit_n", "n_smooth", "n_test"),
+                 lambda c: max(c.n_minimal, c.audit_n, c.n_smooth) <= c.n_test,
+                 "n_minimal, audit_n and n_smooth must not exceed n_test: their examples come from the evaluated "
+                 "subset"),
+    ),
+)
+
+
+# -- the model ----------------------------------------------------------------------------------------
+def book_models(cfg: Config) -> dict[str, TrainConfig]:
+    """The book's trained models a reader can name ``book:CHAPTER/NAME``, at this profile's recipes:
+    the white-box chapter's standard models and the defenses chapter's, on ``cfg.dataset``."""
+    shared = {k: cfg[k] for k in ("seed", "mnist_epochs", "mnist_train_subset", "cifar_model", "cifar_width",
+                                  "cifar_epochs", "cifar_train_subset")}
+    if cfg.dataset != "cifar10":
+        shared["dataset"] = cfg.dataset
+    dcfg = defenses.CHAPTER.resolve(cfg.profile, shared)
+    chapters = {"white-box": {**targets.mnist_configs(dcfg), **targets.cifar_configs(dcfg)},
+                "defenses": {**defenses.mnist_configs(dcfg), **defenses.cifar_configs(dcfg)}}
+    found = {f"{ch}/{k}": c for ch, models in chapters.items() for k, c in models.items()}
+    return {k: c for k, c in found.items() if c.dataset == cfg.dataset}
+
+
+def book_model(cfg: Config, name: str) -> TrainConfig:
+    models = book_models(cfg)
+    if name not in models:
+        raise InputError(f"no book model {name!r} on {cfg.dataset}; valid: {', '.join(models)}")
+    return models[name]
+
+
+def normalization(cfg: Config):
+    if cfg.normalization == "none":
+        return None
+    if cfg.normalization == "dataset":
+        spec = dataset_spec(cfg.dataset)
+        return spec.mean, spec.std
+    return cfg.norm_mean, cfg.norm_std
+
+
+def your_model(cfg: Config) -> TrainConfig | ModelFile:
+    """The model under study: a book model's recipe, or the file (loaded and probed now)."""
+    if cfg.model.startswith(BOOK):
+        return book_model(cfg, cfg.model[len(BOOK):])
+    return ModelFile(cfg.model, cfg.dataset, cfg.architecture, options=json.loads(cfg.model_options),
+                     normalization=normalization(cfg), eot_draws=cfg.eot_draws)
+
+
+def references(cfg: Config) -> dict[str, TrainConfig]:
+    return {} if cfg.references == ["none"] else {k: book_model(cfg, k) for k in cfg.references}
+
+
+def threats(cfg: Config) -> list[list]:
+    return [parse_threat(t) for t in cfg.threats]
+
+
+def minimal_attacks(cfg: Config) -> dict:
+    cw = {"steps": cfg.cw_steps, "binary_search_steps": cfg.cw_search_steps, "lr": 0.1, "initial_const": 0.1}
+    return {"DeepFool-L2": ["deepfool", {"norm": "l2", "steps": cfg.deepfool_steps}], "CW-L2": ["cw", cw]}
+
+
+def plan(cfg: Config) -> Plan:
+    """The model card, clean accuracy per class, the cascade per threat, minimal norms beside the
+    references, the audit at the first threat, and the certificates asked for."""
+    model = {YOURS: your_model(cfg)}
+    refs = references(cfg)
+    test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
+    ts = threats(cfg)
+
+    def ev(kind, models_, data, block=cfg.batch_size, **params):
+        return Evaluation(kind, models_, data, params, seed=cfg.seed, block=block)
+
+    evaluations = {
+        "card": ev("model_card", model, test.within(min(PROBE_N, cfg.n_test))),
+        "clean": ev("clean", model, DataSpec(cfg.dataset, n=cfg.n_clean, seed=cfg.seed)),
+        "robust": ev("robust", model, test, threats=ts, steps=cfg.apgd_steps, queries=cfg.square_queries),
+        "minimal_norms": ev("minimal_norms", {**model, **refs}, test.within(cfg.n_minimal),
+                            attacks=minimal_attacks(cfg)),
+        "audit": ev("audit", model, test.within(cfg.audit_n), block=cfg.audit_n, threat=ts[0],
+                    steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws),
+    }
+    methods = [m for m in ("ibp", "crown") if m in cfg.certificates]
+    if methods:
+        evaluations.update({f"bounds {n} {e:g}": ev("bounds", model, test, threat=[n, e], methods=methods,
+                                                    unsupported="skip") for n, e in ts})
+    if "smoothing" in cfg.certificates:
+        evaluations["smoothing"] = ev("smoothing", model, test.within(cfg.n_smooth), sigma=cfg.smoothing_sigma,
+                                      n0=cfg.smoothing_n0, n=cfg.smoothing_n, alpha=cfg.smoothing_alpha)
+    trained = {f"reference {k}": c for k, c in refs.items()}
+    if isinstance(model[YOURS], TrainConfig):
+        trained[YOURS] = model[YOURS]
+    return Plan(trainings=trained, evaluations=evaluations)
+
+
+# -- the page's tables ----------------------------------------------------------------------------------
+def pct(v: float, lo: float, hi: float) -> str:
+    return f"{100 * v:.1f} " + interval(lo, hi)
+
+
+def card_table(card: pd.DataFrame, cfg: Config, model) -> pd.DataFrame:
+    """The model card: where the model comes from and what it is."""
+    row = card.iloc[0]
+    where = (f"{cfg.model} (trained by the book, recipe key {model.key})" if isinstance(model, TrainConfig)
+             else f"{model.path} (sha256 {model.sha256[:16]}…)")
+    how = {"book": f"{model.method} training of {model.model}" if isinstance(model, TrainConfig) else "",
+           "torchscript": "TorchScript (the file is the model)"}.get(cfg.architecture, cfg.architecture)
+    draws = row.eot_draws
+    random = (f"yes: evaluated with EOT over {int(draws)} draws" if row.randomized and pd.notna(draws)
+              else "yes" if row.randomized else "no")
+    title = dataset_spec(cfg.dataset).title
+    inputs = {"none": "pixels in [0, 1]", "dataset": f"normalised with {title}'s mean and std",
+              "custom": f"normalised with mean {cfg.norm_mean}, std {cfg.norm_std}"}[cfg.normalization]
+    return pd.DataFrame({"": [where, how, title, inputs, f"{int(row.parameters):,}",
+                              row.layers, random,
+                              "supported" if row.bounds == "supported" else f"not supported: {row.bounds}"]},
+                        index=pd.Index(["source", "architecture", "dataset", "inputs", "parameters", "layers",
+                                        "random in eval mode", "IBP / CROWN"], name="model card"))
+
+
+def per_class(rows: pd.DataFrame, column: str, classes, by=()) -> pd.DataFrame:
+    """Accuracy of ``column`` per class (and per ``by``), as 'value [low, high]' in percent."""
+    acc = accuracy(rows, column, by=[*by, "label"])
+    acc["class"] = [classes[k] for k in acc.label]
+    acc["cell"] = [pct(a, lo, hi) for a, lo, hi in zip(acc.accuracy, acc.ci_low, acc.ci_high)]
+    if not by:
+        return acc.set_index("class")[["n", "cell"]].rename(columns={"cell": "accuracy (%)"})
+    order = list(dict.fromkeys(rows[by[0]])) if len(by) == 1 else None  # the rows' order (threats as given)
+    table = acc.pivot(index="class", columns=list(by), values="cell").loc[list(dict.fromkeys(acc["class"]))]
+    return table[order] if order else table
+
+
+def robust_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Clean and robust accuracy per threat (the union last), with 95% intervals."""
+    order = list(dict.fromkeys(rows.threat))
+    c = accuracy(rows, "clean_correct", by="threat").set_index("threat").loc[order]
+    r = accuracy(rows, by="threat").set_index("threat").loc[order]
+    return pd.DataFrame({"n": r.n, "clean (%)": [pct(*v) for v in zip(c.accuracy, c.ci_low, c.ci_high)],
+                         "robust (%)": [pct(*v) for v in zip(r.accuracy, r.ci_low, r.ci_high)],
+                         "robust": r.accuracy, "robust_low": r.ci_low, "robust_high": r.ci_high})
+
+
+def broken_by(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per threat, how many examples each stage of the cascade broke first, how many were misclassified
+    already, and how many survived every attack."""
+    rows = rows[rows.threat != "union"]
+    what = np.where(~rows.clean_correct, "misclassified clean",
+                    np.where(rows.robust, "survived every attack", rows.fooled_by.astype(str)))
+    out = pd.crosstab(rows.threat, what).reindex(columns=["misclassified clean", *CASCADE, "survived every attack"],
+                                                fill_value=0)
+    return out.loc[list(dict.fromkeys(rows.threat))].rename_axis(index="threat", columns=None)
+
+
+def audit_findings(audit: pd.DataFrame) -> pd.DataFrame:
+    """Every check with its verdict, what it tests and its evidence."""
+    return pd.DataFrame({"verdict": audit.verdict.to_numpy(), "what it tests": [CHECKS[c] for c in audit.check],
+                         "evidence": audit.evidence.to_numpy()}, index=pd.Index(audit.check, name="check"))
+
+
+def bound_summary(tables: dict, cfg: Config) -> pd.DataFrame | str:
+    """Certified accuracy per threat and method with 95% intervals (a table), or why there is none
+    (a string): not asked for, or a layer bound propagation does not support."""
+    if not tables:
+        return "not asked for (add ibp or crown to `certificates`)"
+    first = next(iter(tables.values()))
+    if "unsupported" in first.columns:
+        return str(first.unsupported.iat[0])
+    out = {}
+    for name, t in tables.items():
+        for m in ("ibp", "crown"):
+            if m in t.columns:
+                a = accuracy(t, m).iloc[0]
+                out[(name.removeprefix("bounds "), m.upper())] = {
+                    "n": int(a.n), "certified (%)": pct(a.accuracy, a.ci_low, a.ci_high), "certified": a.accuracy}
+    return pd.DataFrame(out).T.rename_axis(["threat", "method"])
+
+
+def bounds_text(bounds) -> str:
+    if isinstance(bounds, str):
+        return f"**IBP and CROWN** give no certificate here: {bounds}."
+    return ("**IBP and CROWN**: the share of the examples whose every margin is proved positive over the whole "
+            "ball, a lower bound on the robust accuracy of the same examples as the attacks (95% intervals):")
+
+
+SMOOTHING_RADII = (0.0, 0.5, 1.0)  # L2 radii of the smoothing table, in units of σ
+
+
+def smoothing_text(cfg: Config, rows: pd.DataFrame | None) -> str:
+    if rows is None:
+        return "**Randomized smoothing**: not asked for (add `smoothing` to `certificates`)."
+    return (f"**Randomized smoothing** (Cohen et al. 2019) certifies the *smoothed* model, the majority vote of "
+            f"this one under Gaussian noise of σ = {cfg.smoothing_sigma:g}, not the model itself: CERTIFY with "
+            f"{cfg.smoothing_n0:,} selection and {cfg.smoothing_n:,} estimation samples, α = "
+            f"{cfg.smoothing_alpha:g}, on {len(rows)} examples; an example counts at radius r if the smoothed model "
+            "classifies it correctly with a certified radius of at least r.")
+
+
+def smoothing_summary(rows: pd.DataFrame | None, cfg: Config) -> pd.DataFrame | None:
+    """Certified accuracy of the smoothed classifier at L2 radii 0, σ/2 and σ (correct, radius ≥ r)."""
+    if rows is None:
+        return None
+    out = []
+    for r in (f * cfg.smoothing_sigma for f in SMOOTHING_RADII):
+        k = int((rows.correct & (rows.radius >= r)).sum())
+        lo, hi = clopper_pearson(k, len(rows))
+        out.append({"L2 radius": r, "n": len(rows), "certified (%)": pct(k / len(rows), lo, hi)})
+    return pd.DataFrame(out).set_index("L2 radius")
+
+
+def verdict(cfg: Config, card: pd.DataFrame, robust: pd.DataFrame, audit: pd.DataFrame, bounds,
+            smooth: pd.DataFrame | None = None) -> str:
+    """One paragraph computed from the numbers: robustness per threat as an upper bound, the
+    certificates' lower bound where there is one, and what the audit says about trusting it."""
+    s = robust_summary(robust)
+    parts = []
+    for threat in s.index:
+        if threat == "union":
+            continue
+        norm, eps = threat.split()
+        r = s.loc[threat]
+        parts.append(f"{100 * r.robust:.1f}% (95% CI {100 * r.robust_low:.1f}–{100 * r.robust_high:.1f}) under "
+                     f"{'L∞' if norm == 'linf' else 'L2'} ε = {eps}")
+    text = (f"Of {int(s.n.iloc[0])} test examples, the model keeps {'; '.join(parts)}"
+            f" (pixels in [0, 1]; APGD-CE and APGD-DLR with {cfg.apgd_steps} iterations, then Square with "
+            f"{cfg.square_queries:,} queries). These are upper bounds on its true robust accuracy: "
+            "a stronger attack can only lower them.")
+    if isinstance(bounds, pd.DataFrame) and len(bounds):
+        best = bounds.groupby(level="threat").certified.max()
+        text += " Certificates prove lower bounds: " + "; ".join(
+            f"{100 * v:.1f}% at {t}" for t, v in best.items()) + "."
+    if smooth is not None:
+        at = smoothing_summary(smooth, cfg).iloc[-1]
+        text += (f" Smoothed with σ = {cfg.smoothing_sigma:g}, a different classifier, it is certified on "
+                 f"{at['certified (%)']}% of {int(at.n)} examples at L2 radius {cfg.smoothing_sigma:g}.")
+    fails = list(audit.check[audit.verdict == "fail"])
+    warns = list(audit.check[audit.verdict == "warn"])
+    if card.randomized.iat[0]:
+        text += (f" The model answers the same input differently from call to call, so it was attacked through "
+                 f"EOT over {cfg.eot_draws} draws.")
+    if fails:
+        text += (f" **The gradient-masking audit fails {', '.join(fails)}**: gradient attacks do not see this "
+                 "model's real decision boundary, and the robust accuracy above may overstate its robustness by "
+                 "far. Trust the black-box (Square) and BPDA numbers of the audit more than the gradient ones, "
+                 "and look for an adaptive attack before any claim.")
+    elif warns:
+        text += f" The audit warns on {', '.join(warns)}; the evidence above says how far to trust the numbers."
+    else:
+        text += " The audit passes every check that applies: nothing suggests masked gradients."
+    return text
+
+
+def command(cfg: Config) -> str:
+    """The command that reproduces this page: the parameters that differ from the profile's values."""
+    base = CHAPTER.profile_values(cfg.profile)
+    args = []
+    for k, v in cfg.items():
+        if v != base[k]:
+            value = json.dumps(v, ensure_ascii=False) if isinstance(v, list) else str(v)
+            args += ["-p", k, value]
+    return shlex.join(["advlab", "run", CHAPTER.name, "--profile", cfg.profile, *args])

@@ -1,0 +1,303 @@
+"""The "Your model" chapter: a reader's model loaded three ways and judged end to end, the book's own
+model reproducing the defenses chapter, a planted masked model caught, and every bad input refused."""
+import textwrap
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from advlab.chapters import defenses, get_chapter, your_model
+from advlab.cli import absolute_paths
+from advlab.data import dataset_spec
+from advlab.defenses import EOT
+from advlab.errors import CheckpointError, InputError
+from advlab.models import build_model
+from advlab.models.external import load_model_file
+from advlab.results import ModelFile
+
+CHAPTER = get_chapter("your-model")
+# a small run: what each test needs is the chapter's whole plan, not its scale
+SMALL = dict(n_test=20, n_clean=100, apgd_steps=5, square_queries=20, n_minimal=10, cw_steps=10, cw_search_steps=1,
+             audit_n=10, audit_steps=2, eot_draws=2, certificates=["ibp", "crown", "smoothing"], smoothing_n=200,
+             n_smooth=10, references=["none"], threats=["linf 0.1", "l2 1"])
+
+# the small CNN again, written the way a reader writes a network: no advlab import, no normalisation layer
+NETS = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    def small_cnn():
+        return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+    class Quantise(torch.autograd.Function):
+        """Rounding to 1 bit with a zero backward: the masked gradient a reader may not know they have."""
+
+        @staticmethod
+        def forward(ctx, x):
+            return (x > 0.5).float()
+
+        @staticmethod
+        def backward(ctx, g):
+            return torch.zeros_like(g)
+
+
+    class Binarise(nn.Module):
+        def forward(self, x):
+            return Quantise.apply(x)
+
+
+    def quantised():
+        return nn.Sequential(Binarise(), small_cnn())
+
+
+    class Jitter(nn.Module):
+        def forward(self, x):
+            return x + 0.05 * torch.randn_like(x)
+
+
+    def jittered():
+        return nn.Sequential(Jitter(), small_cnn())
+
+
+    def five_classes():
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 5))
+
+
+    def not_a_module():
+        return 3
+
+
+    def cifar_net():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 32 * 32, 10))
+''')
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, mnist_model):
+    """The trained small CNN saved three ways, plus the reader's module of networks on sys.path."""
+    import sys
+
+    d = tmp_path_factory.mktemp("models")
+    (d / "reader_nets.py").write_text(NETS)
+    sys.path.insert(0, str(d))
+    net = mnist_model[1]  # the network behind advlab's Normalize layer
+    # nn.Sequential numbering of the reader's flat network: features 0-5, classifier 6-9
+    flat = {}
+    for k, v in net.state_dict().items():
+        part, idx, rest = k.split(".", 2)
+        flat[f"{int(idx) + (6 if part == 'classifier' else 0)}.{rest}"] = v
+    torch.save(mnist_model.state_dict(), d / "advlab.pt")  # an advlab model's state dict (Normalize inside)
+    torch.save(flat, d / "reader.pt")
+    torch.save({f"1.{k}": v for k, v in flat.items()}, d / "quantised.pt")
+    torch.save({f"1.{k}": v for k, v in flat.items()}, d / "jittered.pt")
+    with warnings.catch_warnings():  # torch.jit is deprecated for new code, and still how models are shipped
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(mnist_model).save(str(d / "model.ts"))
+    yield d
+    sys.path.remove(str(d))
+
+
+def _cfg(**overrides):
+    return CHAPTER.resolve("smoke", {**SMALL, **overrides})
+
+
+WAYS = {"registered": dict(model="advlab.pt", architecture="small_cnn"),
+        "module:function": dict(model="reader.pt", architecture="reader_nets:small_cnn", normalization="dataset"),
+        "torchscript": dict(model="model.ts", architecture="torchscript")}
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_model_brought_three_ways_runs_end_to_end(files, way, mnist_model, mnist_test):
+    params = {**WAYS[way], "model": str(files / WAYS[way]["model"])}
+    cfg = _cfg(**params)
+    plan = your_model.plan(cfg)
+    status = plan.precompute(progress=False)
+    assert set(status.item) >= {"card", "clean", "robust", "minimal_norms", "audit", "bounds linf 0.1", "smoothing"}
+    model = plan.evaluations["robust"].models[your_model.YOURS]
+    assert isinstance(model, ModelFile) and len(model.sha256) == 64
+    # the same weights however they came: the same predictions as the trained model
+    clean = plan.result("clean", progress=False)
+    data = mnist_test.take(torch.tensor(clean.example.to_numpy()))
+    with torch.no_grad():
+        assert (mnist_model(data.images()).argmax(1).numpy() == clean.pred.to_numpy()).all()
+    card = your_model.card_table(plan.result("card", progress=False), cfg, model)
+    assert card.loc["parameters"].iat[0] == f"{sum(p.numel() for p in mnist_model.parameters()):,}"
+    bounds = your_model.bound_summary({k: plan.result(k, progress=False) for k in plan.evaluations
+                                       if k.startswith("bounds ")}, cfg)
+    assert "bound propagation does not support" in bounds  # MaxPool2d, or a TorchScript module: said, not skipped
+    text = your_model.verdict(cfg, plan.result("card", progress=False), plan.result("robust", progress=False),
+                              plan.result("audit", progress=False), bounds)
+    assert "L∞ ε = 0.1" in text and "L2 ε = 1" in text and "upper bounds" in text
+    assert your_model.command(cfg).startswith("advlab run your-model --profile smoke -p model ")
+
+
+def test_the_three_ways_give_the_same_table(files):
+    """Equal weights, equal examples and seeds: equal robust rows, whichever way the model came."""
+    tables = []
+    for params in WAYS.values():
+        plan = your_model.plan(_cfg(**{**params, "model": str(files / params["model"])}))
+        tables.append(plan.result("robust", progress=False).drop(columns=["seconds"]))
+    for t in tables[1:]:
+        pd.testing.assert_frame_equal(tables[0], t)
+
+
+def test_a_cached_result_follows_the_file_not_its_path(files, tmp_path):
+    a = ModelFile(str(files / "reader.pt"), "mnist", "reader_nets:small_cnn")
+    copy = tmp_path / "elsewhere.pt"
+    copy.write_bytes((files / "reader.pt").read_bytes())
+    assert ModelFile(str(copy), "mnist", "reader_nets:small_cnn").key == a.key
+    state = torch.load(copy, weights_only=True)
+    state["9.bias"] = state["9.bias"] + 1.0
+    torch.save(state, copy)
+    assert ModelFile(str(copy), "mnist", "reader_nets:small_cnn").key != a.key
+
+
+def test_the_book_model_reproduces_the_defenses_chapter():
+    """Same model, threats, budgets, examples and seeds: the defenses chapter's rows, example for example."""
+    cfg = CHAPTER.resolve("smoke")
+    ours = your_model.plan(cfg)
+    theirs = defenses.plan(defenses.CHAPTER.resolve("smoke"))
+    assert ours.evaluations["robust"].models[your_model.YOURS] == theirs.evaluations["mnist_robust"].models["PGD-L∞"]
+    mine = ours.result("robust", progress=False).drop(columns=["model", "seconds"])
+    book = theirs.result("mnist_robust", progress=False)
+    book = book[book.model == "PGD-L∞"].drop(columns=["model", "seconds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, book)
+    audit = ours.result("audit", progress=False)
+    book_audit = theirs.result("audit mnist", progress=False)
+    book_audit = book_audit[book_audit.model.str.endswith(": PGD-L∞")]
+    assert list(audit.verdict) == list(book_audit.verdict) and list(audit.evidence) == list(book_audit.evidence)
+
+
+def test_a_planted_masked_model_fails_the_audit_and_the_verdict_says_so(files):
+    cfg = _cfg(model=str(files / "quantised.pt"), architecture="reader_nets:quantised", certificates=["none"],
+               threats=["linf 0.3"], audit_n=20, audit_steps=5)
+    plan = your_model.plan(cfg)
+    audit = plan.result("audit", progress=False).set_index("check")
+    assert audit.loc["gradients", "verdict"] == "fail" and audit.loc["bpda", "verdict"] == "fail"
+    text = your_model.verdict(cfg, plan.result("card", progress=False), plan.result("robust", progress=False),
+                              audit.reset_index(), your_model.bound_summary({}, cfg))
+    assert "The gradient-masking audit fails" in text and "gradients" in text
+
+
+def test_a_random_model_is_said_and_attacked_through_eot(files):
+    with pytest.warns(UserWarning, match="EOT over 2 draws"):
+        spec = ModelFile(str(files / "jittered.pt"), "mnist", "reader_nets:jittered", eot_draws=2)
+    assert spec.randomized
+    model = spec.build("cpu")
+    assert isinstance(model, EOT) and model.draws == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not ModelFile(str(files / "reader.pt"), "mnist", "reader_nets:small_cnn").randomized
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("missing", InputError, "does not exist"),
+    ("mismatch", InputError, "do not match architecture 'lenet5'"),
+    ("classes", InputError, r"must return \(N, 10\) class scores"),
+    ("shape", InputError, "fails on MNIST inputs of shape"),
+    ("pickled", CheckpointError, "weights_only"),
+    ("truncated", CheckpointError, "cannot load weights"),
+    ("not torchscript", InputError, "not a TorchScript file"),
+    ("unknown architecture", InputError, "unknown architecture 'resnet9000'"),
+    ("no module", InputError, "cannot import 'no_such_package.nets'"),
+    ("not a module", InputError, "returned int, not an nn.Module"),
+    ("normalization", InputError, "normalization needs 1 means"),
+    ("twice normalised", InputError, "normalising its inputs again"),
+])
+def test_bad_models_are_refused_before_any_work(files, tmp_path, case, error, match):
+    path, arch, kw = files / "reader.pt", "reader_nets:small_cnn", {}
+    if case == "missing":
+        path = tmp_path / "nothing.pt"
+    elif case == "mismatch":
+        arch = "lenet5"
+    elif case == "classes":
+        path = tmp_path / "five.pt"
+        torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 5)).state_dict(), path)
+        arch = "reader_nets:five_classes"
+    elif case == "shape":
+        path = tmp_path / "cifar.pt"
+        torch.save(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 32 * 32, 10)).state_dict(),
+                   path)
+        arch = "reader_nets:cifar_net"
+    elif case == "pickled":
+        path = tmp_path / "pickled.pt"
+        torch.save(nn.Linear(2, 2), path)
+    elif case == "truncated":
+        path = tmp_path / "truncated.pt"
+        path.write_bytes((files / "reader.pt").read_bytes()[:500])
+    elif case == "not torchscript":
+        arch = "torchscript"
+    elif case == "unknown architecture":
+        arch = "resnet9000"
+    elif case == "no module":
+        arch = "no_such_package.nets:build"
+    elif case == "not a module":
+        arch = "reader_nets:not_a_module"
+    elif case == "normalization":
+        kw = {"normalization": ([0.5, 0.5, 0.5], [0.2, 0.2, 0.2])}
+    elif case == "twice normalised":
+        path, arch, kw = files / "advlab.pt", "small_cnn", {"normalization": ([0.1], [0.3])}
+    with pytest.raises(error, match=match):
+        ModelFile(str(path), "mnist", arch, **kw)
+
+
+def test_a_file_changed_after_its_declaration_is_refused(files, tmp_path):
+    path = tmp_path / "m.pt"
+    path.write_bytes((files / "reader.pt").read_bytes())
+    spec = ModelFile(str(path), "mnist", "reader_nets:small_cnn")
+    torch.save({}, path)
+    with pytest.raises(InputError, match="changed since it was declared"):
+        spec.build("cpu")
+
+
+def test_the_chapters_parameters_are_checked(files):
+    with pytest.raises(InputError, match="'linf EPS' or 'l2 EPS'"):
+        CHAPTER.resolve("smoke", {"threats": ["linf"]})
+    with pytest.raises(InputError, match="architecture 'book'"):
+        CHAPTER.resolve("smoke", {"model": str(files / "reader.pt")})
+    with pytest.raises(InputError, match="JSON object"):
+        CHAPTER.resolve("smoke", {"model_options": "[1]"})
+    with pytest.raises(InputError, match="no book model 'defenses/PGD-L7'"):
+        your_model.plan(CHAPTER.resolve("smoke", {"model": "book:defenses/PGD-L7"}))
+
+
+def test_the_command_line_makes_the_model_path_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_paths("your-model", {"model": "net.pt", "n_test": 5}) == \
+        {"model": str(tmp_path / "net.pt"), "n_test": 5}
+    assert absolute_paths("your-model", {"model": "book:defenses/TRADES"}) == {"model": "book:defenses/TRADES"}
+
+
+def test_load_model_file_returns_an_eval_mode_pixel_model(files, mnist_model, batch):
+    x, _ = batch
+    spec = dataset_spec("mnist")
+    net = load_model_file(files / "reader.pt", "mnist", "reader_nets:small_cnn", normalization=(spec.mean, spec.std))
+    assert not net.training
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), mnist_model(x))
+
+
+def test_a_certifiable_model_gets_sound_certificates(tmp_path):
+    """Every layer supported (Wong & Kolter's small ConvNet): IBP and CROWN run, and no certified example
+    is one the cascade broke."""
+    path = tmp_path / "conv_small.pt"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(build_model("conv_small", "mnist").state_dict(), path)
+    cfg = _cfg(model=str(path), architecture="conv_small", threats=["linf 0.002"], certificates=["ibp", "crown"])
+    plan = your_model.plan(cfg)
+    tables = {k: plan.result(k, progress=False) for k in plan.evaluations if k.startswith("bounds ")}
+    summary = your_model.bound_summary(tables, cfg)
+    assert list(summary.index) == [("linf 0.002", "IBP"), ("linf 0.002", "CROWN")]
+    robust = plan.result("robust", progress=False).set_index("example")
+    bounds = tables["bounds linf 0.002"].set_index("example")
+    certified = bounds.index[bounds.ibp | bounds.crown]
+    assert len(certified) > 0 and robust.loc[certified, "robust"].all()
+    assert "Certificates prove lower bounds" in your_model.verdict(
+        cfg, plan.result("card", progress=False), robust.reset_index(), plan.result("audit", progress=False), summary)
