@@ -28,9 +28,18 @@
 #    (otherwise the page says why), randomized smoothing if you ask for it;
 # 6. a **verdict** computed from the numbers, and the command that reproduces the page.
 #
-# Attacked accuracy is an upper bound on the true robust accuracy, certified accuracy a lower
-# bound. Every accuracy is on a seeded, class-stratified subset of the test split and carries a
-# 95% Clopper-Pearson interval; every ε is in pixel units of [0, 1].
+# On test examples $(x_i, y_i)$ and the threat model
+# $S(x) = \{x' : \|x' - x\|_p \le \varepsilon,\ 0 \le x' \le 1\}$,
+#
+# $$
+# \text{certified accuracy} \;\le\; \frac{1}{n} \sum_{i=1}^{n}
+# \mathbb{1}\bigl[\hat{k}(x') = y_i \ \text{for every}\ x' \in S(x_i)\bigr]
+# \;\le\; \text{attacked accuracy}:
+# $$
+#
+# an attack gives the upper bound, a certificate the lower one. Every accuracy is on a seeded,
+# class-stratified subset of the test split and carries a 95% Clopper-Pearson interval; every ε is
+# in pixel units of [0, 1].
 #
 # **Bring a model.** Save the weights (`torch.save(model.state_dict(), "net.pt")`) or export
 # TorchScript (`torch.jit.script(model).save("net.ts")`), then

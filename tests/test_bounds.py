@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from advlab.attacks import run_attack
-from advlab.certify.bounds import bound_spec, certified, layers, margin_bounds
-from advlab.certify.milp import exact_verification
+from advlab.certify.bounds import BOUND_METHODS, bound_spec, certified, layers, margin_bounds, margin_lower
+from advlab.certify.milp import _segments, exact_verification, refine_bounds
 from advlab.errors import InputError
 from advlab.models import Normalize, build_model
 from advlab.threat import ThreatModel
@@ -61,7 +61,7 @@ def _pre_activations(model, x):
     return out
 
 
-@pytest.mark.parametrize("name,norm,method", list(itertools.product(NETS, ("linf", "l2"), ("ibp", "crown"))))
+@pytest.mark.parametrize("name,norm,method", list(itertools.product(NETS, ("linf", "l2"), BOUND_METHODS)))
 def test_bounds_contain_random_and_adversarial_points(name, norm, method):
     model = NETS[name]
     x, y = _data()
@@ -240,3 +240,70 @@ def test_ibp_method_parameters_are_checked():
     with pytest.raises(InputError, match="warmup \\+ ramp"):
         TrainConfig(**base, method_params={"eps": 0.1, "warmup": 0.6, "ramp": 0.6})
     assert TrainConfig(**base, method_params={"eps": 0.1}).threat == ThreatModel("linf", 0.1)
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_alpha_crown_is_never_looser_than_crown_and_tighter_on_average(name):
+    x, y = _data()
+    threat = ThreatModel("linf", 0.02)
+    crown = margin_bounds(NETS[name], x, y, threat, method="crown", upper=False).lower
+    alpha = margin_bounds(NETS[name], x, y, threat, method="alpha_crown", upper=False).lower
+    assert (alpha >= crown).all() and (alpha - crown).mean() > 0
+
+
+def test_crown_ibp_sits_between_ibp_and_crown_and_trains():
+    """CROWN-IBP: CROWN's backward pass from IBP's intermediate bounds, so at least as tight as IBP on
+    the margins' average and no tighter than CROWN (whose intermediate bounds are tighter); its
+    bound is differentiable in the parameters, which is what CROWN-IBP training needs."""
+    model = NETS["mlp"]
+    x, y = _data()
+    threat = ThreatModel("linf", 0.02)
+    ibp, cibp, crown = (margin_bounds(model, x, y, threat, method=m, upper=False).lower.mean()
+                        for m in ("ibp", "crown_ibp", "crown"))
+    assert ibp < cibp <= crown + 1e-5
+    lower = margin_lower(model, x, y, threat, "crown_ibp")
+    grad, = torch.autograd.grad(lower.sum(), model[1].layers[1].weight)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    with pytest.raises(InputError, match="training bound"):
+        margin_lower(model, x, y, threat, "crown")
+
+
+def test_lp_refined_bounds_are_sound_and_never_looser():
+    """Tjeng et al.'s LP tightening of the intermediate bounds: inside CROWN's, containing every
+    pre-activation reached by random and adversarial points; the MILP's verdicts do not change."""
+    model = _toy(seed=2, width=16)
+    x = torch.rand(6, 2, generator=torch.Generator().manual_seed(4)) * 0.6 + 0.2
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    threat = ThreatModel("linf", 0.08)
+    with torch.no_grad():
+        segs = _segments(layers(model), x[:1])
+    for i in range(len(x)):
+        xi, yi = x[i:i + 1], y[i:i + 1]
+        b = margin_bounds(model, xi, yi, threat, method="crown", upper=False)
+        pre = [(lo.flatten().double().numpy(), hi.flatten().double().numpy()) for lo, hi in b.layers]
+        lo, hi = (t.flatten().double().numpy() for t in threat.bounds(xi))
+        tight, lps = refine_bounds(segs, pre, lo, hi)
+        assert lps > 0 or all(((l0 >= 0) | (u0 <= 0)).all() for l0, u0 in pre[1:])
+        pts = torch.cat([(xi + (torch.rand(400, 2, generator=torch.Generator().manual_seed(i)) * 2 - 1)
+                          * threat.eps).clamp(0, 1), xi])
+        for (l0, u0), (l1, u1), z in zip(pre, tight, _pre_activations(model, pts)):
+            assert (l1 >= l0).all() and (u1 <= u0).all()
+            z = z.double().numpy()
+            assert (z >= l1 - 1e-5).all() and (z <= u1 + 1e-5).all()
+    plain = exact_verification(model, x, y, threat, refine="none", progress=False)
+    refined = exact_verification(model, x, y, threat, refine="lp", progress=False)
+    assert list(plain.verdict) == list(refined.verdict)
+    assert (refined.binaries <= refined.binaries_crown).all()
+    with pytest.raises(InputError, match="refine"):
+        exact_verification(model, x, y, threat, refine="sometimes")
+
+
+def test_crown_ibp_training_runs_and_is_checked():
+    base = dict(dataset="mnist", model="mlp", method="crown_ibp")
+    with pytest.raises(InputError, match="beta_start"):
+        TrainConfig(**base, method_params={"eps": 0.1, "beta_start": 2.0})
+    model, info = load_or_train(TrainConfig(**base, model_options={"hidden": (16,)}, epochs=1, train_subset=1000,
+                                            eval_subset=100, method_params={"eps": 0.1}), progress=False)
+    # the CROWN-IBP pass is counted beside the interval pass
+    assert info["metrics"]["forwards"] > 3 * info["metrics"]["train_examples"]

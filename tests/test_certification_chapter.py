@@ -17,13 +17,16 @@ matplotlib.use("Agg")
 def test_plan_trains_each_model_once_and_validates(profile):
     cfg = get_chapter("certification").resolve(profile, {})
     plan = certification.bound_configs(cfg)
-    assert len(plan) == 2 * 3 * len(cfg.eps_list)
+    assert len(plan) == 2 * 4 * len(cfg.eps_list)
     # the standard model of each architecture is one checkpoint whatever the ε
     assert len({plan[k].key for k in plan if k[1] == "standard"}) == 2
-    assert len({c.key for c in plan.values()}) == 2 + 2 * 2 * len(cfg.eps_list)
+    assert len({c.key for c in plan.values()}) == 2 + 2 * 3 * len(cfg.eps_list)
     for (arch, training, eps), c in plan.items():
-        if training == "IBP":
+        if training in ("IBP", "CROWN-IBP"):
             assert c.params["eps"] == cfg.ibp_train_eps[cfg.eps_list.index(eps)]
+        if training == "CROWN-IBP":  # Zhang et al.'s MNIST setting, on IBP's schedule
+            assert (c.params["beta_start"], c.params["beta_end"]) == (1.0, 0.0)
+            assert plan[(arch, "IBP", eps)].params.items() <= c.params.items()
         if training == "PGD":
             assert c.threat.eps == eps
     smooth = certification.smoothing_configs(cfg)
@@ -45,8 +48,10 @@ def _rows():
     return pd.DataFrame({
         "architecture": ["small MLP"] * 4, "training": ["standard"] * 4, "eps": [0.1] * 4,
         "ibp": [True, False, False, False], "crown": [True, True, False, False],
-        "certified": [True, True, False, False], "attacked": [True, True, True, False],
-        "exact": ["robust", "robust", "undecided", "not robust"]})
+        "alpha_crown": [True, True, False, False], "certified": [True, True, False, False],
+        "attacked": [True, True, True, False], "exact": ["robust", "robust", "undecided", "not robust"],
+        "binaries": [np.nan, np.nan, 40, np.nan], "binaries_crown": [np.nan, np.nan, 42, np.nan],
+        "lps": [np.nan, np.nan, 30, np.nan], "milp_seconds": [np.nan, np.nan, 3.1, np.nan]})
 
 
 def test_sandwich_summary_orders_the_bounds_and_soundness_counts():
@@ -54,6 +59,11 @@ def test_sandwich_summary_orders_the_bounds_and_soundness_counts():
     assert s.loc["IBP", "accuracy"] == 0.25 and s.loc["CROWN", "accuracy"] == 0.5
     assert s.loc["exact (MILP)", "accuracy"] == 0.5 and s.loc["exact (MILP)", "undecided"] == 1
     assert s.loc["attacked (ensemble)", "accuracy"] == 0.75
+    assert s.loc["α-CROWN", "accuracy"] == 0.5 and s.loc["any certificate", "accuracy"] == 0.5
+    milp = certification.milp_table(_rows())
+    assert milp.loc[("standard", 0.1)].to_dict() == {
+        "given to the MILP": 1, "decided": 0, "robust": 0, "not robust": 0, "binaries (CROWN bounds)": 42.0,
+        "binaries (after LP)": 40.0, "LPs": 30.0, "seconds": 3.1}
     assert set(certification.soundness(_rows()).values()) == {0}
     bad = _rows().assign(attacked=[False, True, True, False])
     assert certification.soundness(bad)["certified but fooled by an attack"] == 1
@@ -84,3 +94,13 @@ def test_certified_curve_counts_correct_and_large_enough_radii():
     assert list(curve["accuracy"]) == [0.75, 0.5, 0.25, 0.0]
     table = certification.smoothing_table({("mnist", 0.5): rows}, [0.0, 0.5])
     assert table.loc[("mnist", 0.5), "abstain (%)"] == 25.0
+
+
+def test_published_comparison_sets_ibp_and_crown_ibp_beside_the_papers():
+    rows = pd.concat([_rows().assign(architecture="small ConvNet", training=t, eps=e)
+                      for t in ("IBP", "CROWN-IBP") for e in (0.1, 0.3)], ignore_index=True)
+    table = certification.published_comparison(certification.sandwich_summary(rows))
+    assert list(table.columns) == ["IBP training, certified (%)", "CROWN-IBP training, certified (%)",
+                                   "published certified (%)"]
+    assert table.loc[0.3, "published certified (%)"] == "93.3 (CROWN-IBP)"
+    assert table.loc[0.1, "IBP training, certified (%)"].startswith("50.0 ")

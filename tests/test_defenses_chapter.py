@@ -230,3 +230,34 @@ def test_table_1_budgets_are_evaluated_whatever_the_grids():
     assert ("FGSM", "linf", 0.04) in keys and ("PGD-L2", "l2", 0.25) in keys
     smoke = get_chapter("defenses").resolve("smoke")  # grids that hold the budgets: the same evaluations
     assert len(report_evaluations(smoke)) == 2 * len(smoke.eps_grid) + len(smoke.l2_grid)
+
+
+def test_the_reports_eps_is_read_both_ways():
+    """The normalised reading runs the same attacks with ε in units of CIFAR-10's per-channel std."""
+    from advlab.data import dataset_spec
+
+    cfg = defenses.CHAPTER.resolve("smoke")
+    pixel = defenses.report_evaluations(cfg)
+    std = defenses.report_evaluations(cfg, reading="normalised")
+    assert set(pixel) == set(std)
+    for key in pixel:
+        p, s = pixel[key].params, std[key].params
+        assert s["threat"] == [*p["threat"], list(dataset_spec("cifar10").std)]
+        assert {k: v for k, v in s.items() if k != "threat"} == {k: v for k, v in p.items() if k != "threat"}
+    plan = defenses.plan(cfg)
+    assert all(plan.evaluations[f"report ×std {label} {norm} {eps:g}"] == e for (label, norm, eps), e in std.items())
+    with pytest.raises(InputError, match="reading"):
+        defenses.report_evaluations(cfg, reading="both")
+
+
+def test_the_favoured_reading_is_the_one_closer_to_the_report():
+    idx = pd.MultiIndex.from_product([["FGSM", "PGD-L∞"], ["base", "PGD-L∞ trained"]])
+    clean = pd.Series({"base": 0.8, "PGD-L∞ trained": 0.5})
+    report = defenses.REPORT_TABLE_1
+    near = pd.DataFrame({"robust": [report.loc[m, a] / report.loc[m, "clean"] * clean[m] for a, m in idx]}, index=idx)
+    far = near.assign(robust=0.0)
+    ev = defenses.reading_evidence(clean, far, near)
+    assert np.allclose(ev["normalised ε"], ev["report"])
+    verdict = defenses.favoured_reading(ev)
+    assert verdict["favoured"] == "normalised" and verdict["gaps"]["normalised"] < 1e-9
+    assert verdict["margin"] == pytest.approx(ev["report"].mean())

@@ -124,3 +124,70 @@ def test_bounds_are_the_box_of_ball_and_pixels(norm):
         assert (p >= lo - 1e-7).all() and (p <= hi + 1e-7).all()
     if norm == "linf":  # exact: the corners are in the set
         assert t.contains(x, lo).all() and t.contains(x, hi).all()
+
+
+# -- per-channel units: ε read after the model's normalisation (x - mean) / std --------------------
+STD = (0.2470, 0.2435, 0.2616)  # CIFAR-10's
+
+
+def _cifar_like(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 8 * 8, 10))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = net.eval()
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+    return net, torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "apgd"])
+def test_a_uniform_scale_is_the_pixel_ball_of_eps_times_scale(norm, attack):
+    """s = (c, c, c) is the pixel ball of radius ε·c: the same attack gives the same inputs."""
+    from advlab.attacks import run_attack
+
+    net, x, y = _cifar_like()
+    eps, c = (0.03, 0.25) if norm == "linf" else (0.5, 0.25)
+    params = {} if attack == "fgsm" else {"steps": 5}
+    a = run_attack(attack, net, x, y, threat=ThreatModel(norm, eps, scale=(c, c, c)),
+                   generator=torch.Generator().manual_seed(1), **params).x_adv
+    b = run_attack(attack, net, x, y, threat=ThreatModel(norm, eps * c),
+                   generator=torch.Generator().manual_seed(1), **params).x_adv
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_per_channel_units_move_each_channel_by_its_own_eps():
+    from advlab.attacks import run_attack
+
+    net, x, y = _cifar_like()
+    x = x * 0.5 + 0.25  # away from the box, so the ball's extent is visible
+    threat = ThreatModel("linf", 0.06, scale=STD)
+    x_adv = run_attack("fgsm", net, x, y, threat=threat).x_adv
+    assert threat.contains(x, x_adv).all()
+    extent = (x_adv - x).abs().amax(dim=(0, 2, 3))
+    torch.testing.assert_close(extent, 0.06 * torch.tensor(STD), atol=1e-6, rtol=0)
+    lo, hi = threat.bounds(x)
+    torch.testing.assert_close((hi - x).amax(dim=(0, 2, 3)), 0.06 * torch.tensor(STD), atol=1e-6, rtol=0)
+    assert "per channel" in str(threat) and threat.label == "linf 0.06 ×s"
+    far = x + 0.06 * torch.tensor(STD).view(1, 3, 1, 1) * 1.01
+    assert not threat.contains(x, far.clamp(0, 1)).any()
+
+
+def test_scaled_threats_are_checked():
+    net, x, y = _cifar_like()
+    with pytest.raises(InputError, match="positive finite"):
+        ThreatModel("linf", 0.1, scale=(0.2, 0.0, 0.3))
+    with pytest.raises(InputError, match="3 channels"):
+        ThreatModel("linf", 0.1, scale=STD).project(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
+    from advlab.attacks import run_attack
+    from advlab.attacks.blackbox import QueryOracle
+
+    from advlab.certify import margin_bounds
+
+    with pytest.raises(InputError, match="bounds are computed in pixel units"):
+        margin_bounds(net, x, y, ThreatModel("linf", 0.1, scale=STD))
+    with pytest.raises(InputError, match="pixel units only"):
+        run_attack("square", QueryOracle(net, output="logits", budget=10), x, y,
+                   threat=ThreatModel("linf", 0.1, scale=STD))

@@ -114,7 +114,7 @@ def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """The set {x' : ||x' - x||_p <= eps, 0 <= x' <= 1} around each clean input x.
+    """The set {x' : ||(x' - x) / s||_p <= eps, 0 <= x' <= 1} around each clean input x.
 
     Parameters
     ----------
@@ -123,10 +123,15 @@ class ThreatModel:
         ``eps=8/255``); the model normalises internally.
     eps : float
         Radius of the ball, >= 0.
+    scale : tuple of floats, optional
+        Per-channel units s of ε: with the dataset's std, ε is read in *normalised* units (the
+        ball of a paper whose ε applies after ``(x - mean) / std``), so channel c may move by
+        ε·s_c under L∞. None (the default) is s = 1: pixel units.
     """
 
     norm: str
     eps: float
+    scale: tuple | None = None
 
     def __post_init__(self):
         check_choice(self.norm, NORMS, "norm")
@@ -137,6 +142,23 @@ class ThreatModel:
         if self.eps == float("inf"):
             raise InputError("eps must be finite; a minimum-norm attack takes a norm, not a ball of radius ∞")
         object.__setattr__(self, "eps", float(self.eps))
+        if self.scale is not None:
+            try:
+                scale = tuple(float(v) for v in self.scale)
+            except (TypeError, ValueError):
+                raise InputError(f"scale must be a sequence of per-channel numbers, got {self.scale!r}") from None
+            if not scale or not all(0 < v < float("inf") for v in scale):
+                raise InputError(f"scale needs one positive finite number per channel, got {self.scale!r}")
+            object.__setattr__(self, "scale", scale)
+
+    def _s(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The per-channel scale shaped to broadcast over ``x`` (N, C, ...), or None (pixel units)."""
+        if self.scale is None:
+            return None
+        if x.ndim < 2 or x.shape[1] != len(self.scale):
+            raise InputError(f"this threat model's scale has {len(self.scale)} channels; the inputs have shape "
+                             f"{tuple(x.shape)}")
+        return torch.tensor(self.scale, device=x.device, dtype=x.dtype).view(1, -1, *([1] * (x.ndim - 2)))
 
     @property
     def geometry(self) -> LpGeometry:
@@ -147,12 +169,21 @@ class ThreatModel:
         return self.geometry.p
 
     def __str__(self) -> str:
-        return f"{self.geometry.symbol} ball, ε = {self.eps:.4g}, pixels in [0, 1]"
+        if self.scale is None:
+            return f"{self.geometry.symbol} ball, ε = {self.eps:.4g}, pixels in [0, 1]"
+        units = ", ".join(f"{v:.4g}" for v in self.scale)
+        return f"{self.geometry.symbol} ball, ε = {self.eps:.4g} in units of ({units}) per channel, pixels in [0, 1]"
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: ``"linf 0.06"``, or ``"linf 0.06 ×s"`` in scaled units."""
+        return f"{self.norm} {self.eps:g}" + ("" if self.scale is None else " ×s")
 
     # -- measuring -------------------------------------------------------------------------
     def distance(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        """Per-example ||x_adv - x||_p, shape (N,)."""
-        return self.geometry.norm(x_adv - x)
+        """Per-example ||(x_adv - x) / s||_p, shape (N,) (s = 1 in pixel units)."""
+        s = self._s(x)
+        return self.geometry.norm(x_adv - x if s is None else (x_adv - x) / s)
 
     def contains(self, x: torch.Tensor, x_adv: torch.Tensor, atol: float = ATOL) -> torch.Tensor:
         """Per-example membership in ball ∩ box (bool, shape (N,)), with float slack ``atol``."""
@@ -164,7 +195,8 @@ class ThreatModel:
         Exact for L∞ (the set is this box); for L2 the smallest box containing the set, since no
         coordinate can move by more than ε.
         """
-        return (x - self.eps).clamp_min(0.0), (x + self.eps).clamp_max(1.0)
+        r = self.eps if self.scale is None else self.eps * self._s(x)
+        return (x - r).clamp_min(0.0), (x + r).clamp_max(1.0)
 
     # -- geometry --------------------------------------------------------------------------
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
@@ -175,14 +207,15 @@ class ThreatModel:
         (Madry et al. 2018): clipping only shrinks the perturbation, so the result stays in
         both sets, though it is not the exact projection onto their intersection.
         """
-        delta = x_adv - x
+        s = self._s(x)
+        delta = x_adv - x if s is None else (x_adv - x) / s  # in units of ε
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
             n = self.geometry.norm(delta)
             factor = torch.where(n > self.eps, self.eps / n.clamp_min(1e-12), torch.ones_like(n))
             delta = delta * per_example(factor, delta)
-        return keep_layout((x + delta).clamp(0.0, 1.0), x)
+        return keep_layout((x + (delta if s is None else delta * s)).clamp(0.0, 1.0), x)
 
     def step(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
         """Steepest-ascent step of length ``step_size`` in this norm (no projection).
@@ -190,11 +223,13 @@ class ThreatModel:
         L∞: ``step_size * sign(grad)``; L2: ``step_size * grad / ||grad||_2``.
         Examples with a zero gradient do not move.
         """
-        return x_adv + step_size * self.geometry.direction(grad)
+        return x_adv + step_size * self.direction(grad)
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
-        """Unit-norm steepest-ascent direction of this threat's norm (see :class:`LpGeometry`)."""
-        return self.geometry.direction(grad)
+        """Unit-norm steepest-ascent direction of this threat's norm (see :class:`LpGeometry`); in
+        scaled units, the steepest ascent of the scaled norm: s · direction(s · grad)."""
+        s = self._s(grad)
+        return self.geometry.direction(grad) if s is None else s * self.geometry.direction(grad * s)
 
     def random_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random point of the ball around x, clipped to the pixel box.
@@ -212,7 +247,8 @@ class ThreatModel:
             g = normal_like(x, generator)
             r = rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
             delta = self.geometry.normalize(g) * per_example(r * self.eps, g)
-        return keep_layout((x + delta).clamp(0.0, 1.0), x)
+        s = self._s(x)
+        return keep_layout((x + (delta if s is None else delta * s)).clamp(0.0, 1.0), x)
 
     def sphere_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random direction scaled onto the sphere of radius ε, then clipped (APGD's start).
@@ -224,4 +260,6 @@ class ThreatModel:
             t = 2 * uniform_like(x, generator) - 1
         else:
             t = normal_like(x, generator)
-        return keep_layout((x + self.eps * self.geometry.normalize(t)).clamp(0, 1), x)
+        s = self._s(x)
+        delta = self.eps * self.geometry.normalize(t)
+        return keep_layout((x + (delta if s is None else delta * s)).clamp(0, 1), x)

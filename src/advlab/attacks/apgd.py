@@ -59,7 +59,7 @@ def _apgd_run(model, x, y, labels, threat, steps, loss, rho, momentum, targeted,
     return x_fool, is_fooled, x_best, l_best
 
 
-@register("apgd", kind="bounded")
+@register("apgd", kind="bounded", scaled=True)
 def apgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: int = 100,
          loss: str = "ce", restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
          targeted: bool = False, target: torch.Tensor | None = None,

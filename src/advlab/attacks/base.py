@@ -105,6 +105,7 @@ class AttackSpec:
     norms: tuple[str, ...]
     targeted: bool
     outputs: tuple[str, ...] = ()  # black-box attacks: the oracle outputs they can work with
+    scaled: bool = False  # works in a threat model with per-channel units (ThreatModel.scale)
 
     @property
     def needs_threat(self) -> bool:
@@ -181,6 +182,9 @@ def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target)
         raise InputError(f"threat must be an advlab.threat.ThreatModel, got {type(threat).__name__}")
     elif threat.norm not in spec.norms:
         raise InputError(f"{spec.name} supports the norms {list(spec.norms)}, got a {threat.norm} threat model")
+    elif threat.scale is not None and not spec.scaled:
+        raise InputError(f"{spec.name} works in pixel units only; a threat model with per-channel units (scale) is "
+                         f"supported by {', '.join(sorted(n for n, a in ATTACKS.items() if a.scaled))}")
     if targeted:
         if not spec.targeted:
             raise InputError(f"{spec.name} is untargeted only")
@@ -192,7 +196,7 @@ def check_attack_inputs(spec: AttackSpec, model, x, y, threat, targeted, target)
 
 
 def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: bool = True,
-             outputs: tuple[str, ...] = ()):
+             outputs: tuple[str, ...] = (), scaled: bool = False):
     """Register ``fn`` under ``name`` and wrap it with the shared checks, counting and evaluation.
 
     ``norms`` lists the norms the attack supports; for a minimum-norm attack the first is the one
@@ -234,7 +238,7 @@ def register(name: str, *, kind: str, norms: tuple[str, ...] = NORMS, targeted: 
             success = pred == target if targeted else pred != y
             return AttackResult(x_adv, success, pred, forwards, backwards, queries)
 
-        ATTACKS[name] = AttackSpec(name, attack, kind, tuple(norms), targeted, tuple(outputs))
+        ATTACKS[name] = AttackSpec(name, attack, kind, tuple(norms), targeted, tuple(outputs), scaled)
         return attack
     return deco
 

@@ -7,7 +7,7 @@ from ..threat import ThreatModel
 from .base import loss_and_grad, register
 
 
-@register("fgsm", kind="bounded")
+@register("fgsm", kind="bounded", scaled=True)
 def fgsm(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, targeted: bool = False,
          target: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """One steepest-ascent step of length ε on the cross-entropy, then projection.

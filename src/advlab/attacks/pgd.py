@@ -18,7 +18,7 @@ def _better(f_new, l_new, f_old, l_old):
     return (f_new & ~f_old) | ((f_new == f_old) & (l_new > l_old))
 
 
-@register("pgd", kind="bounded")
+@register("pgd", kind="bounded", scaled=True)
 def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: int = 10,
         step_size: float | None = None, restarts: int = 1, random_start: bool = True,
         schedule: str = "constant", loss: str = "ce", targeted: bool = False,

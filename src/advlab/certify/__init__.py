@@ -1,8 +1,9 @@
 """Certification: lower bounds on robust accuracy.
 
-- :mod:`~advlab.certify.bounds`: interval bound propagation and CROWN, deterministic certificates
-  for L∞ and L2 balls of sequential ReLU networks;
-- :mod:`~advlab.certify.milp`: exact verification of small networks by mixed-integer programming;
+- :mod:`~advlab.certify.bounds`: interval bound propagation, CROWN, α-CROWN and CROWN-IBP,
+  deterministic certificates for L∞ and L2 balls of sequential ReLU networks;
+- :mod:`~advlab.certify.milp`: exact verification of small networks by mixed-integer programming,
+  with LP-tightened intermediate bounds;
 - :mod:`~advlab.certify.smoothing`: randomized smoothing, probabilistic L2 certificates for any
   classifier, and SmoothAdv, the attack on the smoothed classifier.
 
@@ -10,11 +11,11 @@ Every entry point computes in IEEE float32 whatever the caller's global flags (T
 products and convolutions, :func:`advlab.precision.strict_fp32`, the flags restored afterwards):
 a bound rounded in TF32 can be an unsound certificate.
 """
-from .bounds import Bounds, bound_spec, certified, layers, margin_bounds, relu_count, verify
+from .bounds import BOUND_METHODS, Bounds, bound_spec, certified, layers, margin_bounds, relu_count, verify
 from .milp import exact_verification
 from .smoothing import (ABSTAIN, certified_accuracy, certify, lower_confidence_bound, sample_counts, smoothadv,
                         smoothed_predict)
 
-__all__ = ["ABSTAIN", "Bounds", "bound_spec", "certified", "certified_accuracy", "certify", "exact_verification",
-           "layers", "lower_confidence_bound", "margin_bounds", "relu_count", "sample_counts", "smoothadv",
-           "smoothed_predict", "verify"]
+__all__ = ["ABSTAIN", "BOUND_METHODS", "Bounds", "bound_spec", "certified", "certified_accuracy", "certify",
+           "exact_verification", "layers", "lower_confidence_bound", "margin_bounds", "relu_count", "sample_counts",
+           "smoothadv", "smoothed_predict", "verify"]

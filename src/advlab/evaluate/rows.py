@@ -275,7 +275,7 @@ def robust_evaluation(models, data: Dataset, threats: ThreatModel | Sequence[Thr
         for t in threats:
             rows = worst_case(model, data, attacks=attacks[t], threat=t, batch_size=batch_size, seed=seed,
                               progress=False)
-            per.append(rows.assign(threat=f"{t.norm} {t.eps:g}"))
+            per.append(rows.assign(threat=t.label))
         if len(per) > 1:
             union = per[0].copy()
             union["robust"] = np.logical_and.reduce([r["robust"].to_numpy() for r in per])

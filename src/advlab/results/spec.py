@@ -252,12 +252,13 @@ class ModelFile:
 
 
 def threat_of(spec) -> ThreatModel | None:
-    """A threat model from its JSON form ``[norm, eps]`` (None stays None)."""
+    """A threat model from its JSON form ``[norm, eps]``, or ``[norm, eps, [s_1, ..., s_C]]`` with
+    per-channel units (:attr:`ThreatModel.scale`); None stays None."""
     if spec is None or isinstance(spec, ThreatModel):
         return spec
-    if not (isinstance(spec, (list, tuple)) and len(spec) == 2):
-        raise InputError(f"a threat model is written [norm, eps], got {spec!r}")
-    return ThreatModel(spec[0], spec[1])
+    if not (isinstance(spec, (list, tuple)) and len(spec) in (2, 3)):
+        raise InputError(f"a threat model is written [norm, eps] or [norm, eps, per-channel scale], got {spec!r}")
+    return ThreatModel(*spec)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..attacks import run_attack
 from ..attacks.base import loss_and_grad
-from ..certify.bounds import ibp_margin_lower, layers
+from ..certify.bounds import layers, margin_lower
 from ..checks import check_choice
 from ..config import coerce
 from ..errors import InputError
@@ -85,7 +85,7 @@ class Method:
                              f"got {out['fraction']}")
         if out.get("steps", 1) < 1:
             raise InputError(f"{self.name}.steps must be >= 1, got {out['steps']}")
-        for name in ("kappa", "warmup", "ramp"):
+        for name in ("kappa", "warmup", "ramp", "beta_start", "beta_end"):
             if name in out and not 0 <= out[name] <= 1:
                 raise InputError(f"{self.name}.{name} must be in [0, 1], got {out[name]}")
         if out.get("warmup", 0) + out.get("ramp", 0) > 1:
@@ -274,26 +274,55 @@ def trades(model, x, y, p, *, generator, step, total, label_smoothing):
     return StepOut(ce + p["beta"] * robust, nat, ce.detach(), adv_ce, spent + 3 * n, spent + 2 * n)
 
 
-@register_method("ibp", {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None), "kappa": (float, 0.5, None),
-                         "warmup": (float, 1 / 30, None), "ramp": (float, 1 / 6, None)}, check_model=_bounds_apply)
-def ibp(model, x, y, p, *, generator, step, total, label_smoothing):
-    """IBP training (Gowal et al. 2018): κ·CE(f(x), y) + (1 − κ)·CE(ẑ, y), ẑ the worst-case margins of
-    interval bound propagation at ε_t. ε_t = 0 and κ = 1 for the first ``warmup`` share of the steps,
-    then ε_t ramps linearly to ε and κ to ``kappa`` over the next ``ramp`` share (defaults: Gowal et
-    al.'s MNIST schedule, 2k warm-up and 10k ramp steps of 60k)."""
+_BOUND_PARAMS = {"norm": (str, "linf", NORMS), "eps": (float, REQUIRED, None), "kappa": (float, 0.5, None),
+                 "warmup": (float, 1 / 30, None), "ramp": (float, 1 / 6, None)}
+
+
+def _ramp(p, step, total) -> float:
+    """Progress t in [0, 1] of the ε ramp: 0 during the warm-up, then linear over ``ramp`` of the steps."""
     progress = step / total - p["warmup"]
-    t = min(1.0, max(0.0, progress / p["ramp"])) if p["ramp"] > 0 else float(progress >= 0)
+    return min(1.0, max(0.0, progress / p["ramp"])) if p["ramp"] > 0 else float(progress >= 0)
+
+
+def _bound_step(model, x, y, p, t, beta, label_smoothing):
+    """κ·CE(f(x), y) + (1 − κ)·CE(ẑ, y) at ε_t = t·ε and κ_t = 1 − t(1 − κ), with ẑ the worst-case
+    margins of β·CROWN-IBP + (1 − β)·IBP (β = 0: IBP alone)."""
     eps, kappa = t * p["eps"], 1 - t * (1 - p["kappa"])
     logits = model(x)
     ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     n = x.shape[0]
     if eps == 0:
         return StepOut(ce, logits, ce.detach(), None, n, n)
-    # the worst case of the margins z_y − z_j is the logit vector (0 for y, −lower_j for j)
     net = model.module if isinstance(model, DistributedDataParallel) else model  # bounds walk the network's layers
-    robust = F.cross_entropy(-ibp_margin_lower(net, x, y, ThreatModel(p["norm"], eps)), y)
-    # the bound pass costs about two forward passes (centre and radius), and as much backward
-    return StepOut(kappa * ce + (1 - kappa) * robust, logits, ce.detach(), robust.detach(), 3 * n, 3 * n)
+    threat = ThreatModel(p["norm"], eps)
+    lower = margin_lower(net, x, y, threat, "ibp")
+    passes = 3 * n  # the interval pass costs about two forward passes (centre and radius)
+    if beta > 0:
+        lower = beta * margin_lower(net, x, y, threat, "crown_ibp") + (1 - beta) * lower
+        passes += 3 * n + logits.shape[1] * n  # CROWN's backward pass: one per specification row
+    # the worst case of the margins z_y − z_j is the logit vector (0 for y, −lower_j for j)
+    robust = F.cross_entropy(-lower, y)
+    return StepOut(kappa * ce + (1 - kappa) * robust, logits, ce.detach(), robust.detach(), passes, passes)
+
+
+@register_method("ibp", _BOUND_PARAMS, check_model=_bounds_apply)
+def ibp(model, x, y, p, *, generator, step, total, label_smoothing):
+    """IBP training (Gowal et al. 2018): κ·CE(f(x), y) + (1 − κ)·CE(ẑ, y), ẑ the worst-case margins of
+    interval bound propagation at ε_t. ε_t = 0 and κ = 1 for the first ``warmup`` share of the steps,
+    then ε_t ramps linearly to ε and κ to ``kappa`` over the next ``ramp`` share (defaults: Gowal et
+    al.'s MNIST schedule, 2k warm-up and 10k ramp steps of 60k)."""
+    return _bound_step(model, x, y, p, _ramp(p, step, total), 0.0, label_smoothing)
+
+
+@register_method("crown_ibp", {**_BOUND_PARAMS, "beta_start": (float, 1.0, None), "beta_end": (float, 0.0, None)},
+                 check_model=_bounds_apply)
+def crown_ibp(model, x, y, p, *, generator, step, total, label_smoothing):
+    """CROWN-IBP training (Zhang et al. 2020): IBP training's loss and schedule, with the margins'
+    lower bound β·CROWN-IBP + (1 − β)·IBP; β moves linearly from ``beta_start`` to ``beta_end`` while
+    ε ramps (the paper's MNIST setting: 1 → 0). CROWN-IBP's bound is CROWN's backward pass from IBP's
+    intermediate bounds, tighter than IBP's early in training, when IBP's is loose."""
+    t = _ramp(p, step, total)
+    return _bound_step(model, x, y, p, t, p["beta_start"] + t * (p["beta_end"] - p["beta_start"]), label_smoothing)
 
 
 @register_method("deepfool", {"steps": (int, 50, None), "overshoot": (float, 0.02, None), "scale": (float, 1.0, None),

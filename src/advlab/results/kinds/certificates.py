@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...certify import certify, exact_verification, layers, relu_count, smoothadv, smoothed_predict, verify
+from ...certify import (BOUND_METHODS, certify, exact_verification, layers, relu_count, smoothadv, smoothed_predict,
+                        verify)
 from ...checks import check_choice
 from ...errors import InputError
 from ...evaluate import clean_table
@@ -65,26 +66,27 @@ def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown"),
 
 @register_kind("exact", "exact verification by MILP (certify.exact_verification) of the first `head` examples that "
                    "the inputs `certificates` (kind bounds) and `attacks` (kind robust) leave open; params: threat, "
-                   "time_limit, head", takes_inputs=True)
-def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit, head):
+                   "time_limit, head, refine ('lp': LP-tightened intermediate bounds, or 'none')", takes_inputs=True)
+def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit, head, refine="lp"):
     (name, model), = models.items()
     cert, att = inputs["certificates"], inputs["attacks"]
-    certified = (cert["ibp"] | cert["crown"]).to_numpy()
+    certified = np.logical_or.reduce([cert[m].to_numpy() for m in BOUND_METHODS if m in cert.columns])
     attacked = att["robust"].to_numpy()
     in_head = start + np.arange(len(data)) < head
     exact = np.full(len(data), None, dtype=object)
     exact[in_head & certified] = "robust"
     exact[in_head & ~attacked] = "not robust"
-    seconds = np.full(len(data), np.nan)
+    extra = {c: np.full(len(data), np.nan) for c in ("milp_seconds", "binaries", "binaries_crown", "lps")}
     gap = np.flatnonzero(in_head & attacked & ~certified)
     if len(gap):
         idx = torch.as_tensor(gap, device=data.x.device)
         ex = exact_verification(model, data.images()[idx], data.y[idx], threat_of(threat), time_limit=time_limit,
-                                progress=False)
+                                refine=refine, progress=False)
         exact[gap] = ex["verdict"].to_numpy()
-        seconds[gap] = ex["seconds"].to_numpy()
-    return pd.DataFrame({"model": name, "example": data.indices.cpu().numpy(), "exact": exact,
-                         "milp_seconds": seconds})
+        for c, col in (("milp_seconds", "seconds"), ("binaries", "binaries"), ("binaries_crown", "binaries_crown"),
+                       ("lps", "lps")):
+            extra[c][gap] = ex[col].to_numpy()
+    return pd.DataFrame({"model": name, "example": data.indices.cpu().numpy(), "exact": exact, **extra})
 
 
 @register_kind("bound_cost", "seconds per example of IBP and CROWN (certify.verify, one batch per block) and the "
