@@ -301,3 +301,31 @@ def test_a_certifiable_model_gets_sound_certificates(tmp_path):
     assert len(certified) > 0 and robust.loc[certified, "robust"].all()
     assert "Certificates prove lower bounds" in your_model.verdict(
         cfg, plan.result("card", progress=False), robust.reset_index(), plan.result("audit", progress=False), summary)
+
+
+@pytest.mark.slow
+def test_the_page_runs_on_a_readers_torchscript_file_named_by_a_relative_path(files, tmp_path, monkeypatch, capsys):
+    """`advlab run your-model -p model ../elsewhere/net.ts`: the relative path is made absolute for the
+    kernel (which runs in notebooks/), and the page shows the file's digest and its own command."""
+    import os
+    from pathlib import Path
+
+    import nbformat
+
+    from advlab.cli import main
+
+    (tmp_path / "net.ts").write_bytes((files / "model.ts").read_bytes())
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # where a reader runs advlab: the book's folder, their file elsewhere
+    out = tmp_path / "page.ipynb"
+    args = [x for k, v in {**SMALL, "references": ["white-box/small_cnn"]}.items()
+            for x in ("-p", k, str(v).replace("'", ""))]
+    model = ["-p", "model", os.path.relpath(tmp_path / "net.ts"), "-p", "architecture", "torchscript"]
+    assert main(["run", "your-model", "--profile", "smoke", *model, *args, "-o", str(out)]) == 0, \
+        capsys.readouterr().err
+    nb = nbformat.read(out, as_version=4)
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    text = out.read_text()
+    digest = ModelFile(str(tmp_path / "net.ts"), "mnist", "torchscript").sha256
+    assert digest[:16] in text and str(tmp_path / "net.ts") in text
+    assert "advlab run your-model --profile smoke -p model " + str(tmp_path / "net.ts") in text

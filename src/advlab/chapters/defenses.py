@@ -110,7 +110,7 @@ CHAPTER = Chapter(
         "quick": dict(**targets.PROFILES["quick"], mnist_model="small_cnn", mnist_adv_epochs=3,
                       mnist_adv_subset=7000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0, train_steps=3,
                       trades_beta=6.0, monitor=300, co_eps=0.3, co_epochs=3, cifar_adv_epochs=3,
-                      cifar_adv_subset=ALL, cifar_train_steps=2, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
+                      cifar_adv_subset=25000, cifar_train_steps=2, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
                       vgg_depths=[11, 19], widths=[0.0625, 0.125], finetune_epochs=2, finetune_subset=3000,
                       finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=100, n_test=100,
                       cifar_n_test=120, apgd_steps=50, square_queries=300,
