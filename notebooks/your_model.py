@@ -172,7 +172,7 @@ your_model.broken_by(robust)
 # order-statistic interval.
 
 # %% tags=["remove-input"]
-norm_rows = plan.result("minimal_norms", device)
+norm_rows = your_model.minimal_norm_rows(plan, device)
 display_table(norm_summary(norm_rows), {
     "n": ("n", None), "success": ("success", "{:.1%}"), ("ci_low", "ci_high"): ("success 95% CI", "[{:.1%}, {:.1%}]"),
     "median_l2": ("median L2", "{:.3f}"), ("median_l2_low", "median_l2_high"): ("median 95% CI", "[{:.3f}, {:.3f}]"),

@@ -329,3 +329,15 @@ def test_the_page_runs_on_a_readers_torchscript_file_named_by_a_relative_path(fi
     digest = ModelFile(str(tmp_path / "net.ts"), "mnist", "torchscript").sha256
     assert digest[:16] in text and str(tmp_path / "net.ts") in text
     assert "advlab run your-model --profile smoke -p model " + str(tmp_path / "net.ts") in text
+
+
+def test_the_references_minimal_norms_do_not_depend_on_the_readers_model(files):
+    """The book models' minimal norms are their own evaluation: a reader's new model reuses them."""
+    a = your_model.plan(_cfg(model=str(files / "reader.pt"), architecture="reader_nets:small_cnn",
+                             references=["white-box/small_cnn"]))
+    b = your_model.plan(_cfg(model=str(files / "model.ts"), architecture="torchscript",
+                             references=["white-box/small_cnn"]))
+    assert a.evaluations["reference minimal_norms"] == b.evaluations["reference minimal_norms"]
+    assert a.evaluations["minimal_norms"] != b.evaluations["minimal_norms"]
+    assert "reference minimal_norms" not in your_model.plan(_cfg(model=str(files / "model.ts"),
+                                                                 architecture="torchscript")).evaluations

@@ -211,11 +211,13 @@ def plan(cfg: Config) -> Plan:
         "card": ev("model_card", model, test.within(min(PROBE_N, cfg.n_test))),
         "clean": ev("clean", model, DataSpec(cfg.dataset, n=cfg.n_clean, seed=cfg.seed)),
         "robust": ev("robust", model, test, threats=ts, steps=cfg.apgd_steps, queries=cfg.square_queries),
-        "minimal_norms": ev("minimal_norms", {**model, **refs}, test.within(cfg.n_minimal),
-                            attacks=minimal_attacks(cfg)),
+        "minimal_norms": ev("minimal_norms", model, test.within(cfg.n_minimal), attacks=minimal_attacks(cfg)),
         "audit": ev("audit", model, test.within(cfg.audit_n), block=cfg.audit_n, threat=ts[0],
                     steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws),
     }
+    if refs:  # a table of their own: cached whatever model the reader brings
+        evaluations["reference minimal_norms"] = ev("minimal_norms", refs, test.within(cfg.n_minimal),
+                                                    attacks=minimal_attacks(cfg))
     methods = [m for m in ("ibp", "crown") if m in cfg.certificates]
     if methods:
         evaluations.update({f"bounds {n} {e:g}": ev("bounds", model, test, threat=[n, e], methods=methods,
@@ -230,6 +232,12 @@ def plan(cfg: Config) -> Plan:
 
 
 # -- the page's tables ----------------------------------------------------------------------------------
+def minimal_norm_rows(plan: Plan, device=None) -> pd.DataFrame:
+    """The minimal-norm rows of the model and of the references, one table."""
+    names = [n for n in ("minimal_norms", "reference minimal_norms") if n in plan.evaluations]
+    return pd.concat([plan.result(n, device) for n in names], ignore_index=True)
+
+
 def pct(v: float, lo: float, hi: float) -> str:
     return f"{100 * v:.1f} " + interval(lo, hi)
 
