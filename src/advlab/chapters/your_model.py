@@ -18,12 +18,12 @@ import pandas as pd
 from ..config import Chapter, Config, Param, Relation
 from ..data import dataset_spec
 from ..errors import InputError
-from ..evaluate import accuracy, clopper_pearson, interval
+from ..evaluate import accuracy, interval
 from ..evaluate.audit import CHECKS, PROBE_N
 from ..models.external import ARCHITECTURES
 from ..results import DataSpec, Evaluation, ModelFile, Plan, threat_of
 from ..training import TrainConfig
-from . import defenses, targets
+from . import certification, defenses, targets
 
 YOURS = "your model"
 BOOK = "book:"
@@ -276,12 +276,8 @@ def per_class(rows: pd.DataFrame, column: str, classes, by=()) -> pd.DataFrame:
 
 def robust_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Clean and robust accuracy per threat (the union last), with 95% intervals."""
-    order = list(dict.fromkeys(rows.threat))
-    c = accuracy(rows, "clean_correct", by="threat").set_index("threat").loc[order]
-    r = accuracy(rows, by="threat").set_index("threat").loc[order]
-    return pd.DataFrame({"n": r.n, "clean (%)": [pct(*v) for v in zip(c.accuracy, c.ci_low, c.ci_high)],
-                         "robust (%)": [pct(*v) for v in zip(r.accuracy, r.ci_low, r.ci_high)],
-                         "robust": r.accuracy, "robust_low": r.ci_low, "robust_high": r.ci_high})
+    s = defenses.summary(rows, by="threat").loc[list(dict.fromkeys(rows.threat))]
+    return s.assign(**{"clean (%)": defenses.cells(s, "clean"), "robust (%)": defenses.cells(s, "robust")})
 
 
 def broken_by(rows: pd.DataFrame) -> pd.DataFrame:
@@ -343,12 +339,10 @@ def smoothing_summary(rows: pd.DataFrame | None, cfg: Config) -> pd.DataFrame | 
     """Certified accuracy of the smoothed classifier at L2 radii 0, σ/2 and σ (correct, radius ≥ r)."""
     if rows is None:
         return None
-    out = []
-    for r in (f * cfg.smoothing_sigma for f in SMOOTHING_RADII):
-        k = int((rows.correct & (rows.radius >= r)).sum())
-        lo, hi = clopper_pearson(k, len(rows))
-        out.append({"L2 radius": r, "n": len(rows), "certified (%)": pct(k / len(rows), lo, hi)})
-    return pd.DataFrame(out).set_index("L2 radius")
+    c = certification.certified_curve(rows, [f * cfg.smoothing_sigma for f in SMOOTHING_RADII])
+    return pd.DataFrame({"L2 radius": c.radius, "n": c.n,
+                         "certified (%)": [pct(a, lo, hi) for a, lo, hi in zip(c.accuracy, c.ci_low, c.ci_high)]}
+                        ).set_index("L2 radius")
 
 
 def verdict(cfg: Config, card: pd.DataFrame, robust: pd.DataFrame, audit: pd.DataFrame, bounds,
