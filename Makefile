@@ -17,7 +17,8 @@ help:
 	@echo "make book        execute changed chapters (PROFILE=$(PROFILE)) and render _build/html"
 	@echo "make references  re-execute the smoke profile into tests/notebooks (nbval references)"
 	@echo "make benchmark   attack and adversarial-training overhead against bare passes; one-pixel against"
-	@echo "                 torchattacks; fast adversarial training on MNIST within its time budget"
+	@echo "                 torchattacks; fast adversarial training on MNIST within its time budget; the adaptive"
+	@echo "                 evaluation against the former cascade, on masked models, and FAB-T after it"
 	@echo "make env         create .venv with the pinned packages (make test and make book do it first)"
 	@echo "make gpu-prepare fill .gpu/ (data, CIFAR-10 checkpoints) for a lent GPU machine; carry it there"
 	@echo "make gpu-check   on a GPU machine: cuda tests, benchmarks on CUDA, throughput table (one log)"
@@ -60,6 +61,9 @@ benchmark: env
 	$(BIN)/python benchmarks/alpha_crown_milp.py
 	$(BIN)/python benchmarks/sharded_evaluation.py
 	$(BIN)/python benchmarks/fast_at_mnist.py
+	$(BIN)/python benchmarks/adaptive_overhead.py
+	$(BIN)/python benchmarks/masked_models.py
+	$(BIN)/python benchmarks/fab_after_cascade.py
 
 gpu-prepare: env
 	bash benchmarks/gpu_prepare.sh

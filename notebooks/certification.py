@@ -78,6 +78,7 @@ n_cert = None
 n_milp = None
 milp_seconds = None
 apgd_steps = None
+apgd_targets = None
 square_queries = None
 toy_width = None
 toy_eps = None
@@ -151,8 +152,8 @@ fig = plotting.reachable_sets(toy_sets, title="Output set of a random 2-D ReLU n
 # of each budget (pixels in [0, 1]):
 #
 # - certified by IBP, CROWN and α-CROWN;
-# - attacked by APGD-CE, APGD-DLR ({glue:text}`apgd_steps` iterations) and Square
-#   ({glue:text}`square_queries` queries) as a cascade;
+# - attacked by APGD-CE, APGD-T ({glue:text}`apgd_steps` iterations) and Square
+#   ({glue:text}`square_queries` queries) as a cascade, escalated where the gradients mislead;
 # - for the MLP's first {glue:text}`n_milp` digits, decided exactly by the MILP. A digit already
 #   certified is robust, and one an attack fools is not. The others go to the solver, with at most
 #   {glue:text}`milp_seconds` s each.

@@ -57,9 +57,13 @@
 # ## Judging a defense
 #
 # A defense evaluated with the attack it was trained against proves little. Every robust
-# accuracy in this chapter is the **per-example worst case over an ensemble**, run as a cascade as
-# AutoAttack does (Croce & Hein 2020): APGD on the cross-entropy, then APGD on the DLR loss on the
-# examples that survived, then the gradient-free **Square** attack on those that survived both.
+# accuracy in this chapter is the **per-example worst case over an adaptive evaluation**, run as a
+# cascade as AutoAttack does (Croce & Hein 2020): APGD on the cross-entropy, then APGD-T (the
+# targeted DLR loss towards the highest other classes) on the examples that survived, then the
+# gradient-free **Square** attack on those that survived both. Each model is probed first, and where
+# its gradients mislead (zero, cut, partial or inconsistent, or Square breaking what the gradient
+# attacks could not) the evaluation escalates on the survivors: BPDA where a submodule cuts the
+# gradient, transfer from an attacker's surrogate, and Square with a larger budget.
 # An example counts as robust only if the model classifies it correctly clean *and* under every
 # attack. Intervals are exact 95% Clopper-Pearson intervals over the evaluated test subset.
 
@@ -130,7 +134,9 @@ n_minimal = None
 n_test = None
 cifar_n_test = None
 apgd_steps = None
+apgd_targets = None
 square_queries = None
+escalation_queries = None
 eps_grid = None
 l2_grid = None
 batch_size = None
@@ -145,8 +151,7 @@ pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
 mnist_linf, mnist_l2 = ThreatModel("linf", cfg.mnist_eps), ThreatModel("l2", cfg.mnist_eps_l2)
 cifar_linf, cifar_l2 = ThreatModel("linf", cfg.cifar_eps), ThreatModel("l2", cfg.cifar_eps_l2)
-ensemble_text = (f"APGD-CE and APGD-DLR with {cfg.apgd_steps} iterations each, then Square with "
-                 f"{cfg.square_queries:,} queries per example, as a cascade")
+ensemble_text = defenses.cascade_text(cfg)
 plan = defenses.plan(cfg)  # the ensemble evaluations below: from the result cache, or computed here
 dataset_name = dataset_spec(cfg.dataset).title
 glue("ensemble", ensemble_text, display=False)
@@ -551,6 +556,15 @@ verdicts
 
 # %% tags=["remove-input"]
 audits[audits.model == randomized_name].set_index("check")[["verdict", "evidence"]]
+
+# %% [markdown]
+# Where the robust evaluations of this chapter escalated, and how far the cascade alone overstated
+# (robust examples under the cascade and after the escalation):
+
+# %% tags=["remove-input"]
+defenses.escalations({"MNIST-scale": plan.result("mnist_robust", device),
+                      "CIFAR-10": plan.result("cifar_robust", device),
+                      "capacity": plan.result("capacity_robust", device)})
 
 # %% [markdown]
 # ## The trade-off at a glance, and what it cost

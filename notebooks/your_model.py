@@ -20,8 +20,9 @@
 #
 # 1. a **model card**: what the file holds and how it was loaded, and its clean accuracy per class;
 # 2. **robust accuracy** under every threat model you name, the per-example worst case over the
-#    cascade APGD-CE → APGD-DLR → Square (the ensemble of the defenses chapter), overall and per
-#    class, with which attack broke each example;
+#    cascade APGD-CE → APGD-T → Square (the evaluation of the defenses chapter), escalated to BPDA,
+#    transfer and a larger Square budget where the model's gradients mislead, overall and per class,
+#    with which attack broke each example;
 # 3. **minimal perturbations** (DeepFool, Carlini-Wagner L2) beside models of the book;
 # 4. the **gradient-masking audit**, every check with its evidence;
 # 5. **certificates** where they apply: IBP and CROWN when bound propagation supports every layer
@@ -59,7 +60,7 @@
 
 # %% tags=["remove-cell"]
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 import advlab
@@ -90,7 +91,9 @@ threats = None
 n_clean = None
 n_test = None
 apgd_steps = None
+apgd_targets = None
 square_queries = None
+escalation_queries = None
 batch_size = None
 n_minimal = None
 deepfool_steps = None
@@ -136,16 +139,23 @@ your_model.per_class(clean, "correct", spec.classes)
 # %% [markdown]
 # ## Robust accuracy under the cascade
 #
-# Each example is attacked by APGD-CE, then, if it survived, by APGD-DLR
-# ({glue:text}`apgd_steps` iterations each), then by Square ({glue:text}`square_queries` queries),
-# which needs no gradient and so sees through masked ones. It counts as robust only if it is
-# classified correctly and survives all three. With several threat models, *union* counts an
-# example as robust only if it is robust under every one of them.
+# Each example is attacked by APGD-CE, then, if it survived, by APGD-T towards the
+# {glue:text}`apgd_targets` highest other classes ({glue:text}`apgd_steps` iterations each), then by
+# Square ({glue:text}`square_queries` queries), which needs no gradient. The model is probed first:
+# where its gradient is zero, cut, partial or inconsistent, or where Square breaks what the gradient
+# attacks could not, the evaluation **escalates** on the examples still standing: APGD through BPDA
+# where a submodule cuts the gradient, transfer from the book's standard model, and Square with
+# {glue:text}`escalation_queries` queries; a model that is random in eval mode is attacked through EOT.
+# An example counts as robust only if it is classified correctly and survives every attack that ran.
+# With several threat models, *union* counts an example as robust only if it is robust under every
+# one of them.
 
 # %% tags=["remove-input"]
 robust = plan.result("robust", device)
 glue("apgd_steps", str(cfg.apgd_steps), display=False)
 glue("square_queries", f"{cfg.square_queries:,}", display=False)
+glue("apgd_targets", str(cfg.apgd_targets), display=False)
+glue("escalation_queries", f"{cfg.escalation_queries:,}", display=False)
 your_model.robust_summary(robust)[["n", "clean (%)", "robust (%)"]]
 
 # %% [markdown]
@@ -156,11 +166,13 @@ your_model.robust_summary(robust)[["n", "clean (%)", "robust (%)"]]
 your_model.per_class(robust, "robust", spec.classes, by=["threat"])
 
 # %% [markdown]
-# Which stage of the cascade broke each example first. Examples that APGD-CE leaves to Square are
-# the ones whose gradients mislead; many of them are a symptom the audit below looks at.
+# Which attack broke each example first. Examples that the gradient attacks leave to Square are the
+# ones whose gradients mislead; the attacks after Square ran only where the evaluation escalated.
+# Beside it, how far the cascade alone would have overstated robust accuracy.
 
 # %% tags=["remove-input"]
-your_model.broken_by(robust)
+display(your_model.broken_by(robust))
+your_model.overstatement_table(robust)
 
 # %% [markdown]
 # ## Minimal perturbations
@@ -177,6 +189,9 @@ display_table(norm_summary(norm_rows), {
     "n": ("n", None), "success": ("success", "{:.1%}"), ("ci_low", "ci_high"): ("success 95% CI", "[{:.1%}, {:.1%}]"),
     "median_l2": ("median L2", "{:.3f}"), ("median_l2_low", "median_l2_high"): ("median 95% CI", "[{:.3f}, {:.3f}]"),
     ("l2_q25", "l2_q75"): ("L2 IQR", "[{:.3f}, {:.3f}]")})
+
+# %% tags=["remove-input"]
+Markdown(your_model.gradient_text(norm_rows))
 
 # %% tags=["remove-input"]
 fig = plotting.norm_distributions(norm_rows, attack="CW-L2", title="Minimal L2 perturbations (Carlini-Wagner)")

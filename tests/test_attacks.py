@@ -10,7 +10,8 @@ from advlab.attacks import ATTACKS, attack_params, fgsm, get_attack, pgd, run_at
 from advlab.errors import InputError
 
 # Cheap settings for the invariant tests, per attack, and the norms each attack takes.
-CHEAP = {"fgsm": {}, "pgd": {"steps": 3}, "apgd": {"steps": 5}, "deepfool": {"steps": 5},
+CHEAP = {"fgsm": {}, "pgd": {"steps": 3}, "apgd": {"steps": 5}, "apgd-t": {"steps": 5, "targets": 2},
+         "deepfool": {"steps": 5},
          "cw": {"steps": 5, "binary_search_steps": 2}, "mifgsm": {"steps": 3}}
 NORMS = {"cw": ["l2"]}
 
@@ -192,7 +193,7 @@ def test_bad_inputs_are_clear_errors(name, mnist_model, batch):
         run_attack(name, mnist_model, (x * 255).to(torch.uint8), y, threat=t, **p)
     with pytest.raises(InputError, match=r"y must have shape"):
         run_attack(name, mnist_model, x, y[:3], threat=t, **p)
-    with pytest.raises(InputError, match="untargeted only" if name == "deepfool" else "needs target labels"):
+    with pytest.raises(InputError, match="needs target labels" if ATTACKS[name].targeted else "untargeted only"):
         run_attack(name, mnist_model, x, y, threat=t, targeted=True, **p)
     with pytest.raises(InputError, match="targeted=False"):
         run_attack(name, mnist_model, x, y, threat=t, target=y, **p)
@@ -232,6 +233,7 @@ def test_pgd_cosine_schedule_and_dlr_loss_stay_in_budget(mnist_model, batch):
 def test_registry_records_kind_and_norms():
     assert {n: (s.kind, s.norms) for n, s in ATTACKS.items()} == {
         "fgsm": ("bounded", ("linf", "l2")), "pgd": ("bounded", ("linf", "l2")), "apgd": ("bounded", ("linf", "l2")),
+        "apgd-t": ("bounded", ("linf", "l2")),
         "deepfool": ("minimum-norm", ("l2", "linf")), "cw": ("minimum-norm", ("l2",)),
         "square": ("score-based", ("linf", "l2")), "nes": ("score-based", ("linf", "l2")),
         "noise": ("decision-based", ("linf", "l2")), "mifgsm": ("bounded", ("linf", "l2")),

@@ -30,14 +30,15 @@ def pair():
 
 
 def test_pgd_training_is_more_robust_under_the_whole_ensemble(pair, mnist_test):
-    """Not only under the training attack: APGD-CE, APGD-DLR and Square as a cascade. 200 digits, so
+    """Not only under the training attack: APGD-CE, APGD-T and Square as a cascade. 200 digits, so
     the intervals separate (88% against 71%; on 100 the two intervals met at 80%)."""
     digits = mnist_test.subset(200, seed=5, stratified=True)
     rows = robust_evaluation(pair, digits, ThreatModel("linf", 0.1), steps=20, queries=200, progress=False)
     acc = accuracy(rows, by="model").set_index("model")
     assert acc.loc["PGD-L∞", "ci_low"] > acc.loc["standard", "ci_high"]
     # the cascade ran every member: Square saw only what both APGD runs left
-    assert set(rows.fooled_by.dropna()) <= {"APGD-CE", "APGD-DLR", "Square"}
+    assert set(rows.fooled_by.dropna()) <= {"APGD-CE", "APGD-T", "Square"}
+    assert not rows.escalated.any()  # honest models: nothing flagged, nothing escalated
 
 
 def test_robust_means_correct_clean_and_under_every_attack_and_union_is_their_and(pair, small):
@@ -51,9 +52,9 @@ def test_robust_means_correct_clean_and_under_every_attack_and_union_is_their_an
 
 
 def test_ensemble_is_the_autoattack_order_and_checks_its_budget():
-    e = ensemble(ThreatModel("linf", 0.1), steps=7, queries=30)
-    assert list(e) == ["APGD-CE", "APGD-DLR", "Square"]
-    assert e["APGD-DLR"] == ("apgd", {"steps": 7, "restarts": 1, "loss": "dlr"})
+    e = ensemble(ThreatModel("linf", 0.1), steps=7, targets=4, queries=30)
+    assert list(e) == ["APGD-CE", "APGD-T", "Square"]
+    assert e["APGD-T"] == ("apgd-t", {"steps": 7, "restarts": 1, "targets": 4})
     assert e["Square"][1]["budget"] == 30
     with pytest.raises(InputError, match="queries"):
         ensemble(ThreatModel("linf", 0.1), queries=0)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from advlab import ThreatModel
-from advlab.attacks import apgd, carlini_wagner_l2, deepfool, pgd
+from advlab.attacks import apgd, apgd_t, carlini_wagner_l2, deepfool, pgd
 from advlab.errors import InputError
 
 
@@ -141,3 +141,16 @@ def test_apgd_matches_torchattacks(mnist_model, sample):
         ours = apgd(mnist_model, x, y, threat=ThreatModel("linf", 0.1), loss=loss,
                     generator=torch.Generator().manual_seed(0)).x_adv
         assert acc(ours) <= acc(theirs) + 0.01
+
+
+def test_apgd_t_matches_torchattacks(mnist_model, sample):
+    """APGD-T (targeted DLR towards the 9 highest other classes) against torchattacks' APGDT, same budget."""
+    torchattacks = pytest.importorskip("torchattacks")
+    x, y = sample
+    t = ThreatModel("linf", 0.1)
+    acc = lambda z: (mnist_model(z).argmax(1) == y).float().mean().item()
+    theirs = torchattacks.APGDT(mnist_model, norm="Linf", eps=0.1, steps=20, n_classes=10, seed=0)(x, y)
+    ours = apgd_t(mnist_model, x, y, threat=t, steps=20, generator=torch.Generator().manual_seed(0))
+    assert acc(ours.x_adv) <= acc(theirs) + 0.01 and t.contains(x, ours.x_adv).all()
+    dlr = apgd(mnist_model, x, y, threat=t, steps=20, loss="dlr", generator=torch.Generator().manual_seed(0))
+    assert ours.success.float().mean() >= dlr.success.float().mean() - 0.02  # the targets add to the untargeted DLR

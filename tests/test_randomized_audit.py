@@ -209,14 +209,16 @@ def test_audit_fails_masked_models_written_without_advlab(models, small, mask):
     torch.manual_seed(0)  # the random shift draws from the global RNG
     audit = gradient_masking_audit(model, small, threat, steps=10, queries=100, draws=4)
     v = dict(zip(audit.check, audit.verdict))
-    failed = [c for c, verdict in v.items() if verdict == "fail"]
     if mask in ("quantiser", "detached threshold"):
         assert v["gradients"] == "fail" and v["bpda"] == "fail", audit.to_string()  # BPDA breaks what PGD cannot
         assert "through 0" in dict(zip(audit.check, audit.evidence))["bpda"]
     elif mask == "noisy gradient":
-        assert v["consistency"] == "fail" and len(failed) >= 2, audit.to_string()  # not the black-box check alone
+        # not the black-box check alone; counted in examples, the black-box gap (8 of 60 at 100 queries) warns
+        assert v["consistency"] == "fail" and v["black_box"] != "pass", audit.to_string()
     else:
-        assert v["draws"] != "n/a" and v["eot"] != "n/a" and v["consistency"] == "fail", audit.to_string()
+        # randomness is said (and answered by EOT); finite differences across draws test nothing
+        assert v["draws"] != "n/a" and v["eot"] != "n/a" and v["randomness"] == "warn", audit.to_string()
+        assert v["consistency"] == "n/a", audit.to_string()
 
 
 # -- the denoiser front-end -----------------------------------------------------------------------

@@ -179,10 +179,16 @@ def test_a_planted_masked_model_fails_the_audit_and_the_verdict_says_so(files):
                threats=["linf 0.3"], audit_n=20, audit_steps=5)
     plan = your_model.plan(cfg)
     audit = plan.result("audit", progress=False).set_index("check")
-    assert audit.loc["gradients", "verdict"] == "fail" and audit.loc["bpda", "verdict"] == "fail"
+    # BPDA through the quantiser beats PGD; on 20 examples the gap is counted, and 3 of 20 warns
+    assert audit.loc["gradients", "verdict"] == "fail", audit.to_string()
+    assert audit.loc["bpda", "verdict"] in ("warn", "fail") and "through 0" in audit.loc["bpda", "evidence"], \
+        audit.to_string()
     text = your_model.verdict(cfg, plan.result("card", progress=False), plan.result("robust", progress=False),
                               audit.reset_index(), your_model.bound_summary({}, cfg))
     assert "The gradient-masking audit fails" in text and "gradients" in text
+    robust = plan.result("robust", progress=False)
+    assert robust.escalated.all() and (robust.robust <= robust.cascade_robust).all()
+    assert "the evaluation escalated" in text and "overstated robust accuracy by" in text
 
 
 def test_a_random_model_is_said_and_attacked_through_eot(files):

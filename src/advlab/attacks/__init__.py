@@ -10,12 +10,13 @@ from .fgsm import fgsm
 from .pgd import pgd
 from .deepfool import deepfool
 from .cw import carlini_wagner_l2
-from .apgd import apgd
+from .apgd import apgd, apgd_t
 from .mifgsm import mifgsm
 from .blackbox import (QueryBudgetError, QueryOracle, gaussian_noise, hop_skip_jump, nattack, nes, one_pixel,
                        square)
 from .transfer import transfer
 
-__all__ = ["apgd", "ATTACKS", "AttackResult", "AttackSpec", "attack_params", "carlini_wagner_l2", "CountingModel",
-           "deepfool", "fgsm", "gaussian_noise", "get_attack", "KINDS", "mifgsm", "nes", "pgd", "QueryBudgetError",
+__all__ = ["apgd", "apgd_t", "ATTACKS", "AttackResult", "AttackSpec", "attack_params", "carlini_wagner_l2",
+           "CountingModel", "deepfool", "fgsm", "gaussian_noise", "get_attack", "KINDS", "mifgsm", "nes", "pgd",
+           "QueryBudgetError",
            "hop_skip_jump", "nattack", "one_pixel", "QueryOracle", "run_attack", "square", "transfer"]

@@ -268,10 +268,16 @@ def loss_and_grad(model, x_adv, labels, targeted, loss: str = "ce"):
     The loss is summed over the batch so each example's gradient is its own (no 1/N scaling).
     Targeted attacks ascend the negative cross-entropy of the target class.
     """
+    return objective_and_grad(model, x_adv, lambda logits: attacker_loss(logits, labels, targeted, loss))
+
+
+def objective_and_grad(model, x_adv, objective):
+    """``objective(logits)`` (per example), its input gradient and the logits, in one fwd+bwd; a model
+    without a gradient path gives a zero gradient."""
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x_adv)
-        per_example = attacker_loss(logits, labels, targeted, loss)
+        per_example = objective(logits)
         # a model whose output does not depend differentiably on its input (a threshold on a
         # detached input) gives no gradient: zero, as far as an attack can tell, not a crash
         grad = torch.autograd.grad(per_example.sum(), x_adv, allow_unused=True)[0] \

@@ -24,8 +24,10 @@ def boundary_gradients(model, x: torch.Tensor, classes: torch.Tensor):
         picked = logits.gather(1, classes)
         margins = picked[:, 1:] - picked[:, :1]  # (B, K-1)
         for j in range(k - 1):
-            g, = torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < k - 2)
-            grads.append(g)
+            # a model without a gradient path (a numpy round trip): zero, so DeepFool stops, not crashes
+            g = torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < k - 2, allow_unused=True)[0] \
+                if margins.requires_grad else None
+            grads.append(torch.zeros_like(x) if g is None else g)
     return logits.detach(), margins.detach(), torch.stack(grads, 1)
 
 

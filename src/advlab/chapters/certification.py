@@ -53,7 +53,8 @@ CHAPTER = Chapter(
         "n_cert": Param(int, "test examples of the certified / attacked comparison (seeded, stratified)", minimum=1),
         "n_milp": Param(int, "of those, examples the MILP decides for each MLP (the first ones)", minimum=1),
         "milp_seconds": Param(float, "solver time per example before the MILP calls it undecided", positive=True),
-        "apgd_steps": Param(int, "iterations of APGD-CE and APGD-DLR", minimum=1),
+        "apgd_steps": Param(int, "iterations of APGD-CE and of APGD-T (per target class)", minimum=1),
+        "apgd_targets": Param(int, "target classes of APGD-T, the highest-scoring ones (AutoAttack: 9)", minimum=1),
         "square_queries": Param(int, "queries per example of the Square attack", minimum=1),
         "toy_width": Param(int, "hidden width of the two-dimensional toy network", minimum=1),
         "toy_eps": Param(float, "L∞ radius of the toy network's input box", positive=True),
@@ -82,7 +83,7 @@ CHAPTER = Chapter(
     profiles={
         "quick": dict(seed=0, dataset="mnist", eps_list=[0.1, 0.3], ibp_train_eps=[0.15, 0.4], epochs=3,
                       train_subset=30000, lr=0.05, pgd_steps=5, ibp_kappa=0.5, ibp_warmup=0.05, ibp_ramp=0.5,
-                      mlp_hidden=[32, 32], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20,
+                      mlp_hidden=[32, 32], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20, apgd_targets=3,
                       square_queries=100, toy_width=16, toy_eps=0.15, toy_samples=201, mnist_sigmas=[0.25, 0.5, 1.0],
                       cifar_sigmas=[0.12, 0.25, 0.5], cifar_model="vgg19", cifar_width=0.125, cifar_epochs=2,
                       cifar_subset=25000, n_smooth=60, n0=50, n_samples=500, alpha=0.001,
@@ -94,7 +95,8 @@ CHAPTER = Chapter(
                       n0=20, n_samples=100, attack_radii=[0.5], smoothadv_steps=2, smoothadv_draws=2,
                       cost_widths=[0.25, 0.5], cost_n=4),
         "paper": dict(epochs=20, train_subset=ALL, pgd_steps=20, mlp_hidden=[50, 50], n_cert=1000, n_milp=200,
-                      milp_seconds=60.0, apgd_steps=100, square_queries=5000, cifar_width=1.0, cifar_epochs=30,
+                      milp_seconds=60.0, apgd_steps=100, apgd_targets=9, square_queries=5000, cifar_width=1.0,
+                      cifar_epochs=30,
                       cifar_subset=ALL, n_smooth=500, n0=100, n_samples=100_000, smoothadv_steps=20,
                       smoothadv_draws=16, cost_widths=[0.25, 0.5, 1.0, 2.0], cost_n=100),
     },
@@ -153,12 +155,11 @@ def smoothing_configs(cfg: Config) -> dict[tuple[str, float], TrainConfig]:
 
 # -- the sandwich ---------------------------------------------------------------------------------
 def sandwich_evaluations(cfg: Config) -> dict[tuple[str, str, float], dict[str, Evaluation]]:
-    """(architecture, training, ε) -> its IBP / CROWN certificates (``"bounds"``), the ensemble's
-    verdict (``"attacks"``: APGD-CE, APGD-DLR, Square) on the same ``n_cert`` test examples and, for
-    the MLP, the MILP's exact verdict on the first ``n_milp`` examples those two leave open
-    (``"exact"``)."""
+    """(architecture, training, ε) -> its IBP / CROWN certificates (``"bounds"``), the adaptive evaluation's
+    verdict (``"attacks"``: APGD-CE, APGD-T, Square) on the same ``n_cert`` test examples and, for the MLP,
+    the MILP's exact verdict on the first ``n_milp`` examples those two leave open (``"exact"``)."""
     data = DataSpec(cfg.dataset, n=cfg.n_cert, seed=cfg.seed)
-    ensemble = {"steps": cfg.apgd_steps, "queries": cfg.square_queries}
+    ensemble = {"steps": cfg.apgd_steps, "targets": cfg.apgd_targets, "queries": cfg.square_queries}
     out = {}
     for key, c in bound_configs(cfg).items():
         threat = ["linf", key[2]]

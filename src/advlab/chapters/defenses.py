@@ -13,7 +13,7 @@ import pandas as pd
 from ..checks import check_choice
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..data import dataset_spec
-from ..evaluate import accuracy, clopper_pearson, interval
+from ..evaluate import accuracy, clopper_pearson, interval, overstatement
 from ..results import DataSpec, Evaluation, ModelSpec, Plan
 from ..training import CO_DROP, CO_FLOOR, CO_GAP, TrainConfig
 from ..training.denoiser import DenoiserConfig
@@ -22,6 +22,7 @@ from . import targets
 # Published references the chapter sets its numbers beside (accuracy in %).
 MADRY_MNIST = {"clean": 98.5, "autoattack": 88.5}  # Madry et al.'s public MNIST model, L∞ 0.3 (RobustBench)
 WONG_MNIST_FGSM_RS = 88.8  # Wong et al. 2020, FGSM-RS, PGD-50 with 10 restarts, L∞ 0.3
+SURROGATE = "attacker's surrogate"  # the model the adaptive evaluation transfers from (targets.surrogate_config)
 NO_NOISE = 0.0  # the σ of the randomized-network study's noise-free control
 OVERFITTING_RULE = {"drop": CO_DROP, "floor": CO_FLOOR, "gap": CO_GAP}  # the training monitor's, for the prose
 REPORT_TABLE_2 = pd.DataFrame(  # the VGG-19 report's Table 2: its randomized network, σ = 0.06
@@ -98,8 +99,13 @@ CHAPTER = Chapter(
         "n_test": Param(int, "MNIST-scale test examples of the robust evaluation (seeded, class-stratified)",
                         minimum=1),
         "cifar_n_test": Param(int, "CIFAR-10 test examples of the robust evaluation", minimum=1),
-        "apgd_steps": Param(int, "iterations of APGD-CE and APGD-DLR in the evaluation ensemble", minimum=1),
-        "square_queries": Param(int, "queries per example of the Square attack in the ensemble", minimum=1),
+        "apgd_steps": Param(int, "iterations of APGD-CE and of APGD-T (per target class) in the evaluation cascade",
+                            minimum=1),
+        "apgd_targets": Param(int, "target classes of APGD-T, the highest-scoring ones (AutoAttack: 9)", minimum=1),
+        "square_queries": Param(int, "queries per example of the Square attack in the cascade, and of the audit's "
+                                     "black-box check", minimum=1),
+        "escalation_queries": Param(int, "queries per example of the Square attack the evaluation escalates to "
+                                         "where gradients mislead", minimum=1),
         "eps_grid": Param(("list", float), "L∞ budgets of the report's Figure 4 (FGSM, PGD-L∞), pixel units",
                           minimum=0),
         "l2_grid": Param(("list", float), "L2 budgets of the report's Figure 4 (PGD-L2), pixel units", minimum=0),
@@ -113,7 +119,7 @@ CHAPTER = Chapter(
                       cifar_adv_subset=25000, cifar_train_steps=2, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
                       vgg_depths=[11, 19], widths=[0.0625, 0.125], finetune_epochs=2, finetune_subset=3000,
                       finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=100, n_test=100,
-                      cifar_n_test=120, apgd_steps=50, square_queries=300,
+                      cifar_n_test=120, apgd_steps=50, apgd_targets=3, square_queries=1000, escalation_queries=5000,
                       eps_grid=[0.0, 0.03, 0.06, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0], batch_size=200,
                       noise_sigmas=[0.06, 0.1], table2_sigma=0.06, eot_draws=8, vote_draws=9,
                       attack_noise_sigma=0.1, noise_attack_draws=10, denoiser_depth=5, denoiser_width=32,
@@ -123,14 +129,16 @@ CHAPTER = Chapter(
                       monitor=200, co_epochs=1, cifar_adv_epochs=1, cifar_adv_subset=1000, cifar_train_steps=2,
                       vgg_depths=[11, 13], widths=[0.125], finetune_epochs=1, finetune_subset=1000,
                       finetune_scales=[1.0, 3.0], n_minimal=40, n_test=40, cifar_n_test=40, apgd_steps=10,
-                      square_queries=50, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5], noise_sigmas=[0.06],
+                      square_queries=1000, escalation_queries=2000, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5],
+                      noise_sigmas=[0.06],
                       eot_draws=2, vote_draws=3, noise_attack_draws=3, denoiser_depth=2, denoiser_width=8,
                       denoiser_epochs=1, denoiser_subset=500, audit_n=20, audit_steps=3),
         "paper": dict(**targets.PROFILES["paper"], mnist_adv_epochs=20, mnist_adv_subset=ALL, train_steps=20,
                       monitor=1000, co_epochs=20, cifar_adv_epochs=30, cifar_adv_subset=ALL, cifar_train_steps=10,
                       vgg_depths=[11, 13, 16, 19], widths=[0.25, 0.5, 1.0, 2.0], finetune_epochs=5,
                       finetune_subset=ALL, finetune_scales=[1.0, 2.0, 3.0], n_minimal=1000, n_test=1000,
-                      cifar_n_test=1000, apgd_steps=100, square_queries=5000,
+                      cifar_n_test=1000, apgd_steps=100, apgd_targets=9, square_queries=5000,
+                      escalation_queries=20000,
                       eps_grid=[0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0, 1.5],
                       noise_sigmas=[0.01, 0.03, 0.06, 0.1, 0.2], eot_draws=32, vote_draws=33, noise_attack_draws=100,
                       denoiser_depth=10, denoiser_width=64, denoiser_epochs=10, denoiser_subset=ALL, audit_n=500,
@@ -406,6 +414,28 @@ def noise_accuracy(rows: pd.DataFrame, vote_draws: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def cascade_text(cfg: Config, escalation: bool = True) -> str:
+    """The evaluation's cascade and budgets in words (and its escalation, with ``escalation``)."""
+    text = (f"APGD-CE with {cfg.apgd_steps} iterations, APGD-T towards the {cfg.apgd_targets} highest other "
+            f"classes with {cfg.apgd_steps} each, then Square with {cfg.square_queries:,} queries per example")
+    if escalation:
+        text += (f", escalated where gradients mislead to BPDA, transfer and Square with "
+                 f"{cfg.escalation_queries:,} queries")
+    return text
+
+
+def escalations(tables: dict) -> pd.DataFrame:
+    """Per robust evaluation, model and threat where the evaluation escalated: robust examples under the
+    cascade and after it, the overstatement in points and what flagged it (one row saying none otherwise)."""
+    out = [overstatement(rows[rows.threat != "union"], by=("model", "threat")).assign(evaluation=name)
+           for name, rows in tables.items()]
+    table = pd.concat(out, ignore_index=True)
+    table = table[table.escalated]
+    if table.empty:
+        return pd.DataFrame({"escalated": ["no model: no probe flagged masked gradients"]})
+    return table.set_index(["evaluation", "model", "threat"]).drop(columns="escalated")
+
+
 def audit_table(audits: pd.DataFrame) -> pd.DataFrame:
     """One row per model, one column per check: the verdicts of the audit evaluations' rows."""
     return audits.pivot(index="model", columns="check", values="verdict").loc[
@@ -443,7 +473,8 @@ def plan(cfg: Config) -> Plan:
                  **{f"noise σ = {s:g}": c for s, c in noise.items()}}
     test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
-    ensemble = {"steps": cfg.apgd_steps, "queries": cfg.square_queries}
+    ensemble = {"steps": cfg.apgd_steps, "targets": cfg.apgd_targets, "queries": cfg.square_queries,
+                "escalation_queries": cfg.escalation_queries, "eot_draws": cfg.eot_draws, "surrogate": SURROGATE}
     cifar_linf = [["linf", cfg.cifar_eps]]
     d_threat = ["linf", cfg.denoiser_eps]
     denoised = denoiser_models(cfg)
@@ -452,12 +483,15 @@ def plan(cfg: Config) -> Plan:
     def ev(kind, models_, data, block=cfg.batch_size, **params):
         return Evaluation(kind, models_, data, params, seed=cfg.seed, block=block)
 
+    def attacker(models_, data):  # the surrogate the evaluation transfers from rides along, never evaluated
+        return {**models_, SURROGATE: targets.surrogate_config(cfg, data.dataset)}
+
     def robust(models_, data, threats):
-        return ev("robust", models_, data, threats=threats, **ensemble)
+        return ev("robust", attacker(models_, data), data, threats=threats, **ensemble)
 
     def audit(models_, data, threat):
-        return ev("audit", models_, data.within(cfg.audit_n), block=cfg.audit_n, threat=threat,
-                  steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws)
+        return ev("audit", attacker(models_, data), data.within(cfg.audit_n), block=cfg.audit_n, threat=threat,
+                  steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws, surrogate=SURROGATE)
 
     noise_attack = {"sigmas": [cfg.attack_noise_sigma], "draws": cfg.noise_attack_draws}
     return Plan(trainings=trainings, evaluations={

@@ -49,3 +49,12 @@ def cifar_configs(cfg: Config) -> dict[str, TrainConfig]:
     return {cfg.cifar_model: TrainConfig(dataset="cifar10", model=cfg.cifar_model,
                                          model_options={"width": cfg.cifar_width}, epochs=cfg.cifar_epochs,
                                          train_subset=cfg.cifar_train_subset, augment=True, seed=cfg.seed)}
+
+
+def surrogate_config(cfg: Config, dataset: str) -> TrainConfig:
+    """The attacker's surrogate of the adaptive evaluation's transfer attack on ``dataset``: the book's
+    standard model of that dataset, trained by someone else. On MNIST-scale data the small CNN of
+    another seed (the black-box chapter's surrogate); on CIFAR-10 the white-box chapter's VGG."""
+    if dataset == "cifar10":
+        return cifar_configs(cfg)[cfg.cifar_model]
+    return mnist_configs(cfg, seed=cfg.seed + 1)["small_cnn"]

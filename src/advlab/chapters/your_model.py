@@ -19,7 +19,8 @@ from ..config import Chapter, Config, Param, Relation
 from ..data import dataset_spec
 from ..errors import InputError
 from ..evaluate import accuracy, interval
-from ..evaluate.audit import CHECKS, PROBE_N
+from ..evaluate.adaptive import overstatement
+from ..evaluate.audit import CHECKS, PROBE_N, conclusive
 from ..models.external import ARCHITECTURES
 from ..results import DataSpec, Evaluation, ModelFile, Plan, threat_of
 from ..training import TrainConfig
@@ -29,7 +30,7 @@ YOURS = "your model"
 BOOK = "book:"
 CERTIFICATES = ("ibp", "crown", "smoothing", "none")
 NORMALIZATIONS = ("none", "dataset", "custom")
-CASCADE = ("APGD-CE", "APGD-DLR", "Square")
+CASCADE = ("APGD-CE", "APGD-T", "Square")  # the first cascade; escalation attacks follow in the order they ran
 
 
 def parse_threat(text: str) -> list:
@@ -84,8 +85,12 @@ CHAPTER = Chapter(
         "threats": Param(("list", str), "threat models, each 'linf EPS' or 'l2 EPS' in pixel units of [0, 1]"),
         "n_clean": Param(int, "test examples of the clean accuracy per class", minimum=1),
         "n_test": Param(int, "test examples of the robust evaluation (seeded, class-stratified)", minimum=1),
-        "apgd_steps": Param(int, "iterations of APGD-CE and APGD-DLR in the cascade", minimum=1),
-        "square_queries": Param(int, "queries per example of the Square attack in the cascade", minimum=1),
+        "apgd_steps": Param(int, "iterations of APGD-CE and of APGD-T (per target class) in the cascade", minimum=1),
+        "apgd_targets": Param(int, "target classes of APGD-T, the highest-scoring ones (AutoAttack: 9)", minimum=1),
+        "square_queries": Param(int, "queries per example of the Square attack in the cascade and in the audit",
+                                minimum=1),
+        "escalation_queries": Param(int, "queries per example of the Square attack the evaluation escalates to "
+                                         "where the model's gradients mislead", minimum=1),
         "batch_size": Param(int, "examples per attack batch and per block of an evaluation", minimum=1),
         "n_minimal": Param(int, "test examples of the minimum-norm attacks (DeepFool, CW-L2)", minimum=1),
         "deepfool_steps": Param(int, "DeepFool maximum iterations (overshoot 0.02)", minimum=1),
@@ -109,19 +114,20 @@ CHAPTER = Chapter(
                       norm_mean=[0.0], norm_std=[1.0], dataset="mnist",
                       **{k: v for k, v in targets.PROFILES["quick"].items() if k != "dataset"},
                       references=["white-box/small_cnn", "defenses/TRADES"], threats=["linf 0.3", "l2 2"],
-                      n_clean=2000, n_test=_d["quick"]["n_test"], apgd_steps=_d["quick"]["apgd_steps"],
-                      square_queries=_d["quick"]["square_queries"], batch_size=_d["quick"]["batch_size"],
+                      n_clean=2000, **{k: _d["quick"][k] for k in ("n_test", "apgd_steps", "apgd_targets",
+                                                                   "square_queries", "escalation_queries",
+                                                                   "batch_size")},
                       n_minimal=100, deepfool_steps=50, cw_steps=100, cw_search_steps=5,
                       audit_n=_d["quick"]["audit_n"], audit_steps=_d["quick"]["audit_steps"],
                       eot_draws=_d["quick"]["eot_draws"], certificates=["ibp", "crown", "smoothing"],
                       smoothing_sigma=0.25, smoothing_n0=100, smoothing_n=1000, smoothing_alpha=0.001, n_smooth=100),
         "smoke": dict(**targets.PROFILES["smoke"], n_clean=500,
-                      **{k: _d["smoke"][k] for k in ("n_test", "apgd_steps", "square_queries", "audit_n",
-                                                     "audit_steps", "eot_draws")},
+                      **{k: _d["smoke"][k] for k in ("n_test", "apgd_steps", "square_queries", "escalation_queries",
+                                                     "audit_n", "audit_steps", "eot_draws")},
                       n_minimal=30, cw_steps=20, cw_search_steps=2, smoothing_n=200, n_smooth=20),
         "paper": dict(**targets.PROFILES["paper"], n_clean=10000,
-                      **{k: _d["paper"][k] for k in ("n_test", "apgd_steps", "square_queries", "audit_n",
-                                                     "audit_steps", "eot_draws")},
+                      **{k: _d["paper"][k] for k in ("n_test", "apgd_steps", "apgd_targets", "square_queries",
+                                                     "escalation_queries", "audit_n", "audit_steps", "eot_draws")},
                       n_minimal=1000, cw_steps=1000, cw_search_steps=9, smoothing_n=100000, n_smooth=500),
     },
     relations=(
@@ -183,6 +189,15 @@ def your_model(cfg: Config) -> TrainConfig | ModelFile:
                      normalization=normalization(cfg), eot_draws=cfg.eot_draws)
 
 
+def surrogate(cfg: Config) -> TrainConfig:
+    """The attacker's surrogate the evaluation transfers from: the book's standard model of the dataset."""
+    shared = {k: cfg[k] for k in ("seed", "mnist_epochs", "mnist_train_subset", "cifar_model", "cifar_width",
+                                  "cifar_epochs", "cifar_train_subset")}
+    if cfg.dataset != "cifar10":
+        shared["dataset"] = cfg.dataset
+    return targets.surrogate_config(defenses.CHAPTER.resolve(cfg.profile, shared), cfg.dataset)
+
+
 def references(cfg: Config) -> dict[str, TrainConfig]:
     return {} if cfg.references == ["none"] else {k: book_model(cfg, k) for k in cfg.references}
 
@@ -207,13 +222,17 @@ def plan(cfg: Config) -> Plan:
     def ev(kind, models_, data, block=cfg.batch_size, **params):
         return Evaluation(kind, models_, data, params, seed=cfg.seed, block=block)
 
+    attacker = {**model, defenses.SURROGATE: surrogate(cfg)}  # rides along, never evaluated
     evaluations = {
         "card": ev("model_card", model, test.within(min(PROBE_N, cfg.n_test))),
         "clean": ev("clean", model, DataSpec(cfg.dataset, n=cfg.n_clean, seed=cfg.seed)),
-        "robust": ev("robust", model, test, threats=ts, steps=cfg.apgd_steps, queries=cfg.square_queries),
+        "robust": ev("robust", attacker, test, threats=ts, steps=cfg.apgd_steps, targets=cfg.apgd_targets,
+                     queries=cfg.square_queries, escalation_queries=cfg.escalation_queries, eot_draws=cfg.eot_draws,
+                     surrogate=defenses.SURROGATE),
         "minimal_norms": ev("minimal_norms", model, test.within(cfg.n_minimal), attacks=minimal_attacks(cfg)),
-        "audit": ev("audit", model, test.within(cfg.audit_n), block=cfg.audit_n, threat=ts[0],
-                    steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws),
+        "audit": ev("audit", attacker, test.within(cfg.audit_n), block=cfg.audit_n, threat=ts[0],
+                    steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws,
+                    surrogate=defenses.SURROGATE),
     }
     if refs:  # a table of their own: cached whatever model the reader brings
         evaluations["reference minimal_norms"] = ev("minimal_norms", refs, test.within(cfg.n_minimal),
@@ -225,7 +244,7 @@ def plan(cfg: Config) -> Plan:
     if "smoothing" in cfg.certificates:
         evaluations["smoothing"] = ev("smoothing", model, test.within(cfg.n_smooth), sigma=cfg.smoothing_sigma,
                                       n0=cfg.smoothing_n0, n=cfg.smoothing_n, alpha=cfg.smoothing_alpha)
-    trained = {f"reference {k}": c for k, c in refs.items()}
+    trained = {f"reference {k}": c for k, c in refs.items()} | {"surrogate": attacker[defenses.SURROGATE]}
     if isinstance(model[YOURS], TrainConfig):
         trained[YOURS] = model[YOURS]
     return Plan(trainings=trained, evaluations=evaluations)
@@ -236,6 +255,18 @@ def minimal_norm_rows(plan: Plan, device=None) -> pd.DataFrame:
     """The minimal-norm rows of the model and of the references, one table."""
     names = [n for n in ("minimal_norms", "reference minimal_norms") if n in plan.evaluations]
     return pd.concat([plan.result(n, device) for n in names], ignore_index=True)
+
+
+def gradient_text(rows: pd.DataFrame) -> str:
+    """What the minimal-norm table cannot say for a model without input gradients ('' for the others)."""
+    ok = rows[rows.clean_correct].drop_duplicates(["model", "example"])
+    parts = [f"{m} has no input gradient (zero or non-finite) on {int((~g.gradient).sum())} of {len(g)} correctly "
+             "classified examples" for m, g in ok.groupby("model", sort=False) if (~g.gradient).any()]
+    if not parts:
+        return ""
+    return ("**No gradient**: " + "; ".join(parts) + ". DeepFool and Carlini-Wagner follow the gradient, so where "
+            "there is none they cannot move: their failures there say nothing about how far the boundary is, "
+            "and the adaptive evaluation above is the number to read.")
 
 
 def pct(v: float, lo: float, hi: float) -> str:
@@ -281,13 +312,14 @@ def robust_summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def broken_by(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per threat, how many examples each stage of the cascade broke first, how many were misclassified
-    already, and how many survived every attack."""
+    """Per threat, how many examples each attack broke first (the cascade's, then those of the escalation
+    where it ran), how many were misclassified already, and how many survived every attack."""
     rows = rows[rows.threat != "union"]
     what = np.where(~rows.clean_correct, "misclassified clean",
                     np.where(rows.robust, "survived every attack", rows.fooled_by.astype(str)))
-    out = pd.crosstab(rows.threat, what).reindex(columns=["misclassified clean", *CASCADE, "survived every attack"],
-                                                fill_value=0)
+    escalated = [a for a in dict.fromkeys(rows.fooled_by.dropna()) if a not in CASCADE]
+    out = pd.crosstab(rows.threat, what).reindex(
+        columns=["misclassified clean", *CASCADE, *escalated, "survived every attack"], fill_value=0)
     return out.loc[list(dict.fromkeys(rows.threat))].rename_axis(index="threat", columns=None)
 
 
@@ -359,9 +391,9 @@ def verdict(cfg: Config, card: pd.DataFrame, robust: pd.DataFrame, audit: pd.Dat
         parts.append(f"{100 * r.robust:.1f}% (95% CI {100 * r.robust_low:.1f}–{100 * r.robust_high:.1f}) under "
                      f"{'L∞' if norm == 'linf' else 'L2'} ε = {eps}")
     text = (f"Of {int(s.n.iloc[0])} test examples, the model keeps {'; '.join(parts)}"
-            f" (pixels in [0, 1]; APGD-CE and APGD-DLR with {cfg.apgd_steps} iterations, then Square with "
-            f"{cfg.square_queries:,} queries). These are upper bounds on its true robust accuracy: "
+            f" (pixels in [0, 1]; {cascade_text(cfg)}). These are upper bounds on its true robust accuracy: "
             "a stronger attack can only lower them.")
+    text += escalation_text(robust)
     if isinstance(bounds, pd.DataFrame) and len(bounds):
         best = bounds.groupby(level="threat").certified.max()
         text += " Certificates prove lower bounds: " + "; ".join(
@@ -382,9 +414,35 @@ def verdict(cfg: Config, card: pd.DataFrame, robust: pd.DataFrame, audit: pd.Dat
                  "and look for an adaptive attack before any claim.")
     elif warns:
         text += f" The audit warns on {', '.join(warns)}; the evidence above says how far to trust the numbers."
+    elif conclusive(audit, cfg.square_queries):
+        text += (" The audit found no warning, but it is not conclusive: it could not run "
+                 f"{', '.join(conclusive(audit, cfg.square_queries))}.")
     else:
         text += " The audit passes every check that applies: nothing suggests masked gradients."
     return text
+
+
+def cascade_text(cfg: Config) -> str:
+    """The first cascade and its budgets, in words."""
+    return defenses.cascade_text(cfg, escalation=False)
+
+
+def overstatement_table(robust: pd.DataFrame) -> pd.DataFrame:
+    """Per threat: robust examples under the cascade alone and after the escalation, what flagged it."""
+    return overstatement(robust[robust.threat != "union"]).set_index("threat")
+
+
+def escalation_text(robust: pd.DataFrame) -> str:
+    """What the evaluation escalated to and why, and how far the first cascade overstated; '' when it did not."""
+    robust = robust[robust.threat != "union"]
+    o = overstatement(robust)
+    if not o.escalated.any():
+        return ""
+    parts = [f"{r['overstated by (points)']:.1f} points at {r.threat}" for _, r in o[o.escalated].iterrows()]
+    attacks = [a for a in dict.fromkeys(robust.fooled_by.dropna()) if a not in CASCADE]
+    return (f" The model's behaviour called for more ({o.masking.iat[0]}), so the evaluation escalated on the "
+            f"examples the cascade left ({', '.join(attacks) or 'nothing more broke'}); the cascade alone "
+            f"overstated robust accuracy by {'; '.join(parts)}.")
 
 
 def command(cfg: Config) -> str:

@@ -2,17 +2,20 @@
 
 Every table and curve in the book is aggregated from the rows these functions return.
 """
+from .adaptive import (adaptive_worst_case, cascade, ensemble, escalation, overstatement, probe,
+                       robust_evaluation)
 from .audit import CHECKS as AUDIT_CHECKS
 from .audit import gradient_masking_audit
-from .rows import (adversarial_inputs, changed_pixels, check_adversarial, clean_table, ensemble, evaluate_attack,
-                   fgsm_eps_for_rate, minimal_norms, noise_injection, rho_adv_rows, robust_evaluation, sweep,
+from .rows import (adversarial_inputs, changed_pixels, check_adversarial, clean_table, evaluate_attack,
+                   fgsm_eps_for_rate, minimal_norms, noise_injection, rho_adv_rows, sweep,
                    transfer_matrix, transfer_rows, worst_case)
 from .stats import (accuracy, accuracy_by_queries, clopper_pearson, median_interval, nearest, noise_summary,
                     norm_summary, query_grid, query_summary, rho_adv_summary, success_by_queries, transfer_summary,
                     transfer_table)
 from .tables import accuracy_table, display_table, format_accuracy, format_columns, interval
 
-__all__ = ["AUDIT_CHECKS", "accuracy", "accuracy_by_queries", "accuracy_table", "adversarial_inputs", "changed_pixels",
+__all__ = ["AUDIT_CHECKS", "accuracy", "adaptive_worst_case", "cascade", "escalation", "overstatement", "probe",
+           "accuracy_by_queries", "accuracy_table", "adversarial_inputs", "changed_pixels",
            "check_adversarial", "clean_table", "clopper_pearson", "display_table", "ensemble", "evaluate_attack",
            "fgsm_eps_for_rate", "format_accuracy", "format_columns", "gradient_masking_audit", "interval",
            "median_interval", "minimal_norms", "nearest", "noise_injection", "noise_summary", "norm_summary",

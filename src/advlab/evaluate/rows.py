@@ -10,6 +10,7 @@ import torch
 
 from .. import seeded_generator
 from ..attacks import QueryOracle, get_attack, run_attack
+from ..attacks.base import loss_and_grad
 from ..checks import check_images, check_positive_int
 from ..data import Dataset, to_float
 from ..errors import BudgetError, InputError
@@ -190,7 +191,7 @@ def sweep(models, data: Dataset, *, attacks: dict, norm: str, eps_grid, batch_si
 
 def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] | Sequence[tuple[str, dict]],
                threat: ThreatModel, batch_size: int | None = None, seed: int = 0,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, start: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-example worst case over an ensemble of attacks, run as a cascade (as AutoAttack does).
 
     ``attacks`` maps a label to ``(attack name, parameters)`` (a sequence of pairs uses the names as
@@ -202,18 +203,25 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     clean and under every attack), ``fooled_by`` (label of the first attack that succeeded, or
     None), ``linf`` / ``l2`` of that attack's perturbation, and ``forwards`` / ``backwards`` /
     ``seconds`` summed over the attacks that ran on the example; plus ``norm`` and ``eps``.
+    ``start``, the rows of an earlier call on the same data and threat, continues that cascade: the
+    attacks run on the examples still robust there, and its columns are updated (a copy).
     """
     pairs = list(attacks.items()) if isinstance(attacks, Mapping) else [(name, (name, p)) for name, p in attacks]
     if not isinstance(threat, ThreatModel):
         raise InputError(f"worst_case needs a threat model, got {type(threat).__name__}")
     for _, (name, params) in pairs:  # every name checked before the first attack runs
         get_attack(name).check_params({k: v for k, v in params.items() if k not in ORACLE_ARGS})
-    clean = clean_table(model, data)
-    n = len(data)
-    robust = clean["correct"].to_numpy().copy()
-    out = pd.DataFrame({"example": clean["example"], "label": clean["label"], "clean_correct": clean["correct"],
-                        "robust": clean["correct"], "fooled_by": pd.Series([None] * n, dtype=object),
-                        "linf": 0.0, "l2": 0.0, "forwards": 0.0, "backwards": 0.0, "seconds": 0.0})
+    if start is None:
+        clean = clean_table(model, data)
+        n = len(data)
+        out = pd.DataFrame({"example": clean["example"], "label": clean["label"], "clean_correct": clean["correct"],
+                            "robust": clean["correct"], "fooled_by": pd.Series([None] * n, dtype=object),
+                            "linf": 0.0, "l2": 0.0, "forwards": 0.0, "backwards": 0.0, "seconds": 0.0})
+    else:
+        if len(start) != len(data) or (start["example"].to_numpy() != data.indices.cpu().numpy()).any():
+            raise InputError("start must be the rows of an earlier worst_case on the same data")
+        out = start.drop(columns=["norm", "eps"], errors="ignore").copy()
+    robust = out["robust"].to_numpy().copy()
     for label, (name, params) in bar(pairs, desc="worst case", enabled=progress):
         pos = robust.nonzero()[0]
         if len(pos) == 0:
@@ -232,63 +240,6 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     out.insert(0, "norm", threat.norm)
     out.insert(1, "eps", threat.eps)
     return out
-
-
-def ensemble(threat: ThreatModel, *, steps: int = 100, restarts: int = 1, queries: int = 5000) -> dict:
-    """The evaluation ensemble every defense is judged by, in the cascade order of AutoAttack.
-
-    APGD on the cross-entropy, APGD on the DLR loss (Croce & Hein 2020; ``steps`` iterations,
-    ``restarts`` restarts each) and the score-based Square attack with ``queries`` queries per
-    example (Andriushchenko et al. 2020), which needs no gradient and so sees through masked
-    ones. A mapping for :func:`worst_case`; its ``threat`` is only checked here.
-    """
-    if not isinstance(threat, ThreatModel):
-        raise InputError(f"ensemble needs a threat model, got {type(threat).__name__}")
-    check_positive_int(steps=steps, restarts=restarts, queries=queries)
-    return {"APGD-CE": ("apgd", {"steps": steps, "restarts": restarts}),
-            "APGD-DLR": ("apgd", {"steps": steps, "restarts": restarts, "loss": "dlr"}),
-            "Square": ("square", {"budget": queries, "output": "logits"})}
-
-
-def robust_evaluation(models, data: Dataset, threats: ThreatModel | Sequence[ThreatModel], *, steps: int = 100,
-                      restarts: int = 1, queries: int = 5000, batch_size: int | None = None, seed: int = 0,
-                      progress: bool = True) -> pd.DataFrame:
-    """Per-example worst case over :func:`ensemble` for every model and threat, and their union.
-
-    ``models`` is one model or a mapping of names to models. For each threat model the ensemble
-    runs as a cascade (:func:`worst_case`); with several threat models one more set of rows,
-    ``threat == "union"``, counts an example as robust only if it is robust under every one of
-    them (the union of the balls, as in Tramèr & Boneh 2019; ``fooled_by`` names the threat and
-    the attack, e.g. ``"l2 1: APGD-CE"``). Columns: ``model``, ``threat``
-    (e.g. ``"linf 0.3"``), ``norm``, ``eps``, ``example``, ``label``, ``clean_correct``,
-    ``robust``, ``fooled_by``, ``linf``, ``l2``, ``forwards``, ``backwards``, ``seconds``.
-    Aggregate with :func:`advlab.evaluate.accuracy` grouped by ``["model", "threat"]``.
-    """
-    threats = [threats] if isinstance(threats, ThreatModel) else list(threats)
-    if not threats:
-        raise InputError("robust_evaluation needs at least one threat model")
-    attacks = {t: ensemble(t, steps=steps, restarts=restarts, queries=queries) for t in threats}
-    named = models if isinstance(models, Mapping) else {None: models}
-    frames = []
-    for mname, model in bar(named.items(), desc="robust evaluation", enabled=progress):
-        per = []
-        for t in threats:
-            rows = worst_case(model, data, attacks=attacks[t], threat=t, batch_size=batch_size, seed=seed,
-                              progress=False)
-            per.append(rows.assign(threat=t.label))
-        if len(per) > 1:
-            union = per[0].copy()
-            union["robust"] = np.logical_and.reduce([r["robust"].to_numpy() for r in per])
-            first = [next((f"{r['threat'].iat[i]}: {r['fooled_by'].iat[i]}" for r in per
-                           if r["fooled_by"].iat[i] is not None), None) for i in range(len(union))]
-            union["fooled_by"] = pd.Series(first, dtype=object)
-            for col in ("forwards", "backwards", "seconds"):
-                union[col] = sum(r[col].to_numpy() for r in per)
-            union[["linf", "l2"]] = np.nan
-            per.append(union.assign(threat="union", norm="union", eps=np.nan))
-        frames += [r.assign(model=mname) for r in per]
-    out = pd.concat(frames, ignore_index=True)
-    return out[["model", "threat", *[c for c in out.columns if c not in ("model", "threat")]]]
 
 
 def transfer_rows(models: Mapping, data: Dataset, *, attack: str, threat: ThreatModel, batch_size: int = 500,
@@ -327,12 +278,16 @@ def minimal_norms(models: Mapping, data: Dataset, attacks: Mapping[str, tuple[st
     ``attacks`` maps a label to ``(attack name, parameters)``; columns ``l2`` and ``linf`` hold
     the perturbation norms, ``success`` whether the returned input fools the model, and
     ``clean_correct`` whether the clean input was classified correctly (summaries use the
-    examples with both, :func:`advlab.evaluate.norm_summary`).
+    examples with both, :func:`advlab.evaluate.norm_summary`); ``gradient`` whether the model's
+    input gradient at the clean input is finite and non-zero: where it is not, a gradient-based
+    minimum-norm attack cannot move, and its failure says nothing about the boundary.
     """
     x, y = data.images(), data.y
     frames = []
     for mname, model in bar(models.items(), desc="minimal norms", enabled=progress):
         clean_ok = predict(model, x) == y
+        g = loss_and_grad(model, x, y, False)[1].flatten(1)
+        has_gradient = (torch.isfinite(g).all(1) & (g.abs().amax(1) > 0)).cpu().numpy()
         for label, (attack, params) in attacks.items():
             with Stopwatch(x.device) as sw:
                 res = run_attack(attack, model, x, y, **params)
@@ -341,6 +296,7 @@ def minimal_norms(models: Mapping, data: Dataset, attacks: Mapping[str, tuple[st
             frames.append(pd.DataFrame({
                 "model": mname, "attack": label, "example": data.indices.cpu().numpy(),
                 "clean_correct": clean_ok.cpu().numpy(), "success": res.success.cpu().numpy(),
+                "gradient": has_gradient,
                 "l2": sizes["l2"].cpu().numpy(), "linf": sizes["linf"].cpu().numpy(),
                 "seconds": sw.seconds / len(x),
             }))

@@ -51,11 +51,15 @@ def _transferred(models, data, *, seed, batch_size, source, source_attack, threa
         source_params=source_params or {}, output=output, batch_size=batch_size, seed=seed, progress=False))
 
 
-@register_kind("robust", "worst case over the evaluation ensemble (evaluate.robust_evaluation); params: threats, "
-                    "steps, restarts, queries")
-def _robust(models, data, *, seed, batch_size, threats, steps=100, restarts=1, queries=5000):
+@register_kind("robust", "the adaptive evaluation (evaluate.robust_evaluation): the cascade APGD-CE → APGD-T → "
+                    "Square, escalated where the model's gradients mislead; params: threats, steps, restarts, targets, "
+                    "queries, escalation_queries, eot_draws, surrogate (the name of one of the models, not evaluated)")
+def _robust(models, data, *, seed, batch_size, threats, steps=100, restarts=1, targets=9, queries=5000,
+            escalation_queries=None, eot_draws=8, surrogate=None):
     return robust_evaluation(models, data, [threat_of(t) for t in threats], steps=steps, restarts=restarts,
-                             queries=queries, batch_size=batch_size, seed=seed, progress=False)
+                             targets=targets, queries=queries, escalation_queries=escalation_queries,
+                             surrogate=surrogate, eot_draws=eot_draws, batch_size=batch_size, seed=seed,
+                             progress=False)
 
 
 @register_kind("rho_adv", "the DeepFool paper's ρ_adv rows, DeepFool against FGSM at the ε that fools `fgsm_rate` "
