@@ -1,8 +1,8 @@
 """The gradient-masking audit as an evaluation kind."""
 from __future__ import annotations
 
-from ...errors import InputError
 from ...evaluate import gradient_masking_audit
+from ...evaluate.adaptive import surrogate_of
 from ..spec import per_model, register_kind, threat_of
 
 
@@ -11,12 +11,8 @@ from ..spec import per_model, register_kind, threat_of
                    "params: threat, steps, queries, draws, surrogate (the name of one of the models: the transfer "
                    "check's source, not audited)")
 def _audit(models, data, *, seed, batch_size, threat, steps, queries, draws, surrogate=None):
-    source = None
-    if surrogate is not None:
-        if surrogate not in models:
-            raise InputError(f"surrogate {surrogate!r} is not one of the models {sorted(models)}")
-        models = dict(models)
-        source = models.pop(surrogate)
+    source = surrogate_of(models, surrogate)  # the transfer check's source, not audited itself
+    models = {k: m for k, m in models.items() if k != surrogate}
     return per_model(models, lambda m: gradient_masking_audit(m, data, threat_of(threat), steps=steps,
                                                                queries=queries, draws=draws, seed=seed,
                                                                batch_size=batch_size, surrogate=source))
