@@ -64,6 +64,7 @@ benchmark: env
 	$(BIN)/python benchmarks/adaptive_overhead.py
 	$(BIN)/python benchmarks/masked_models.py
 	$(BIN)/python benchmarks/fab_after_cascade.py
+	$(BIN)/python benchmarks/early_errors.py
 
 gpu-prepare: env
 	bash benchmarks/gpu_prepare.sh

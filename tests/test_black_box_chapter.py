@@ -12,6 +12,8 @@ from advlab.errors import InputError
 from advlab.evaluate import (accuracy, accuracy_by_queries, evaluate_attack, nearest, noise_injection, noise_summary,
                              norm_summary, query_grid, transfer_matrix, transfer_summary)
 
+pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
+
 
 @pytest.fixture(scope="module")
 def small(mnist_test):

@@ -10,6 +10,8 @@ from advlab import plotting
 from advlab.chapters import certification, get_chapter
 from advlab.errors import InputError
 
+pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
+
 matplotlib.use("Agg")
 
 

@@ -12,6 +12,8 @@ from advlab.errors import InputError
 from advlab.evaluate import accuracy, ensemble, robust_evaluation, worst_case
 from advlab.training import TrainConfig, load_or_train
 
+pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
+
 SMALL = dict(dataset="mnist", model="small_cnn", epochs=2, train_subset=4000, batch_size=64, eval_subset=200)
 
 

@@ -18,6 +18,8 @@ import torch
 from advlab.chapters import chapter_plan, get_chapter
 from advlab.results import load_result, timing_columns
 
+pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAPTER, PROFILE = "white-box", "smoke"
 

@@ -11,26 +11,19 @@ from advlab import ThreatModel, results
 from advlab.results import engine
 from advlab.certify import bounds, certify, margin_bounds, smoothadv
 from advlab.errors import InputError
-from advlab.precision import computing_in, strict_fp32
+from advlab.precision import computing_in, fp32_modes, strict_fp32
 from advlab.rng import normal_like, rand, randint, randn, uniform_like
 from advlab.training import TrainConfig, load_or_train
-
-FLAGS = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
-
 
 @pytest.fixture
 def tf32_everywhere():
     """PyTorch's GPU default for convolutions, extended to matrix products: the worst case for a bound."""
-    saved = [f.fp32_precision for f in FLAGS]
-    for f in FLAGS:
-        f.fp32_precision = "tf32"
-    yield
-    for f, v in zip(FLAGS, saved):
-        f.fp32_precision = v
+    with computing_in("tf32", "cpu"):
+        yield
 
 
 def _seen():
-    return tuple(f.fp32_precision for f in FLAGS)
+    return fp32_modes()
 
 
 def test_strict_fp32_sets_ieee_and_restores_even_on_error(tf32_everywhere):

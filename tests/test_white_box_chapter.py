@@ -11,6 +11,8 @@ from advlab.evaluate import (evaluate_attack, fgsm_eps_for_rate, format_columns,
                              rho_adv_rows, rho_adv_summary, transfer_matrix)
 from advlab.models import predict
 
+pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
+
 
 @pytest.fixture(scope="module")
 def models(mnist_model):

@@ -17,6 +17,8 @@ from advlab.models import build_model
 from advlab.models.external import load_model_file
 from advlab.results import ModelFile
 
+pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
+
 CHAPTER = get_chapter("your-model")
 # a small run: what each test needs is the chapter's whole plan, not its scale
 SMALL = dict(n_test=20, n_clean=100, apgd_steps=5, square_queries=20, n_minimal=10, cw_steps=10, cw_search_steps=1,
@@ -347,3 +349,68 @@ def test_the_references_minimal_norms_do_not_depend_on_the_readers_model(files):
     assert a.evaluations["minimal_norms"] != b.evaluations["minimal_norms"]
     assert "reference minimal_norms" not in your_model.plan(_cfg(model=str(files / "model.ts"),
                                                                  architecture="torchscript")).evaluations
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "does not exist"),
+    ("mismatch", "do not match architecture 'lenet5'"),
+    ("shape", "fails on MNIST inputs of shape"),
+])
+def test_the_command_line_refuses_a_bad_model_before_a_kernel_starts(files, tmp_path, monkeypatch, capsys, case,
+                                                                     match):
+    """The file, its weights against the architecture and a probe on the dataset's shape are checked by
+    `advlab run` before papermill starts: an error in seconds, and nothing left in runs/ or at -o."""
+    import time
+
+    import papermill
+
+    from advlab.cli import main
+
+    def started(*a, **k):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", started)
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
+    path, arch = {"missing": (tmp_path / "nothing.pt", "small_cnn"), "mismatch": (files / "reader.pt", "lenet5"),
+                  "shape": (tmp_path / "cifar.pt", "reader_nets:cifar_net")}[case]
+    if case == "shape":
+        torch.save(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 32 * 32, 10)).state_dict(),
+                   path)
+    out = tmp_path / "page.ipynb"
+    start = time.monotonic()
+    code = main(["run", "your-model", "--profile", "smoke", "-p", "model", str(path), "-p", "architecture", arch,
+                 "-o", str(out)])
+    seconds = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and err.startswith("advlab: error: "), err
+    assert seconds < 30  # generous: about 3 s on a quiet machine (benchmarks/early_errors.py)
+    assert not out.exists() and not (tmp_path / "cache" / "runs").exists()
+
+
+@pytest.mark.parametrize("given", [{"width": 0.5}, '{"width": 0.5}', "{width: 0.5}"])
+def test_model_options_is_a_mapping_in_any_spelling(tmp_path, monkeypatch, given):
+    """`-p model_options '{"width": 0.5}'` arrives from YAML as a mapping; JSON text, YAML text and the
+    mapping are one value, and the kernel receives its JSON text."""
+    import papermill
+
+    from advlab.execution import execute_chapter
+
+    cfg = CHAPTER.resolve("smoke", {"model_options": given})
+    assert cfg.model_options == '{"width": 0.5}'
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def execute(nb, out, parameters, **kw):
+        seen.update(parameters)
+        raise Stop
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    with pytest.raises(Stop):
+        execute_chapter("your-model", "smoke", {"model_options": given}, output=tmp_path / "page.ipynb")
+    assert seen["model_options"] == '{"width": 0.5}'
+    for bad in ("[1]", "width", 3):
+        with pytest.raises(InputError, match="must be a mapping"):
+            CHAPTER.resolve("smoke", {"model_options": bad})

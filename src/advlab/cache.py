@@ -19,10 +19,15 @@ def cached_only() -> bool:
     return os.environ.get(CACHED_ONLY_ENV, "") == "1"
 
 
+def user_cache() -> Path:
+    """The library's cache when nothing names one: ``~/.cache/advlab``."""
+    return Path.home() / ".cache" / "advlab"
+
+
 def cache_root(root: str | os.PathLike | None = None) -> Path:
     """``root`` if given, else ``$ADVLAB_CACHE``, else ``~/.cache/advlab``."""
     if root is None:
-        root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "advlab"
+        root = os.environ.get(CACHE_ENV) or user_cache()
     root = Path(root).expanduser()
     check_cache_kernels(root)
     return root

@@ -92,11 +92,8 @@ def precompute(name: str, profile: str, overrides: dict | None = None, device: s
     if cached_only():
         raise InputError(f"{CACHED_ONLY_ENV}=1 forbids computing, and precompute computes: unset it for this command")
     cfg = get_chapter(name).resolve(profile, overrides)
-    try:
-        from .execution import configure_environment, find_root
-        configure_environment(find_root())
-    except AdvlabError:  # an installed package outside the repository: the environment decides
-        pass
+    from .execution import book_root, configure_environment
+    configure_environment(book_root())  # outside a checkout: the environment, else the user cache
     dev = distributed.init(device)
     ctx = distributed.context()
     try:

@@ -42,6 +42,30 @@ def coerce(value, tp, what: str):
     raise InputError(f"{what} must be {tp.__name__}, got {value!r} ({type(value).__name__})")
 
 
+def mapping_text(name: str, value) -> str:
+    """A mapping parameter's canonical text: ``{"width": 32}``, ``'{"width": 32}'`` and ``'{width: 32}'``
+    (YAML, as a shell leaves it unquoted) are one value, the JSON text with sorted keys."""
+    import json
+
+    import yaml
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass
+    if not isinstance(value, Mapping):
+        raise InputError(f"parameter {name!r} must be a mapping (a JSON object or YAML mapping, e.g. "
+                         f"'{{\"width\": 0.5}}'), got {value!r}")
+    try:
+        return json.dumps(dict(value), sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"parameter {name!r} must hold JSON values only: {e}") from None
+
+
 @dataclass(frozen=True)
 class Param:
     """One chapter parameter: its type, meaning (with units), allowed values and range.
@@ -60,9 +84,10 @@ class Param:
     positive: bool = False
     all_allowed: bool = False
     path: bool = False  # a file path: the command line makes it absolute (the kernel runs in notebooks/)
+    mapping: bool = False  # a str holding a JSON object; a mapping, or its JSON / YAML text, is accepted
 
     def describe(self) -> str:
-        t = _type_name(self.type)
+        t = "mapping (JSON object)" if self.mapping else _type_name(self.type)
         if self.positive:
             t += " > 0"
         if self.minimum is not None:
@@ -91,6 +116,8 @@ class Param:
         """The value coerced to the declared type (int -> float, tuple -> list; "all" -> None) or InputError."""
         if self.all_allowed and value == ALL:
             return None
+        if self.mapping:
+            return mapping_text(name, value)
         if isinstance(self.type, tuple):
             if not isinstance(value, (list, tuple)) or len(value) == 0:
                 raise InputError(f"parameter {name!r} must be a non-empty {self.describe()}, got {value!r}")
@@ -192,6 +219,8 @@ class Chapter:
     profiles: dict
     base: str = "quick"
     relations: tuple = ()
+    # what the parameters name, checked before a kernel starts (a reader's model file loads and classifies)
+    check: Callable[[Config], None] | None = None
     _resolved: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):

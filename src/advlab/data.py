@@ -23,7 +23,12 @@ from .cache import atomic_write, atomic_write_bytes
 from .checks import check_choice
 from .errors import DatasetError, InputError
 
+__all__ = ["DATASETS", "DATA_ENV", "DOWNLOAD_ENV", "SPLITS", "Dataset", "DatasetSpec", "batches", "copy_to",
+           "data_root", "dataset_spec", "load_dataset", "random_crop_flip", "to_float"]
+
+#: The environment variable naming the data root (``<root>/<dataset>/{train,test}.npz``).
 DATA_ENV = "ADVLAB_DATA"
+#: The environment variable that forbids (``0``) fetching a missing dataset with torchvision.
 DOWNLOAD_ENV = "ADVLAB_DOWNLOAD"
 
 
@@ -42,6 +47,8 @@ class DatasetSpec:
         return {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[self.name]
 
 
+#: The datasets advlab knows, by name (``mnist``, ``fashion-mnist``, ``cifar10``): shape, classes, mean, std and
+#: the sha256 of each split's arrays.
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         "mnist", (1, 28, 28), tuple(str(i) for i in range(10)), (0.1307,), (0.3081,),
@@ -75,6 +82,7 @@ DATASETS: dict[str, DatasetSpec] = {
         },
     ),
 }
+#: The splits of every dataset.
 SPLITS = ("train", "test")
 
 
@@ -86,6 +94,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def dataset_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``name``; unknown names list the valid ones."""
     check_choice(name, DATASETS, "dataset")
     return DATASETS[name]
 
@@ -102,16 +111,19 @@ class Dataset:
 
     @property
     def spec(self) -> DatasetSpec:
+        """The dataset's :class:`DatasetSpec`."""
         return DATASETS[self.name]
 
     @property
     def classes(self) -> tuple[str, ...]:
+        """The class names, by label."""
         return self.spec.classes
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def to(self, device) -> "Dataset":
+        """The same examples with their tensors on ``device``."""
         return Dataset(self.name, self.split, *(copy_to(t, device) for t in (self.x, self.y, self.indices)))
 
     def take(self, idx: torch.Tensor) -> "Dataset":
@@ -166,6 +178,7 @@ def copy_to(t: torch.Tensor, device) -> torch.Tensor:
 
 
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels as float32 in [0, 1] (divided by 255)."""
     return x_uint8.float().div_(255.0)
 
 

@@ -1,6 +1,9 @@
 """Exception types, so callers can tell bad input from a missing resource."""
 
 
+__all__ = ["AdvlabError", "BudgetError", "CacheMiss", "CheckpointError", "DatasetError", "InputError"]
+
+
 class AdvlabError(Exception):
     """Base class of every error advlab raises on purpose."""
 

@@ -12,10 +12,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from . import source
-from .cache import CACHE_ENV, atomic_write, cached_only, config_key, file_sha256
+from .cache import CACHE_ENV, atomic_write, cached_only, config_key, file_sha256, user_cache
 from .chapters import CHAPTERS, chapter_plan, get_chapter
 from .data import DATA_ENV
 from .errors import AdvlabError, CacheMiss, InputError
@@ -31,13 +32,34 @@ class ChapterError(AdvlabError):
     """A chapter's notebook raised while executing."""
 
 
-def find_root(start: Path | None = None) -> Path:
-    """The repository root: the nearest folder upwards holding ``_toc.yml`` and ``notebooks/``."""
+def book_root(start: Path | None = None) -> Path | None:
+    """The repository root: the nearest folder upwards holding ``_toc.yml`` and ``notebooks/``, or None."""
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         if (d / "_toc.yml").is_file() and (d / "notebooks").is_dir():
             return d
-    raise AdvlabError(f"no advlab book (a folder with _toc.yml and notebooks/) at or above {here}")
+    return None
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository root (:func:`book_root`), or an error for the commands that need the book."""
+    root = book_root(start)
+    if root is None:
+        raise AdvlabError(f"no advlab book (a folder with _toc.yml and notebooks/) at or above "
+                          f"{(start or Path.cwd()).resolve()}")
+    return root
+
+
+def notebooks_dir(root: Path | None) -> Path:
+    """Where the chapters' notebooks are: the book's ``notebooks/``, or outside a checkout the copy an
+    installed wheel carries (``advlab/notebooks``; an editable install reads its checkout's)."""
+    if root is not None:
+        return root / "notebooks"
+    for d in (PACKAGE / "notebooks", PACKAGE.parents[1] / "notebooks"):
+        if d.is_dir() and any(d.glob("*.py")):
+            return d
+    raise AdvlabError(f"no advlab book (a folder with _toc.yml and notebooks/) at or above {Path.cwd()}, and this "
+                      f"installation of advlab ({PACKAGE}) carries no chapters' notebooks")
 
 
 def repository_defaults(root: Path) -> dict[str, Path]:
@@ -45,18 +67,20 @@ def repository_defaults(root: Path) -> dict[str, Path]:
     return {DATA_ENV: root.parent / "shared" / "data", CACHE_ENV: root / ".cache"}
 
 
-def configure_environment(root: Path, environ=os.environ) -> dict[str, str]:
+def configure_environment(root: Path | None, environ=os.environ) -> dict[str, str]:
     """Make ``ADVLAB_DATA`` and ``ADVLAB_CACHE`` absolute, defaulting to the repository's folders.
 
     A relative value is taken relative to the current directory (where the user typed it), not to
     ``notebooks/`` where the kernel runs. The data default applies only if that folder exists;
-    otherwise the library's own default (``~/.cache/advlab/data``, with a download) stands.
+    otherwise the library's own default (``~/.cache/advlab/data``, with a download) stands. Outside
+    a checkout (``root`` None) the cache is the library's, ``~/.cache/advlab``.
     """
-    for var, default in repository_defaults(root).items():
+    defaults = repository_defaults(root) if root is not None else {DATA_ENV: None, CACHE_ENV: user_cache()}
+    for var, default in defaults.items():
         value = environ.get(var)
         if value:
             environ[var] = str(Path(value).expanduser().resolve())
-        elif var == CACHE_ENV or default.is_dir():
+        elif var == CACHE_ENV or (default is not None and default.is_dir()):
             environ[var] = str(default.resolve())
     return {v: environ.get(v, "") for v in (DATA_ENV, CACHE_ENV)}
 
@@ -86,7 +110,7 @@ def _module_name(path: Path) -> str:
 _imports = source.imports
 
 
-def chapter_dependencies(chapter: str, root: Path) -> list[Path]:
+def chapter_dependencies(chapter: str, root: Path | None) -> list[Path]:
     """The advlab source files chapter ``chapter``'s notebook imports, directly or through others.
 
     Parent packages count (importing ``advlab.x.y`` runs ``advlab/__init__`` and
@@ -96,7 +120,7 @@ def chapter_dependencies(chapter: str, root: Path) -> list[Path]:
     """
     ch = get_chapter(chapter)
     own = f"advlab.chapters.{Path(ch.notebook).stem}"
-    notebook = source.imports(ast.parse((root / "notebooks" / ch.notebook).read_text()), "", False)
+    notebook = source.imports(ast.parse((notebooks_dir(root) / ch.notebook).read_text()), "", False)
     return source.dependencies(notebook | {own}, PACKAGE)
 
 
@@ -124,20 +148,27 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
 
     The executed notebook is written to ``output`` atomically, so a killed run leaves the old page
     (or none) and no temporary file where the book reads. An error inside the notebook raises
-    :class:`ChapterError` naming the cell and the chapter's own message.
+    :class:`ChapterError` naming the cell and the chapter's own message. Outside a checkout the
+    notebook is the installed one, the page goes to ``output`` or ``./<chapter>.ipynb``, and the kernel
+    runs in the run's own folder.
     """
-    root = root or find_root()
+    root = root or book_root()
     chapter = get_chapter(name)
     overrides = dict(overrides or {})
     cfg = chapter.resolve(profile, overrides)  # every name, type, range and relation, before a kernel starts
+    overrides = {k: (cfg[k] if chapter.params[k].mapping else v) for k, v in overrides.items()}  # one text each
     env = configure_environment(root)
     if env[DATA_ENV] and not Path(env[DATA_ENV]).is_dir():
         raise InputError(f"{DATA_ENV}={env[DATA_ENV]} is not a folder; point it at the folder that holds "
                          "<dataset>/{train,test}.npz (in this repository: ../shared/data)")
+    if chapter.check is not None:
+        with warnings.catch_warnings():  # what the check finds worth a warning, the page says itself
+            warnings.simplefilter("ignore")
+            chapter.check(cfg)
     if cached_only():
         check_cached(name, profile, overrides, cfg)
-    source = root / "notebooks" / chapter.notebook
-    output = Path(output).resolve() if output else root / BOOK_DIR / f"{name}.ipynb"
+    source = notebooks_dir(root) / chapter.notebook
+    output = Path(output).resolve() if output else (root / BOOK_DIR if root else Path.cwd()) / f"{name}.ipynb"
     files = {k: file_sha256(cfg[k]) for k, p in chapter.params.items() if p.path and Path(cfg[k]).is_file()}
     key = config_key({"source": source.read_text(), "profile": profile, "overrides": overrides,
                       "code": code_hash(chapter_dependencies(name, root)), "files": files})
@@ -163,7 +194,7 @@ def execute_chapter(name: str, profile: str, overrides: dict | None = None, outp
     try:
         executed = papermill.execute_notebook(
             nb, str(tmp), parameters={"profile": profile, **overrides}, kernel_name="python3",
-            cwd=str(root / "notebooks"), progress_bar=not quiet, log_output=False)
+            cwd=str(source.parent if root else work), progress_bar=not quiet, log_output=False)
     except papermill.PapermillExecutionError as e:
         raise ChapterError(f"chapter {name!r} stopped in cell {e.exec_count} ({_failing_line(e.source, e.traceback)}): "
                            f"{e.ename}: {e.evalue.rstrip('.')}. The executed notebook is kept in {tmp}.") from None
@@ -232,10 +263,29 @@ def raise_on_sigterm(signum, frame):
 
 
 def toc_text() -> str:
-    """``_toc.yml`` as the chapter registry orders the book."""
-    lines = ["format: jb-book", "root: book/intro", "chapters:"]
-    lines += [f"  - file: {BOOK_DIR}/{name}" for name in CHAPTERS]
+    """``_toc.yml``: the chapters as the registry orders them, then the API reference (:mod:`advlab.apidoc`)."""
+    from .apidoc import API_DIR, API_PACKAGES, page_name
+
+    lines = ["format: jb-book", "root: book/intro", "parts:", "  - caption: Chapters", "    chapters:"]
+    lines += [f"      - file: {BOOK_DIR}/{name}" for name in CHAPTERS]
+    lines += ["  - caption: API reference", "    chapters:", f"      - file: {BOOK_DIR}/{API_DIR}/index"]
+    lines += [f"      - file: {BOOK_DIR}/{API_DIR}/{page_name(p)}" for p in API_PACKAGES]
     return "\n".join(lines) + "\n"
+
+
+def write_generated(root: Path) -> list[str]:
+    """``_toc.yml`` and the API reference pages, rewritten where they differ from the code's; what changed."""
+    from .apidoc import API_DIR, pages
+
+    wanted = {root / "_toc.yml": toc_text()}
+    wanted.update({root / BOOK_DIR / API_DIR / name: text for name, text in pages().items()})
+    changed = []
+    for path, text in wanted.items():
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda p, text=text: p.write_text(text))
+            changed.append(str(path.relative_to(root)))
+    return changed
 
 
 def reference_step_ms(repeats: int = 15) -> float:
@@ -273,9 +323,9 @@ def report_time(name: str, seconds: float, step_ms: float) -> str:
 def build_book(root: Path, profile: str, force: bool = False) -> None:
     for stale in (root / BOOK_DIR).glob(".tmp-*.ipynb"):  # left by killed runs of older versions
         stale.unlink()
-    if (root / "_toc.yml").read_text() != toc_text():
-        atomic_write(root / "_toc.yml", lambda p: p.write_text(toc_text()))
-        print("book: _toc.yml regenerated from the chapter registry")
+    changed = write_generated(root)
+    if changed:
+        print(f"book: regenerated from the code: {', '.join(changed)}")
     step_ms = reference_step_ms()
     total = 0.0
     for name in CHAPTERS:

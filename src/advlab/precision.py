@@ -25,17 +25,35 @@ def _flags():
     return (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
 
 
+_PER_BACKEND = hasattr(torch.backends.cudnn, "conv")  # False before torch 2.9: two booleans instead
+
+
+def fp32_modes() -> tuple[str, str, str]:
+    """How float32 matrix products, cuDNN convolutions and cuDNN RNNs round now: ``"ieee"`` or ``"tf32"``
+    (``"none"``: torch >= 2.9's unset default). Read the same way on every supported torch."""
+    if _PER_BACKEND:
+        return tuple(f.fp32_precision for f in _flags())
+    cudnn = "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    return ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee", cudnn, cudnn)
+
+
+def _set_modes(modes) -> None:
+    if _PER_BACKEND:
+        for f, v in zip(_flags(), modes):
+            f.fp32_precision = v
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = modes[0] == "tf32"
+        torch.backends.cudnn.allow_tf32 = modes[1] == "tf32"
+
+
 @contextmanager
 def _fp32_as(mode: str):
-    flags = _flags()
-    saved = [f.fp32_precision for f in flags]
+    saved = fp32_modes()
     try:
-        for f in flags:
-            f.fp32_precision = mode
+        _set_modes((mode,) * 3)
         yield
     finally:
-        for f, v in zip(flags, saved):
-            f.fp32_precision = v
+        _set_modes(saved)
 
 
 def strict_fp32():

@@ -16,9 +16,14 @@ from .checks import check_choice
 from .errors import InputError
 from .rng import normal_like, rand, uniform_like
 
+__all__ = ["ATOL", "L2", "LINF", "NORMS", "NORM_SYMBOLS", "LpGeometry", "ThreatModel", "geometry", "in_pixel_box",
+           "keep_layout", "l1_norm", "per_example", "perturbation_norms"]
+
+#: The norms of a threat model: ``"linf"`` (L∞) and ``"l2"`` (L2), in pixel units of [0, 1].
 NORMS = ("linf", "l2")
+#: How each norm is written on a page (``"L∞"``, ``"L2"``).
 NORM_SYMBOLS = {"linf": "L∞", "l2": "L2"}
-# Slack for float round-off when checking membership; one 8-bit grey level is 1/255 ≈ 3.9e-3.
+#: Slack for float round-off when checking membership; one 8-bit grey level is 1/255 ≈ 3.9e-3.
 ATOL = 1e-5
 
 
@@ -59,10 +64,12 @@ class LpGeometry:
 
     @property
     def p(self) -> float:
+        """The exponent p of the norm (∞ or 2)."""
         return float("inf") if self.name == "linf" else 2.0
 
     @property
     def symbol(self) -> str:
+        """The norm as a page writes it (``"L∞"``, ``"L2"``)."""
         return NORM_SYMBOLS[self.name]
 
     def norm(self, v: torch.Tensor) -> torch.Tensor:
@@ -73,7 +80,7 @@ class LpGeometry:
         """Per-example dual norm ‖v‖_q (1/p + 1/q = 1): max of <v, d> over the unit p-ball.
 
         The linearised distance from x to the hyperplane {z : f + <w, z - x> = 0} in this norm is
-        |f| / ‖w‖_q, reached by moving |f| / ‖w‖_q along :meth:`direction` (w) (DeepFool).
+        ``|f| / ‖w‖_q``, reached by moving ``|f| / ‖w‖_q`` along :meth:`direction` (w) (DeepFool).
         """
         return torch.linalg.vector_norm(v.flatten(1), ord=1.0 if self.name == "linf" else 2.0, dim=1)
 
@@ -91,7 +98,10 @@ class LpGeometry:
         return v / per_example(self.norm(v).clamp_min(1e-12), v)
 
 
-LINF, L2 = LpGeometry("linf"), LpGeometry("l2")
+#: The L∞ geometry.
+LINF = LpGeometry("linf")
+#: The L2 geometry.
+L2 = LpGeometry("l2")
 _GEOMETRIES = {"linf": LINF, "l2": L2}
 
 
@@ -162,10 +172,12 @@ class ThreatModel:
 
     @property
     def geometry(self) -> LpGeometry:
+        """The :class:`LpGeometry` of this threat model's norm."""
         return _GEOMETRIES[self.norm]
 
     @property
     def p(self) -> float:
+        """The exponent p of the norm (∞ or 2)."""
         return self.geometry.p
 
     def __str__(self) -> str:
@@ -238,7 +250,7 @@ class ThreatModel:
         [0, ε]. This is deliberately not uniform in the ball: in d = 784 dimensions a uniform draw
         lies within 1% of the sphere, so an attack would start with its whole budget spent on a
         random direction (PGD-L2 at ε = 1.5 on MNIST left 4.4 points more accuracy that way).
-        ``generator`` may live on any device (:mod:`advlab.rng`), or be None for the global RNG.
+        ``generator`` may live on any device (``advlab.rng``), or be None for the global RNG.
         """
         if self.norm == "linf":
             u = uniform_like(x, generator)

@@ -80,12 +80,18 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps:
     last time and the best loss has not improved. Restarts run only on examples still robust.
     Returns, per example, the first fooling iterate if any, else the highest-loss point.
 
+    Other arguments as in :func:`advlab.attacks.pgd`.
+
     Parameters
     ----------
-    steps : int, default 100;  loss : {"ce", "dlr"}, default "ce" (DLR is untargeted)
-    restarts : int, default 1;  rho : float, default 0.75;  momentum : float, default 0.75
-    generator : torch.Generator on any device (advlab.rng), for the random starts
-    Other arguments as in :func:`advlab.attacks.pgd`.
+    steps : int, default 100
+    loss : {"ce", "dlr"}, default "ce"
+        DLR is untargeted.
+    restarts : int, default 1
+    rho : float, default 0.75
+    momentum : float, default 0.75
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``), for the random starts.
     """
     labels = target if targeted else y
     check_positive_int(steps=steps, restarts=restarts)
@@ -133,11 +139,18 @@ def apgd_t(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, step
     APGD ascends −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2) with t the k-th highest other class at the
     clean input, on the examples no earlier run fooled. Needs at least 4 classes.
 
+    Other arguments as in :func:`advlab.attacks.pgd`.
+
     Parameters
     ----------
-    steps : int, default 100 (per target and restart);  targets : int, default 9 (capped at classes − 1)
-    restarts : int, default 1 (per target);  rho, momentum, generator : as in :func:`apgd`
-    Other arguments as in :func:`advlab.attacks.pgd`.
+    steps : int, default 100
+        Per target and restart.
+    targets : int, default 9
+        Capped at classes − 1.
+    restarts : int, default 1
+        Per target.
+    rho, momentum, generator
+        As in :func:`apgd`.
     """
     check_positive_int(steps=steps, targets=targets, restarts=restarts)
     with torch.no_grad():

@@ -29,6 +29,7 @@ from ..threat import NORMS, ThreatModel
 # bounded: best input inside a given ε-ball; minimum-norm: smallest perturbation that fools, in a
 # norm (an optional threat projects the result onto its ball); the black-box kinds see only
 # scores (score-based) or labels (decision-based); transfer attacks craft on a surrogate.
+#: The kinds of attack an :class:`AttackSpec` declares.
 KINDS = ("bounded", "minimum-norm", "score-based", "decision-based", "transfer")
 BLACK_BOX = ("score-based", "decision-based", "transfer")  # they receive a QueryOracle, never the model
 
@@ -63,6 +64,7 @@ class AttackResult:
 
     @property
     def passes_per_example(self) -> tuple[float, float]:
+        """Forward and backward passes the attack spent per example, ``(forwards, backwards)``."""
         n = self.x_adv.shape[0]
         return self.forwards / n, self.backwards / n
 
@@ -115,6 +117,7 @@ class AttackSpec:
 
     @property
     def black_box(self) -> bool:
+        """Whether the attack sees the model only through queries (score- or decision-based)."""
         return self.kind in BLACK_BOX
 
     def params(self) -> dict:
@@ -139,6 +142,7 @@ class AttackSpec:
         return params.get("norm") or self.params().get("norm") or (self.norms[0] if self.norms else None)
 
 
+#: Every registered attack by the name :func:`run_attack` and the chapters use (``fgsm``, ``pgd``, ``apgd``, ...).
 ATTACKS: dict[str, AttackSpec] = {}
 
 

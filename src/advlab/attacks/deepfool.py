@@ -45,8 +45,8 @@ def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel | N
     ``success`` says whether the projected point still fools the model).
 
     At x_i, for each candidate class k ≠ y, w_k = ∇f_k − ∇f_y and f'_k = f_k − f_y; the nearest
-    linearised boundary is l = argmin_k |f'_k| / ‖w_k‖_q (q the dual norm) and the step reaches it:
-    r_i = (|f'_l| + 1e-4) / ‖w_l‖_q · d(w_l), d the unit steepest-ascent direction. The total
+    linearised boundary is ``l = argmin_k |f'_k| / ‖w_k‖_q`` (q the dual norm) and the step reaches it:
+    ``r_i = (|f'_l| + 1e-4) / ‖w_l‖_q · d(w_l)``, d the unit steepest-ascent direction. The total
     r = Σ r_i is applied as x + (1 + overshoot) r, clipped to [0, 1]. Each example stops as soon as
     it is misclassified; examples misclassified from the start are returned unchanged.
 

@@ -22,13 +22,18 @@ def mifgsm(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, step
     direction of the threat's norm. Momentum stabilises the direction across steps, so the
     examples transfer better to models the attacker cannot see. No random start.
 
+    Other arguments as in :func:`advlab.attacks.pgd`.
+
     Parameters
     ----------
-    steps : int, default 10 (the paper's T)
-    decay : float, default 1.0 (the paper's μ)
-    step_size : float, default ε / steps (the paper's α = ε/T)
-    generator : unused (deterministic); accepted for the common signature
-    Other arguments as in :func:`advlab.attacks.pgd`.
+    steps : int, default 10
+        The paper's T.
+    decay : float, default 1.0
+        The paper's μ.
+    step_size : float, default ε / steps
+        The paper's α = ε/T.
+    generator : optional
+        Unused (deterministic); accepted for the common signature.
     """
     check_positive_int(steps=steps)
     if not decay >= 0:

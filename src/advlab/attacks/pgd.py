@@ -47,12 +47,13 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, steps: 
     restarts : int, default 1
     random_start : bool, default True
         Start at a random point of the ball (else at x): L∞ uniform in the cube; L2 a uniform
-        direction at a radius drawn uniformly in [0, ε] (:meth:`ThreatModel.random_start`).
+        direction at a radius drawn uniformly in [0, ε] (``ThreatModel.random_start``).
     schedule : {"constant", "cosine"}, default "constant"
         Step size per step: fixed, or decayed as step_size · (1 + cos(π t / steps)) / 2.
     loss : {"ce", "dlr"}, default "ce"
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on any device (advlab.rng), for the random starts
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``), for the random starts.
 
     Returns
     -------

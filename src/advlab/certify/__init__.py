@@ -1,14 +1,14 @@
 """Certification: lower bounds on robust accuracy.
 
-- :mod:`~advlab.certify.bounds`: interval bound propagation, CROWN, α-CROWN and CROWN-IBP,
+- ``bounds``: interval bound propagation, CROWN, α-CROWN and CROWN-IBP,
   deterministic certificates for L∞ and L2 balls of sequential ReLU networks;
-- :mod:`~advlab.certify.milp`: exact verification of small networks by mixed-integer programming,
+- ``milp``: exact verification of small networks by mixed-integer programming,
   with LP-tightened intermediate bounds;
-- :mod:`~advlab.certify.smoothing`: randomized smoothing, probabilistic L2 certificates for any
+- ``smoothing``: randomized smoothing, probabilistic L2 certificates for any
   classifier, and SmoothAdv, the attack on the smoothed classifier.
 
 Every entry point computes in IEEE float32 whatever the caller's global flags (TF32 off for matrix
-products and convolutions, :func:`advlab.precision.strict_fp32`, the flags restored afterwards):
+products and convolutions, ``advlab.precision.strict_fp32``, the flags restored afterwards):
 a bound rounded in TF32 can be an unsound certificate.
 """
 from .bounds import BOUND_METHODS, Bounds, bound_spec, certified, layers, margin_bounds, relu_count, verify

@@ -47,6 +47,8 @@ from ..progress import bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
 
+#: The bound-propagation methods of :func:`margin_bounds`: interval (IBP), CROWN, α-CROWN (optimised slopes of
+#: the final layer's relaxation) and CROWN-IBP (CROWN over IBP's intermediate bounds).
 BOUND_METHODS = ("ibp", "crown", "alpha_crown", "crown_ibp")
 ALPHA_STEPS = 20  # projected Adam steps of α-CROWN's slope optimisation
 ALPHA_LR = 0.25  # their learning rate (slopes live in [0, 1])
@@ -221,7 +223,7 @@ def _concretize(a, bias, lo, hi, sign: int, ball=None):
 @dataclass
 class Bounds:
     """Lower and upper bounds (B, S) of a specification, and the pre-activation bounds ``(l, u)``
-    of every ReLU layer in order, each (B, *shape): the certificate's intermediate evidence."""
+    of every ReLU layer in order, each ``(B, *shape)``: the certificate's intermediate evidence."""
 
     lower: torch.Tensor
     upper: torch.Tensor | None

@@ -136,7 +136,7 @@ def refine_bounds(segs, pre, lo, hi, seconds: float = float("inf")) -> tuple[lis
 
 
 def _refine(segs, pre, lo, hi, left_s):
-    """:func:`refine_bounds`' work, in place on ``pre``; ``left_s()`` is the time left."""
+    """``refine_bounds``' work, in place on ``pre``; ``left_s()`` is the time left."""
     solved = 0
     for i in range(1, len(pre)):  # the first layer's bounds over the box are exact already
         l, u = pre[i]
@@ -170,7 +170,7 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
                        time_limit: float = 30.0, refine: str = "lp", progress: bool = True) -> pd.DataFrame:
     """Decide robustness of every example exactly; one row per example.
 
-    Columns: ``verdict`` (robust / not robust / undecided, :data:`VERDICTS`; an example the model
+    Columns: ``verdict`` (robust / not robust / undecided, ``VERDICTS``; an example the model
     misclassifies clean is not robust), ``programs`` (MILPs solved: one per margin, most doubtful
     first, none for margins CROWN already proves positive), ``binaries`` (unstable ReLUs),
     ``seconds``, and ``counterexample`` (the minimiser of a non-positive margin, else None).
@@ -178,7 +178,7 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
     an example whose programs it cannot finish in time is undecided (the search stops at its
     first unfinished program). Before branching, the margins are bounded by α-CROWN (margins it
     proves positive need no program) and, with ``refine="lp"``, the intermediate bounds are
-    tightened by LP (:func:`refine_bounds`, within :data:`LP_SHARE` of the time limit);
+    tightened by LP (``refine_bounds``, within ``LP_SHARE`` of the time limit);
     ``binaries_crown`` and ``lps`` say what that changed and cost.
     """
     check_choice(refine, REFINEMENTS, "refine")

@@ -21,6 +21,7 @@ from ..models import eval_mode
 from ..precision import strictly_fp32
 from ..rng import randn
 
+#: The label a smoothed classifier returns when it abstains (the test cannot separate the top two classes).
 ABSTAIN = -1
 
 

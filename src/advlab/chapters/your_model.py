@@ -52,13 +52,6 @@ def _threats_ok(cfg) -> bool:
         return False
 
 
-def _options_ok(cfg) -> bool:
-    try:
-        return isinstance(json.loads(cfg.model_options), dict)
-    except ValueError:
-        return False
-
-
 _d = defenses.CHAPTER.profiles  # the robust evaluation's budgets are the defenses chapter's, profile by profile
 
 CHAPTER = Chapter(
@@ -70,7 +63,9 @@ CHAPTER = Chapter(
         "model": Param(str, f"the model: a weights or TorchScript file, or {BOOK}CHAPTER/NAME for one of the book's "
                             "trained models (e.g. book:defenses/PGD-L∞)", path=True),
         "architecture": Param(str, f"how to build a weights file: {ARCHITECTURES}; 'book' for a book model"),
-        "model_options": Param(str, "keyword options of the architecture, as a JSON object (e.g. {\"width\": 0.5})"),
+        "model_options": Param(str, "keyword options of the architecture, a JSON or YAML mapping "
+                                    "(e.g. {\"width\": 0.5})",
+                               mapping=True),
         "normalization": Param(str, "what the model expects: 'none' (pixels in [0, 1]), 'dataset' (normalised with "
                                     "the dataset's mean and std) or 'custom' (norm_mean, norm_std)",
                                choices=NORMALIZATIONS),
@@ -133,7 +128,6 @@ CHAPTER = Chapter(
     relations=(
         Relation(("threats",), _threats_ok, "every threat must be written 'linf EPS' or 'l2 EPS' with EPS ≥ 0 in "
                                             "pixel units"),
-        Relation(("model_options",), _options_ok, "model_options must be a JSON object, e.g. '{\"width\": 0.5}'"),
         Relation(("model", "architecture"), lambda c: c.model.startswith(BOOK) == (c.architecture == "book"),
                  f"a {BOOK}CHAPTER/NAME model takes architecture 'book', and a file names how it is built"),
         Relation(("norm_mean", "norm_std"), lambda c: len(c.norm_mean) == len(c.norm_std),
@@ -147,6 +141,7 @@ CHAPTER = Chapter(
                  "n_minimal, audit_n and n_smooth must not exceed n_test: their examples come from the evaluated "
                  "subset"),
     ),
+    check=lambda cfg: check(cfg),  # defined below, with the model
 )
 
 
@@ -187,6 +182,13 @@ def your_model(cfg: Config) -> TrainConfig | ModelFile:
         return book_model(cfg, cfg.model[len(BOOK):])
     return ModelFile(cfg.model, cfg.dataset, cfg.architecture, options=json.loads(cfg.model_options),
                      normalization=normalization(cfg), eot_draws=cfg.eot_draws)
+
+
+def check(cfg: Config) -> None:
+    """The model before any kernel: the file exists and loads, its weights fit the architecture, it
+    classifies the dataset's inputs (what :class:`~advlab.results.ModelFile` checks when declared), or a
+    book model of that name exists. ``advlab run`` calls this before papermill starts."""
+    your_model(cfg)
 
 
 def surrogate(cfg: Config) -> TrainConfig:

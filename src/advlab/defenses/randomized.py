@@ -36,6 +36,7 @@ class GaussianNoise(nn.Module):
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
+        """Restart the noise streams from ``seed`` (one generator per device, made on first use)."""
         self.seed = int(seed)
         self._generators: dict[torch.device, torch.Generator] = {}
 

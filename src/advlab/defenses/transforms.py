@@ -35,6 +35,7 @@ class BitDepthReduction(nn.Module):
         self.straight_through = straight_through
 
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` rounded to ``bits`` bits per pixel (the forward pass of the defense)."""
         levels = 2 ** self.bits - 1
         q = torch.round(x * levels) / levels
         return x + (q - x).detach() if self.straight_through else q

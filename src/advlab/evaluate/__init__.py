@@ -2,8 +2,8 @@
 
 Every table and curve in the book is aggregated from the rows these functions return.
 """
-from .adaptive import (adaptive_worst_case, cascade, ensemble, escalation, overstatement, probe,
-                       robust_evaluation)
+from .adaptive import (GradientProbe, MaskingProbe, adaptive_worst_case, cascade, ensemble, escalation,
+                       overstatement, probe, robust_evaluation)
 from .audit import CHECKS as AUDIT_CHECKS
 from .audit import gradient_masking_audit
 from .rows import (adversarial_inputs, changed_pixels, check_adversarial, clean_table, evaluate_attack,
@@ -14,7 +14,8 @@ from .stats import (accuracy, accuracy_by_queries, clopper_pearson, median_inter
                     transfer_table)
 from .tables import accuracy_table, display_table, format_accuracy, format_columns, interval
 
-__all__ = ["AUDIT_CHECKS", "accuracy", "adaptive_worst_case", "cascade", "escalation", "overstatement", "probe",
+__all__ = ["AUDIT_CHECKS", "GradientProbe", "MaskingProbe", "accuracy", "adaptive_worst_case", "cascade",
+           "escalation", "overstatement", "probe",
            "accuracy_by_queries", "accuracy_table", "adversarial_inputs", "changed_pixels",
            "check_adversarial", "clean_table", "clopper_pearson", "display_table", "ensemble", "evaluate_attack",
            "fgsm_eps_for_rate", "format_accuracy", "format_columns", "gradient_masking_audit", "interval",

@@ -210,7 +210,7 @@ class MaskingProbe:
 
     @property
     def flags(self) -> list[str]:
-        """The symptoms found, each decided on a count of inputs (:func:`flag_count`)."""
+        """The symptoms found, each decided on a count of inputs (``flag_count``)."""
         g, need = self.gradients, flag_count(self.gradients.n)
         out = ["randomness"] if self.randomized else []
         if g.n and g.zero >= need:
@@ -321,7 +321,7 @@ def adaptive_worst_case(model, data: Dataset, threat: ThreatModel, *, steps: int
     The model is probed (``found``, or :func:`probe` on ``data``); a randomized model is attacked and
     judged through EOT over ``eot_draws`` calls. The :func:`cascade` runs first. It escalates
     (:func:`escalation`, with ``escalation_queries`` Square queries, default 10 × ``queries``) on the
-    examples still robust when the probe flags masked gradients or :func:`square_beat_gradients`.
+    examples still robust when the probe flags masked gradients or ``square_beat_gradients``.
 
     Returns :func:`~advlab.evaluate.worst_case`'s columns plus ``cascade_robust`` (robust after the cascade
     alone), ``escalated`` (whether the escalation ran) and ``masking`` (the probe's symptoms, with

@@ -25,6 +25,7 @@ from .adaptive import (FD_STEP, PARTIAL, PROBE_N, StraightThrough, bpda_model, e
                        is_randomized, masking_stages, probe_gradients, with_straight_through)
 from .rows import evaluate_attack
 
+#: The checks of :func:`gradient_masking_audit`, by name, each with what it expects of an honest evaluation.
 CHECKS = {
     "randomness": "the model answers the same input the same way at every call (else: attacked through EOT)",
     "iterative": "iterative attacks beat single-step ones (PGD ≤ FGSM)",
@@ -59,14 +60,14 @@ def allowed(n: int, share: float) -> int:
 
 
 def _verdict(excess: int, n: int, tolerance: float) -> str:
-    """On counts of examples: pass up to :func:`allowed`, fail from twice that, warn between."""
+    """On counts of examples: pass up to ``allowed``, fail from twice that, warn between."""
     ok = allowed(n, tolerance)
     return "pass" if excess <= ok else "fail" if excess >= 2 * ok else "warn"
 
 
 def conclusive(audit: pd.DataFrame, queries: int | None = None) -> list[str]:
     """Why an audit with no warning still cannot say that nothing suggests masked gradients: the required
-    checks it did not run (n/a), and a black-box check below :data:`MIN_BLACK_BOX_QUERIES` queries."""
+    checks it did not run (n/a), and a black-box check below ``MIN_BLACK_BOX_QUERIES`` queries."""
     verdicts = dict(zip(audit.check, audit.verdict))
     missing = [c for c in REQUIRED if verdicts.get(c, "n/a") == "n/a"]
     if queries is not None and queries < MIN_BLACK_BOX_QUERIES:
@@ -79,25 +80,25 @@ def gradient_masking_audit(model, data: Dataset, threat: ThreatModel, *, checks=
                            batch_size: int = 256, seed: int = 0) -> pd.DataFrame:
     """Run the gradient-masking checks on ``model`` in ``threat``; one row per check.
 
-    ``checks`` names a subset of :data:`CHECKS` (all by default). Every decision is made on counts of
+    ``checks`` names a subset of ``CHECKS`` (all by default). Every decision is made on counts of
     examples, so the same model and data give the same verdicts whatever the seed, short of the attacks'
     own random starts moving a count across a threshold. A check comparing two attacks counts the examples
     the weaker-by-design attack leaves fewer standing than the stronger (robust counts' difference): it
-    passes up to :func:`allowed` (``tolerance`` of the examples, at least 2), fails from twice that, and
+    passes up to ``allowed`` (``tolerance`` of the examples, at least 2), fails from twice that, and
     warns between. A randomized model is audited as the evaluation judges it, through EOT over ``draws``
     calls (its single draws would move every count with the model's own noise); ``draws`` and ``eot``
     compare it with its single draws, and warn at most: randomness is answered by EOT, not a failure.
     ``transfer`` needs ``surrogate`` (without one it is n/a, and the audit is not conclusive:
-    :func:`conclusive`). The checks that apply to some models find them by behaviour, not
+    ``conclusive``). The checks that apply to some models find them by behaviour, not
     by class: ``randomness``, ``draws`` and ``eot`` apply to a model that answers the same input
-    differently from one call to the next (:func:`is_randomized`; EOT with ``draws`` samples);
+    differently from one call to the next (``is_randomized``; EOT with ``draws`` samples);
     ``gradients`` and ``coverage`` count the correctly classified inputs whose gradient is zero or
-    non-finite, or reaches under half the input's coordinates (:func:`~advlab.evaluate.adaptive.probe_gradients`),
-    flagged from :func:`~advlab.evaluate.adaptive.flag_count` of them; ``bpda`` applies to a model with a
-    submodule that cuts the gradient (:func:`masking_stages`), attacked with that stage behind the identity
+    non-finite, or reaches under half the input's coordinates (``probe_gradients``),
+    flagged from ``flag_count`` of them; ``bpda`` applies to a model with a
+    submodule that cuts the gradient (``masking_stages``), attacked with that stage behind the identity
     on the backward pass (advlab's bit-depth reduction by its own switch); a cut inside the model's own
     ``forward`` cannot be bypassed so and is said in the evidence. PGD runs ``steps`` iterations (step
-    2.5 ε / steps, random start), Square ``queries`` (at least :data:`MIN_BLACK_BOX_QUERIES` for a
+    2.5 ε / steps, random start), Square ``queries`` (at least ``MIN_BLACK_BOX_QUERIES`` for a
     conclusive audit).
 
     Returns columns ``check``, ``what``, ``verdict`` and ``evidence`` (the numbers behind it).

@@ -79,9 +79,9 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     ``threat`` is required by bounded attacks and optional for minimum-norm ones (a projection;
     ``norm`` then records the norm the attack minimised). Random draws come from ``generator``,
     or from a fresh generator seeded with ``seed`` on the data's device. ``batch_size`` defaults
-    to :func:`attack_batch_size` of the data's device (256 on a CPU, 1024 on a GPU).
+    to ``attack_batch_size`` of the data's device (256 on a CPU, 1024 on a GPU).
 
-    Black-box attacks see ``model`` only through a :class:`~advlab.attacks.QueryOracle` answering
+    Black-box attacks see ``model`` only through a :class:`~advlab.attacks.blackbox.QueryOracle` answering
     ``output`` (default: the first the attack accepts) with ``budget`` queries per example; their
     rows gain ``queries`` (per example; NaN for white-box attacks).
     ``keep_inputs`` = k > 0 adds a column ``changed``: for the first k examples the model classifies

@@ -16,6 +16,8 @@ from ..data import dataset_spec
 from ..errors import InputError
 from .nets import MLP, VGG, ConvSmall, LeNet5, PreActResNet18, SmallCNN, WideResNet
 
+__all__ = ["MODELS", "Autocast", "Normalize", "build_model", "eval_mode", "model_options", "predict", "to_device"]
+
 
 class Normalize(nn.Module):
     """(x - mean) / std per channel; x in [0, 1]. Buffers, so they follow ``.to(device)``."""
@@ -69,6 +71,8 @@ def _wide_resnet(shape, num_classes, depth: int = 28, widen_factor: int = 10, dr
     return WideResNet(shape, num_classes, depth=depth, widen_factor=widen_factor, dropout=dropout)
 
 
+#: The architectures :func:`build_model` builds, by name; each takes the dataset's shape and classes, then
+#: its keyword options (:func:`model_options`).
 MODELS = {
     "mlp": _mlp,
     "small_cnn": _small_cnn,

@@ -29,11 +29,13 @@ from ..threat import ThreatModel
 from ..training import TrainConfig
 from ..training.denoiser import DenoiserConfig
 
+#: The format of result tables, part of every key: bumped when old tables would mean something else.
 RESULT_FORMAT = 1
 TIMING = ("seconds",)  # columns that measure wall time: they vary between runs, all else must not
 
 
 def timing_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of a result table that hold wall times (they differ between runs, so no digest covers them)."""
     return [c for c in df.columns if c in TIMING or c.endswith("_seconds")]
 
 
@@ -76,6 +78,7 @@ class DataSpec:
             raise InputError(f"DataSpec.sub ({self.sub}) cannot exceed n ({self.n}): it is a subset of the subset")
 
     def load(self, device=None) -> Dataset:
+        """The subset itself: the split loaded and the seeded subset (and sub-subset) drawn."""
         data = load_dataset(self.dataset, self.split, device=device)
         data = data.subset(self.n, seed=self.seed, stratified=self.stratified)
         if self.sub is not None:  # a study on part of the chapter's subset (drawn the same way)
@@ -95,6 +98,7 @@ def _wrapper_fns() -> dict:
             "eot": lambda m, draws: EOT(m, draws)}
 
 
+#: The wrappers a :class:`ModelSpec` declares in front of a model, by name, with what each does.
 WRAPPERS = {"bits": "input bit-depth reduction (feature squeezing) to `bits` bits",
             "bpda": "BPDA: the wrapped model's input transforms differentiated as the identity",
             "noise": "Gaussian noise of std `sigma` added to the input on every forward pass (reseeded per block)",
@@ -133,10 +137,12 @@ class ModelSpec:
 
     @property
     def dataset(self) -> str:
+        """The dataset the trained model classifies."""
         return self.config.dataset
 
     @property
     def key(self) -> str:
+        """The recipe's key: the trained model's, its wrappers in order and the denoiser in front."""
         return config_key({"model": self.config.key, "wrappers": [[n, p] for n, p in self.wrappers],
                            **({"front": self.front.key} if self.front else {})})
 
@@ -177,9 +183,11 @@ class RandomNet:
 
     @property
     def key(self) -> str:
+        """The net's key: architecture, dataset, options and seed."""
         return config_key({"random": self.model, "dataset": self.dataset, "options": self.options, "seed": self.seed})
 
     def build(self, device) -> torch.nn.Module:
+        """The seeded untrained network on ``device`` (eval mode); the caller's RNG is left as it was."""
         with torch.random.fork_rng():  # seeded weights, the caller's RNG untouched
             torch.manual_seed(self.seed)
             net = build_model(self.model, self.dataset, **self.options).eval()
@@ -188,7 +196,7 @@ class RandomNet:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model the reader brings (:mod:`advlab.models.external`): ``path`` to its weights or TorchScript
+    """A model the reader brings (``advlab.models.external``): ``path`` to its weights or TorchScript
     file, how to build it (``architecture``, ``options``), and ``normalization`` ``(mean, std)`` if it
     expects normalised inputs. Declaring it loads it once on the CPU and probes it, so a file that does
     not load, does not match its architecture, or does not classify ``dataset``'s images is an error
@@ -235,6 +243,7 @@ class ModelFile:
 
     @property
     def key(self) -> str:
+        """The model's key: the file's sha256 (not its path), architecture, options, dataset and normalisation."""
         return config_key({"file": self.sha256, "architecture": self.architecture, "source": self.source_sha256,
                            "options": self.options, "dataset": self.dataset,
                            "normalization": self.normalization, "eot_draws": self.eot_draws})
@@ -253,7 +262,7 @@ class ModelFile:
 
 def threat_of(spec) -> ThreatModel | None:
     """A threat model from its JSON form ``[norm, eps]``, or ``[norm, eps, [s_1, ..., s_C]]`` with
-    per-channel units (:attr:`ThreatModel.scale`); None stays None."""
+    per-channel units (``ThreatModel.scale``); None stays None."""
     if spec is None or isinstance(spec, ThreatModel):
         return spec
     if not (isinstance(spec, (list, tuple)) and len(spec) in (2, 3)):
@@ -274,10 +283,14 @@ class Kind:
     whole_inputs: bool = False  # the inputs' whole tables (a statistic over all examples), not the block's rows
 
 
+#: The registered evaluation kinds by name (one module per family under ``results/kinds``).
 EVALUATION_KINDS: dict[str, Kind] = {}
 
 
 def register_kind(name: str, doc: str, takes_inputs: bool = False, whole_inputs: bool = False):
+    """Decorator: register ``fn(models, data, seed=, batch_size=, **params)`` as evaluation kind ``name``
+    (:class:`Kind`); ``takes_inputs`` gives it the rows of its input evaluations, ``whole_inputs`` their whole
+    tables."""
     def deco(fn):
         EVALUATION_KINDS[name] = Kind(name, fn, doc, takes_inputs or whole_inputs, whole_inputs)
         return fn
@@ -291,7 +304,7 @@ class Evaluation:
     ``params`` must be JSON-able (threat models as ``[norm, eps]``). ``block`` is the unit of
     sharding and of the random streams, and the attack batch size; ``precision`` "bf16" runs the
     models under bf16 autocast and "tf32" lets GPU products round to TF32 (speed options); "fp32",
-    the default, is IEEE float32 on every device (:mod:`advlab.precision`). ``inputs`` names
+    the default, is IEEE float32 on every device (``advlab.precision``). ``inputs`` names
     other evaluations on the same examples whose tables this one reads (e.g. the MILP decides only
     what the certificates and attacks left open); they are computed first.
     """
@@ -342,12 +355,16 @@ class Evaluation:
 
     @property
     def key(self) -> str:
+        """The result table's key: a hash of everything that decides its numbers (:meth:`describe`)."""
         return config_key(self.describe(), length=16)
 
     def path(self, cache_root=None) -> Path:
+        """Where the table lives: ``<cache>/results/<kind>-<dataset>-<key>.pt``."""
         return resolve_cache_root(cache_root) / "results" / f"{self.kind}-{self.data.dataset}-{self.key}.pt"
 
     def blocks(self, n: int) -> list[range]:
+        """The fixed blocks of ``block`` examples that ``n`` examples are computed in (each with its own random
+        stream)."""
         return [range(i, min(i + self.block, n)) for i in range(0, n, self.block)]
 
 

@@ -37,6 +37,7 @@ def encode_table(df: pd.DataFrame) -> dict:
 
 
 def decode_table(enc: dict) -> pd.DataFrame:
+    """The table back from its exact encoding (:func:`encode_table`), with its column types."""
     dtypes = {"list": object, "str": "str"}
     data = {c: (enc["data"][c].numpy() if enc["kinds"][c] == "tensor"
                 else pd.Series(enc["data"][c], dtype=dtypes[enc["kinds"][c]]))
@@ -45,6 +46,7 @@ def decode_table(enc: dict) -> pd.DataFrame:
 
 
 def table_digest(enc: dict) -> str:
+    """The sha256 of an encoded table's values (wall-time columns excluded), stored beside it and checked on load."""
     h = hashlib.sha256()
     for c in enc["columns"]:
         h.update(c.encode())

@@ -51,7 +51,7 @@ def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: b
     """The trained model for ``config`` (eval mode) and its checkpoint record.
 
     The checkpoint lives at ``config.checkpoint_path(cache_root)`` in the artifact store
-    (:func:`advlab.store.load_or_make`): it carries the config, metrics and library versions and
+    (``advlab.store.load_or_make``): it carries the config, metrics and library versions and
     is written atomically. A truncated or foreign file is reported, discarded and retrained, never
     loaded; so is one whose weights do not match the sha256 digest stored beside them (flipped
     bytes that still unpickle). Under torchrun every rank trains (DDP) and rank 0 writes; with

@@ -15,8 +15,10 @@ from ..precision import PRECISIONS
 from ..threat import ThreatModel
 from .methods import METHODS, get_method
 
-# Bump when a change makes old checkpoints mean something else (architecture, training loop).
+#: The checkpoints' format, part of their key: bumped when a change makes old checkpoints mean something else
+#: (architecture, training loop).
 CHECKPOINT_FORMAT = 3
+#: The learning-rate schedules of :class:`TrainConfig`.
 SCHEDULES = ("onecycle", "cosine", "cyclic", "constant")
 
 
@@ -27,7 +29,7 @@ class TrainConfig:
     Units: ``lr`` is the peak learning rate; ``batch_size`` in examples; ``epochs`` full passes
     over the (sub)set; every ε in ``method_params`` in pixel units of [0, 1].
 
-    ``method`` names a training method of :data:`advlab.training.methods.METHODS` and
+    ``method`` names a training method of ``advlab.training.methods.METHODS`` and
     ``method_params`` its parameters (unknown or inapplicable names, a missing ε, a fraction
     outside [0, 1] fail here, before any training). ``init``, another config of the same
     architecture, fine-tunes its trained model instead of starting from random weights.
@@ -103,6 +105,7 @@ class TrainConfig:
                                  f"as {(self.dataset, self.model, self.model_options)}")
 
     def to_dict(self) -> dict:
+        """Every field, as plain data (what the key hashes)."""
         return dataclasses.asdict(self)
 
     def __hash__(self):  # dict fields: hash the configuration key, consistent with ==
@@ -110,6 +113,7 @@ class TrainConfig:
 
     @property
     def key(self) -> str:
+        """The configuration's cache key: a hash of every field and the checkpoint format."""
         return config_key({"format": CHECKPOINT_FORMAT, **self.to_dict()})
 
     @property
@@ -123,6 +127,7 @@ class TrainConfig:
         return METHODS[self.method].threat(self.method_params)
 
     def checkpoint_path(self, root=None) -> Path:
+        """Where the checkpoint of this configuration lives under the cache ``root`` (default: the cache)."""
         tag = "" if self.method == "standard" else f"-{self.method}"
         if self.threat is not None:
             tag += f"_{self.threat.norm}_{self.threat.eps:g}"

@@ -65,6 +65,7 @@ class DenoiserConfig:
             raise InputError(f"DenoiserConfig.lr must be > 0, got {self.lr}")
 
     def to_dict(self) -> dict:
+        """Every field, as plain data (what the key hashes)."""
         return dataclasses.asdict(self)
 
     def __hash__(self):
@@ -72,9 +73,11 @@ class DenoiserConfig:
 
     @property
     def key(self) -> str:
+        """The denoiser's cache key: every field (the classifier's configuration among them) and the format."""
         return config_key({"format": DENOISER_FORMAT, **self.to_dict()})
 
     def checkpoint_path(self, root=None) -> Path:
+        """Where the denoiser's checkpoint lives under the cache ``root`` (default: the cache)."""
         c = self.classifier
         return (cache_root(root) / "models" /
                 f"{c.dataset}-dncnn{self.depth}-{self.attack}_{self.norm}_{self.eps:g}-on-{c.model}-{self.key}.pt")
@@ -133,7 +136,7 @@ def _read(config: DenoiserConfig, path: Path, device):
 
 def load_or_train_denoiser(config: DenoiserConfig, device=None, cache_root=None, progress: bool = True):
     """The trained denoiser for ``config`` (eval mode) and its record, through the artifact store
-    like the classifiers (:func:`advlab.store.load_or_make`): trained only when no valid checkpoint
+    like the classifiers (``advlab.store.load_or_make``): trained only when no valid checkpoint
     exists, written atomically; under torchrun rank 0 trains and the others read its file; with
     ``ADVLAB_CACHED_ONLY=1`` a missing denoiser is a :class:`~advlab.errors.CacheMiss`."""
     device = torch.device(device or "cpu")

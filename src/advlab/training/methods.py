@@ -49,6 +49,10 @@ class StepOut:
 
 @dataclass(frozen=True)
 class Method:
+    """A training method: ``step`` computes one batch's loss, ``params`` declares its parameters (type,
+    default or REQUIRED, choices), ``adversarial`` says whether it attacks during training, and
+    ``check_model`` refuses a model it cannot train. :data:`~advlab.training.METHODS` holds the registered ones."""
+
     name: str
     step: Callable
     params: dict = field(default_factory=dict)  # name -> (type, default or REQUIRED, choices or None)
@@ -104,6 +108,7 @@ class Method:
         return ThreatModel(p["norm"], p["eps"]) if "eps" in p else None
 
 
+#: The training methods by name (``standard``, ``pgd``, ``trades``, ``ibp``, ...): each computes one step's loss.
 METHODS: dict[str, Method] = {}
 
 
@@ -133,6 +138,7 @@ def _bounds_apply(model) -> None:
 
 
 def get_method(name: str) -> Method:
+    """The registered training method ``name``; unknown names list the valid ones."""
     check_choice(name, METHODS, "training method")
     return METHODS[name]
 

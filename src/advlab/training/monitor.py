@@ -17,9 +17,14 @@ from .config import TrainConfig
 # Catastrophic overfitting (Wong et al. 2020): held-out PGD accuracy falls CO_DROP (absolute) below its
 # best epoch, or stays under CO_FLOOR while FGSM accuracy is CO_GAP higher (the single step defeated,
 # the ball not: FGSM training at a large ε does this from its first epoch).
+#: Catastrophic overfitting: held-out PGD accuracy this far (absolute) below its best epoch.
 CO_DROP = 0.2
+#: Catastrophic overfitting: held-out PGD accuracy under this while FGSM accuracy is :data:`CO_GAP` higher.
 CO_FLOOR = 0.1
+#: Catastrophic overfitting: the FGSM-over-PGD accuracy gap that, under :data:`CO_FLOOR`, says the single step
+#: is defeated and the ball is not.
 CO_GAP = 0.3
+#: PGD steps of the held-out accuracy the monitor measures after each epoch.
 MONITOR_STEPS = 10
 
 

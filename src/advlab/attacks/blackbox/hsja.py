@@ -44,7 +44,8 @@ def hop_skip_jump(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatMod
     steps : int, default 40;  init_evals : int, default 100;  max_evals : int, default 10,000
     gamma : float, default 1.0 (sets θ);  init_tries : int, default 100
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on any device (advlab.rng)
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``).
     """
     budget = oracle.attack_budget(queries, "hsja")
     check_positive_int(steps=steps, init_evals=init_evals, max_evals=max_evals, init_tries=init_tries)

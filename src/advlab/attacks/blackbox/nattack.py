@@ -41,7 +41,8 @@ def nattack(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, qu
     population : int, default 100 (the paper uses 300 for CIFAR-10, a tenth of its memory here)
     sigma : float, default 0.1;  lr : float, default 0.02 (the paper's values)
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on any device (advlab.rng)
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``).
     """
     budget = oracle.attack_budget(queries, "nattack")
     check_positive_int(population=population)

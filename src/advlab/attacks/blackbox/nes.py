@@ -58,7 +58,8 @@ def nes(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, querie
     momentum : float in [0, 1), default 0.9
     loss : {"ce", "margin"}, default "ce"
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on any device (advlab.rng)
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``).
 
     Returns
     -------

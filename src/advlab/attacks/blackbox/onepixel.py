@@ -49,7 +49,8 @@ def one_pixel(oracle, x: torch.Tensor, y: torch.Tensor, *, threat=None, pixels: 
     pixels : int, default 1 (the paper also uses 3 and 5)
     population : int, default 400;  generations : int, default 100;  scale : float, default 0.5
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on any device (advlab.rng)
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``).
 
     Returns
     -------

@@ -9,7 +9,9 @@ from ...errors import InputError
 from ...models import eval_mode
 from ..base import Oracle
 
-OUTPUTS = ("logits", "probs", "top1", "label")  # from most to least informative
+#: What a :class:`QueryOracle` answers, from most to least informative: logits, probabilities, the top class
+#: with its probability, or the label alone.
+OUTPUTS = ("logits", "probs", "top1", "label")
 
 
 class QueryBudgetError(InputError):
@@ -24,8 +26,8 @@ class QueryOracle(Oracle):
     model : callable, images (N, C, H, W) in [0, 1] -> logits (N, K)
         Kept private: an attack holding the oracle gets answers, never gradients or weights.
     output : {"logits", "probs", "top1", "label"}, default "probs"
-        What a query returns: logits (N, K); softmax probabilities (N, K); ``(label, probability
-        of that label)``, each (N,); or the label alone (N,).
+        What a query returns: logits (N, K); softmax probabilities (N, K); the label and its
+        probability, ``(label, p)``, each (N,); or the label alone (N,).
     budget : int or None
         Queries allowed per example (None: unlimited). A query that would exceed an example's
         budget raises :class:`QueryBudgetError` and is not answered.
@@ -34,6 +36,8 @@ class QueryOracle(Oracle):
         inputs: one query for the accounting, bounded activation memory for the model (on CPU,
         batches of thousands of images ran 2-5× slower per image than slices of 128).
 
+    Notes
+    -----
     An attack calls ``oracle(x, idx)``: ``x`` holds B candidate inputs and ``idx`` (B,) says which
     example each one is for (repeats allowed: a population of candidates for one example costs one
     query each). ``oracle.queries`` is the (N,) count so far.

@@ -159,7 +159,7 @@ def square(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, que
     L∞: start from vertical stripes of ±ε; each step redraws one s×s square (per example, at a
     random place) to ±ε per channel. L2: start from a grid of bumps scaled to ε; each step moves
     the mass of a random window into another, reshaped as a fresh bump (Algorithm 3). The side
-    s = √(p·h·w) follows the paper's schedule for p (:func:`p_schedule`). Examples stop querying
+    s = √(p·h·w) follows the paper's schedule for p (``p_schedule``). Examples stop querying
     once fooled (margin < 0). Loss: the margin z_y − max_{k≠y} z_k of the scores.
 
     Parameters
@@ -172,7 +172,8 @@ def square(oracle, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, que
     p_init : float, default 0.05 (L∞) or 0.1 (L2), the reference code's standard values
         Robust models need larger values (AutoAttack uses 0.8 for L∞).
     targeted : bool;  target : Tensor (N,), required when targeted
-    generator : torch.Generator on any device (advlab.rng), for every random draw
+    generator : torch.Generator, optional
+        On any device (``advlab.rng``), for every random draw.
 
     Returns
     -------
