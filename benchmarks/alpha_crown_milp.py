@@ -26,9 +26,9 @@ from advlab.timing import Stopwatch
 from advlab.training import load_or_train
 
 
-def margin_stats(model, x, y, threat, method):
+def margin_stats(model, x, y, threat, method, **options):
     with Stopwatch(x.device) as sw:
-        lower = bounds.margin_bounds(model, x, y, threat, method=method, upper=False).lower
+        lower = bounds.margin_bounds(model, x, y, threat, method=method, upper=False, **options).lower
     others = ~torch.nn.functional.one_hot(y, lower.shape[1]).bool()
     cert = bounds.certified(bounds.Bounds(lower, None, []), y)
     return {"mean margin lower bound": float(lower[others].mean()), "certified": float(cert.float().mean()),
@@ -54,12 +54,9 @@ def main():
         base = {"architecture": arch, "training": training, "eps": eps}
         crown, _ = margin_stats(model, x, y, threat, "crown")
         rows.append({**base, "method": "CROWN", **crown})
-        default = bounds.ALPHA_STEPS
         for steps in args.alpha_steps:
-            bounds.ALPHA_STEPS = steps
-            alpha, cert = margin_stats(model, x, y, threat, "alpha_crown")
+            alpha, cert = margin_stats(model, x, y, threat, "alpha_crown", alpha_steps=steps)
             rows.append({**base, "method": f"α-CROWN ({steps} steps)", **alpha})
-        bounds.ALPHA_STEPS = default
         print(json.dumps(rows[-1 - len(args.alpha_steps):], ensure_ascii=False), flush=True)
         if arch == "small MLP":
             open_ = (~cert).nonzero().squeeze(1)[:args.milp_n]

@@ -190,3 +190,12 @@ def test_graphed_pgd_equals_eager_pgd(threat, mnist_model, digits, monkeypatch):
     assert (graphed.x_adv - eager.x_adv).abs().max() <= 0.01
     assert (graphed.success != eager.success).sum() <= 1
     assert (graphed.forwards, graphed.backwards) == (eager.forwards, eager.backwards)
+
+
+def test_the_threat_scale_lives_on_the_device_once():
+    """PGD in per-channel units on the GPU: the scale tensor is made on the device at the first step and
+    reused, so the attack loop copies nothing from the host."""
+    t = ThreatModel("linf", 0.03, scale=(0.25, 0.26, 0.27))
+    x = torch.rand(4, 3, 8, 8, device=GPU)
+    first = t._s(x)
+    assert first.device == x.device and t._s(x + 1) is first

@@ -1,4 +1,5 @@
 """Evaluation: per-example rows, budgets asserted, exact intervals."""
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
@@ -120,3 +121,18 @@ def test_evaluate_refuses_a_cheating_attack(mnist_model, mnist_test, monkeypatch
     with pytest.raises(BudgetError):
         evaluate_attack(mnist_model, mnist_test.subset(10), attack="cheat", threat=ThreatModel("linf", 0.1),
                         progress=False)
+
+
+def test_rows_say_which_units_eps_is_in(mnist_model, mnist_test):
+    """A table in per-channel units and one in pixels at the same ε concatenate into rows that still differ."""
+    data = mnist_test.subset(8, seed=0)
+    pixel = evaluate_attack(mnist_model, data, attack="pgd", threat=ThreatModel("linf", 0.1), steps=2, seed=0,
+                            progress=False)
+    scaled = evaluate_attack(mnist_model, data, attack="pgd", threat=ThreatModel("linf", 0.1, scale=(0.3081,)),
+                             steps=2, seed=0, progress=False)
+    both = pd.concat([pixel, scaled])
+    assert list(both.columns[:4]) == ["attack", "norm", "eps", "units"]
+    assert set(both.units) == {"pixel", "×(0.3081)"}
+    worst = worst_case(mnist_model, data, attacks={"PGD": ("pgd", {"steps": 2})},
+                       threat=ThreatModel("linf", 0.1, scale=(0.3081,)), seed=0, progress=False)
+    assert (worst.units == "×(0.3081)").all()

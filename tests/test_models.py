@@ -37,3 +37,19 @@ def test_errors_list_valid_names_and_options():
         build_model("vgg11", "mnist")
     with pytest.raises(InputError, match="6n"):
         build_model("wide_resnet", "cifar10", depth=12)
+
+
+def test_bare_weights_of_a_registered_sequential_net_are_not_taken_for_an_advlab_model(tmp_path):
+    """conv_small is an nn.Sequential: its bare weights start with `0.` too; only Normalize's buffers
+    (`0.mean`, `0.std`) mark an advlab model, which takes pixels already."""
+    from advlab.models.external import load_model_file
+
+    torch.manual_seed(0)
+    full = build_model("conv_small", "mnist").eval()
+    torch.save(full.state_dict(), tmp_path / "advlab.pt")
+    torch.save(full[1].state_dict(), tmp_path / "bare.pt")
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(load_model_file(tmp_path / "advlab.pt", "mnist", "conv_small")(x), full(x))
+        bare = load_model_file(tmp_path / "bare.pt", "mnist", "conv_small")
+        torch.testing.assert_close(bare(x), full[1](x))  # no normalisation added: the reader's pixels as given

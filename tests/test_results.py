@@ -146,7 +146,7 @@ def test_bad_declarations():
     with pytest.raises(InputError, match="precision"):
         _pgd(precision="fp16")
     with pytest.raises(InputError, match="JSON"):
-        Evaluation("attack", {"cnn": MODEL}, DataSpec("mnist"), {"threat": object()})
+        Evaluation("attack", {"cnn": MODEL}, DataSpec("mnist"), {"attack": "pgd", "threat": object()})
     with pytest.raises(InputError, match="TrainConfig"):
         Evaluation("attack", {"cnn": "small_cnn"}, DataSpec("mnist"))
     with pytest.raises(InputError, match="block"):
@@ -419,3 +419,72 @@ def test_random_networks_are_declared_like_models_and_never_trained(tmp_path, mo
     assert list(table.index) == [0.25, 0.5] and table.ReLUs.iloc[0] < table.ReLUs.iloc[1]
     assert table["CROWN per example"].str.endswith(" ms").all()
     assert not (tmp_path / "models").exists()  # nothing was trained
+
+
+def test_a_kinds_parameters_are_checked_when_it_is_declared():
+    """A misspelt parameter used to fail inside a block, after a precompute's earlier items had run."""
+    data = DataSpec("mnist", n=8, seed=0)
+    with pytest.raises(InputError, match=r"unknown parameter\(s\) \['step'\] for evaluation kind 'robust' "
+                                         r"\(did you mean steps\?\); valid: \[.*'escalation_queries'.*\]"):
+        Evaluation("robust", {"cnn": MODEL}, data, {"threats": [["linf", 0.1]], "step": 10})
+    with pytest.raises(InputError, match=r"needs parameter\(s\) \['threats'\]"):
+        Evaluation("robust", {"cnn": MODEL}, data, {"steps": 10})
+    # a **params kind hands the rest to the attack, whose own parameters decide
+    with pytest.raises(InputError, match=r"unknown parameter\(s\) \['stepz'\] for attack 'pgd'"):
+        Evaluation("attack", {"cnn": MODEL}, data, {"attack": "pgd", "threat": ["linf", 0.1], "stepz": 3})
+    with pytest.raises(InputError, match="unknown attack"):
+        Evaluation("attack", {"cnn": MODEL}, data, {"attack": "pgdd", "threat": ["linf", 0.1], "steps": 3})
+    ok = Evaluation("attack", {"cnn": MODEL}, data, {"attack": "square", "threat": ["linf", 0.1], "budget": 50,
+                                                     "output": "logits", "p_init": 0.3})
+    assert ok.params["budget"] == 50
+
+
+def test_defaults_are_part_of_the_declaration_and_its_key():
+    """The key names every option: a default written out is the same table, another value another."""
+    data = DataSpec("mnist", n=8, seed=0)
+    bare = Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1]})
+    assert bare.params == {"threat": ["linf", 0.1], "methods": ["ibp", "crown"], "unsupported": "error",
+                           "alpha_steps": 20, "alpha_lr": 0.25}
+    spelled = Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1], "alpha_steps": 20})
+    assert spelled.key == bare.key
+    keys = {bare.key, Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1], "alpha_steps": 50}).key,
+            Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1], "alpha_lr": 0.1}).key,
+            _pgd().key, _pgd(cuda_graphs=True).key}
+    assert len(keys) == 5
+    with pytest.raises(InputError, match="cuda_graphs must be True or False"):
+        _pgd(cuda_graphs="yes")
+
+
+def test_a_whole_subset_kind_refuses_a_smaller_block():
+    """The audit's accuracies and ρ_adv's FGSM ε are statistics of the whole subset: cut into blocks they
+    would silently be other numbers."""
+    audit = {"threat": ["linf", 0.1], "steps": 5, "queries": 100, "draws": 2}
+    Evaluation("audit", {"cnn": MODEL}, DataSpec("mnist", n=20, seed=0), audit, block=20)
+    with pytest.raises(InputError, match="'audit' computes over its whole subset at once: declare block >= 20"):
+        Evaluation("audit", {"cnn": MODEL}, DataSpec("mnist", n=20, seed=0), audit, block=16)
+    with pytest.raises(InputError, match="block >= 10000"):  # n=None: the whole split
+        Evaluation("rho_adv", {"cnn": MODEL}, DataSpec("mnist"), {"deepfool": {}, "fgsm_rate": 0.9}, block=256)
+    Evaluation("audit", {"cnn": MODEL}, DataSpec("mnist", n=500, seed=0).within(20), audit, block=20)
+
+
+def test_certificates_are_declared_in_fp32_only():
+    for kind, params in (("bounds", {"threat": ["linf", 0.1]}),
+                         ("smoothing", {"sigma": 0.25, "n0": 10, "n": 100, "alpha": 0.001})):
+        with pytest.raises(InputError, match=f"'{kind}' accepts precision fp32 only, got 'bf16'"):
+            Evaluation(kind, {"cnn": MODEL}, DataSpec("mnist", n=8), params, precision="bf16")
+    _pgd(precision="bf16")  # an attack may run in bf16 (a speed option)
+
+
+def test_the_engine_runs_blocks_with_the_declared_cuda_graphs(monkeypatch):
+    from advlab.attacks import graphs
+
+    seen = []
+    real = results.EVALUATION_KINDS["clean"].fn
+    monkeypatch.setitem(results.EVALUATION_KINDS, "clean", results.Kind(
+        "clean", lambda models, data, **kw: (seen.append(graphs._DECLARED.get()), real(models, data, **kw))[1], ""))
+    monkeypatch.setenv(graphs.GRAPHS_ENV, "1")  # the environment no longer decides for a declared table
+    ev = Evaluation("clean", {"m": MODEL}, DataSpec("mnist", n=4, seed=0), {}, block=4)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    engine._run_block(ev, {"m": net}, ev.data.load(), 0, range(0, 4))
+    engine._run_block(Evaluation(**{**ev.__dict__, "cuda_graphs": True}), {"m": net}, ev.data.load(), 0, range(0, 4))
+    assert seen == [False, True] and graphs._DECLARED.get() is None

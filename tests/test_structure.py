@@ -201,3 +201,53 @@ def test_a_comment_or_another_chapter_does_not_trigger_a_rerun(tmp_path, monkeyp
     assert key() == before
     pgd.write_text(pgd.read_text().replace("2.5 * threat.eps / steps", "2.0 * threat.eps / steps"))
     assert key() != before  # code the chapter runs
+
+
+def import_cycles(pkg: Path) -> list[list[str]]:
+    """Sets of advlab modules that import each other round a circle, function-level (lazy) imports
+    included: a lazy import hides a circle from Python, not from the reader. A submodule's import of its
+    own package (``from . import x``) is no edge: the package has run before its submodule."""
+    mods = {}
+    for f in pkg.rglob("*.py"):
+        parts = list(f.relative_to(pkg.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        mods[".".join(parts[:-1] if is_pkg else parts)] = (f, is_pkg)
+    graph = {m: {d for d in execution.source.imports(ast.parse(f.read_text()), m, is_pkg)
+                 if d in mods and d != m and not m.startswith(d + ".")} for m, (f, is_pkg) in mods.items()}
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while not comp or comp[-1] != v:
+                comp.append(stack.pop())
+                on.discard(comp[-1])
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circles():
+    assert import_cycles(PKG) == []
+
+
+def test_the_circle_check_sees_a_lazy_circle(tmp_path):
+    pkg = tmp_path / "advlab"
+    shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    loop = pkg / "training" / "loop.py"
+    loop.write_text(loop.read_text() + "\n\ndef _late():\n    from .checkpoint import load_or_train\n"
+                    "    return load_or_train\n")
+    assert ["advlab.training.checkpoint", "advlab.training.loop"] in import_cycles(pkg)

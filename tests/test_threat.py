@@ -191,3 +191,13 @@ def test_scaled_threats_are_checked():
     with pytest.raises(InputError, match="pixel units only"):
         run_attack("square", QueryOracle(net, output="logits", budget=10), x, y,
                    threat=ThreatModel("linf", 0.1, scale=STD))
+
+
+def test_the_per_channel_scale_is_made_once_per_device_and_dtype():
+    """A tensor from the tuple on every call was a host-to-device copy per attack step on a GPU."""
+    t = ThreatModel("linf", 0.03, scale=(0.2, 0.3, 0.4))
+    x = torch.rand(2, 3, 4, 4)
+    assert t._s(x) is t._s(x.clone())
+    assert t._s(x.double()) is not t._s(x) and t._s(x.double()).dtype == torch.float64
+    assert t == ThreatModel("linf", 0.03, scale=(0.2, 0.3, 0.4)) and hash(t) == hash(ThreatModel("linf", 0.03,
+                                                                                               scale=(0.2, 0.3, 0.4)))

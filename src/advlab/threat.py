@@ -8,7 +8,7 @@ objects, so adding a norm means changing one file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -142,6 +142,8 @@ class ThreatModel:
     norm: str
     eps: float
     scale: tuple | None = None
+    # the scale as a tensor per (device, dtype, ndim), made once: a GPU attack step must not copy from the host
+    _scales: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         check_choice(self.norm, NORMS, "norm")
@@ -168,7 +170,11 @@ class ThreatModel:
         if x.ndim < 2 or x.shape[1] != len(self.scale):
             raise InputError(f"this threat model's scale has {len(self.scale)} channels; the inputs have shape "
                              f"{tuple(x.shape)}")
-        return torch.tensor(self.scale, device=x.device, dtype=x.dtype).view(1, -1, *([1] * (x.ndim - 2)))
+        key = (x.device, x.dtype, x.ndim)
+        if key not in self._scales:
+            shape = (1, -1, *([1] * (x.ndim - 2)))
+            self._scales[key] = torch.tensor(self.scale, device=x.device, dtype=x.dtype).view(shape)
+        return self._scales[key]
 
     @property
     def geometry(self) -> LpGeometry:
@@ -185,6 +191,11 @@ class ThreatModel:
             return f"{self.geometry.symbol} ball, ε = {self.eps:.4g}, pixels in [0, 1]"
         units = ", ".join(f"{v:.4g}" for v in self.scale)
         return f"{self.geometry.symbol} ball, ε = {self.eps:.4g} in units of ({units}) per channel, pixels in [0, 1]"
+
+    @property
+    def units(self) -> str:
+        """The units ε is in, for result rows: ``"pixel"``, or ``"×(0.247, 0.2435, 0.2616)"`` per channel."""
+        return "pixel" if self.scale is None else "×(" + ", ".join(f"{v:.4g}" for v in self.scale) + ")"
 
     @property
     def label(self) -> str:

@@ -1,4 +1,6 @@
-"""CUDA graphs for the fixed-shape inner loops of attacks (opt-in: ``ADVLAB_CUDA_GRAPHS=1``).
+"""CUDA graphs for the fixed-shape inner loops of attacks (opt-in: :func:`cuda_graphs`, which an
+:class:`~advlab.results.Evaluation` sets from its declared ``cuda_graphs``; a direct library call may
+also set ``ADVLAB_CUDA_GRAPHS=1``).
 
 On a GPU a small model is launch-bound: a PGD step of the MNIST CNN is some forty kernels of a few
 microseconds each, and the CPU's time to launch them exceeds the GPU's time to run them. A CUDA
@@ -15,15 +17,31 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
 GRAPHS_ENV = "ADVLAB_CUDA_GRAPHS"
 WARMUP = 2
+_DECLARED: ContextVar[bool | None] = ContextVar("advlab_cuda_graphs", default=None)
+
+
+@contextmanager
+def cuda_graphs(enabled: bool):
+    """Inside, attack steps on a GPU replay as CUDA graphs iff ``enabled``, whatever the environment says."""
+    token = _DECLARED.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _DECLARED.reset(token)
 
 
 def graphs_enabled(x: torch.Tensor) -> bool:
-    return x.is_cuda and os.environ.get(GRAPHS_ENV) == "1"
+    """Whether ``x``'s attack steps replay as a graph: on a GPU, as declared (:func:`cuda_graphs`), else as
+    ``ADVLAB_CUDA_GRAPHS`` says."""
+    declared = _DECLARED.get()
+    return x.is_cuda and (declared if declared is not None else os.environ.get(GRAPHS_ENV) == "1")
 
 
 def run_steps(step, state: tuple, sizes, counter=None) -> tuple:

@@ -11,9 +11,9 @@ prediction, whatever attack is tried.
   directly, not as the difference of two logit intervals).
 - **α-CROWN** (Xu et al. 2021) is CROWN with the lower line's slope of every unstable ReLU
   optimised per example and specification row (any slope in [0, 1] is sound): tighter, at the cost
-  of :data:`ALPHA_STEPS` more backward passes. **CROWN-IBP** (Zhang et al. 2020) is CROWN's backward
-  pass from IBP's intermediate bounds: looser than CROWN, as cheap as one backward pass, and what
-  CROWN-IBP training differentiates.
+  of ``alpha_steps`` more backward passes (:data:`ALPHA_STEPS` by default). **CROWN-IBP** (Zhang et
+  al. 2020) is CROWN's backward pass from IBP's intermediate bounds: looser than CROWN, as cheap as
+  one backward pass, and what CROWN-IBP training differentiates.
 - **CROWN** (Zhang et al. 2018; the backward form of Wong & Kolter's convex outer bound) bounds
   every ReLU between two lines and propagates the specification backwards to the input: the upper
   line is the chord through (l, 0) and (u, u), the lower line has slope 1 where u ≥ −l and 0
@@ -50,8 +50,8 @@ from ..timing import Stopwatch
 #: The bound-propagation methods of :func:`margin_bounds`: interval (IBP), CROWN, α-CROWN (optimised slopes of
 #: the final layer's relaxation) and CROWN-IBP (CROWN over IBP's intermediate bounds).
 BOUND_METHODS = ("ibp", "crown", "alpha_crown", "crown_ibp")
-ALPHA_STEPS = 20  # projected Adam steps of α-CROWN's slope optimisation
-ALPHA_LR = 0.25  # their learning rate (slopes live in [0, 1])
+ALPHA_STEPS = 20  # α-CROWN's default: projected Adam steps of the slope optimisation
+ALPHA_LR = 0.25  # their default learning rate (slopes live in [0, 1])
 SUPPORTED = ("Normalize", "Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d/2d (eval mode)", "AvgPool2d",
              "Identity")
 MAX_ELEMENTS = 2 ** 22  # floats per backward coefficient tensor (16 MiB): measured fastest on 2 cores
@@ -247,7 +247,7 @@ def _check_inputs(model, x, threat, method):
     return layers(model)
 
 
-def _propagate(mods, x, threat, method, c, upper: bool):
+def _propagate(mods, x, threat, method, c, upper: bool, alpha: tuple = (ALPHA_STEPS, ALPHA_LR)):
     """Bounds of ``c · f`` over the input set: the IBP box through every layer, tightened at every
     ReLU layer by CROWN (methods "crown" and "alpha_crown"), then the specification propagated back
     (with optimised lower slopes for "alpha_crown"; from IBP's intermediate bounds for "crown_ibp")."""
@@ -281,20 +281,20 @@ def _propagate(mods, x, threat, method, c, upper: bool):
     up = _concretize(a_hi, b_hi, *box, +1, ball) if upper else None
     if method == "alpha_crown" and pre:
         unstable = {j: (lo < 0) & (hi > 0) for j, (lo, hi) in zip(net.relax, pre)}
-        lower = torch.maximum(lower, _optimised_lower(net, unstable, c, box, ball))
+        lower = torch.maximum(lower, _optimised_lower(net, unstable, c, box, ball, *alpha))
     return Bounds(lower, up, pre)
 
 
-def _optimised_lower(net: _Net, unstable: dict, c, box, ball):
+def _optimised_lower(net: _Net, unstable: dict, c, box, ball, steps: int, lr: float):
     """α-CROWN (Xu et al. 2021): the lower line of every unstable ReLU may have any slope in [0, 1]
     and stay sound, so each (example, specification row, neuron) gets its own slope, optimised by
     projected Adam to raise the concretized lower bound. Starts from CROWN's slopes; every iterate is
     a sound bound, and the best per row is returned. The intermediate bounds stay CROWN's.
-    :data:`ALPHA_STEPS` and :data:`ALPHA_LR` are read at each call (a benchmark varies them)."""
-    s, steps = c.shape[1], ALPHA_STEPS
+    ``steps`` Adam steps of learning rate ``lr``: the caller's declared options, part of a result's key."""
+    s = c.shape[1]
     alphas = {j: net.relax[j][0].unsqueeze(1).expand(-1, s, *net.relax[j][0].shape[1:]).clone().requires_grad_(True)
               for j in net.relax}
-    opt = torch.optim.Adam(alphas.values(), lr=ALPHA_LR)
+    opt = torch.optim.Adam(alphas.values(), lr=lr)
     best = None
     with torch.enable_grad():
         for it in range(steps + 1):
@@ -352,12 +352,14 @@ def _outputs(mods, x) -> tuple:
 
 @strictly_fp32
 def bound_spec(model: nn.Module, x: torch.Tensor, threat: ThreatModel, c: torch.Tensor, *, method: str = "crown",
-               upper: bool = True) -> Bounds:
+               upper: bool = True, alpha_steps: int = ALPHA_STEPS, alpha_lr: float = ALPHA_LR) -> Bounds:
     """Bounds of ``c · f(x')`` over every x' in ``threat``'s ball ∩ [0, 1] around each input.
 
     ``c``: (B, S, K) specification rows over the K outputs (or (S, K), shared by the batch).
+    ``alpha_steps`` and ``alpha_lr``: α-CROWN's projected Adam steps and learning rate (its method only).
     The model runs in eval mode (restored afterwards); no gradient is recorded.
     """
+    _check_alpha(alpha_steps, alpha_lr)
     with torch.no_grad(), eval_mode(model):
         mods = _check_inputs(model, x, threat, method)
         k = _outputs(mods, x)
@@ -366,7 +368,13 @@ def bound_spec(model: nn.Module, x: torch.Tensor, threat: ThreatModel, c: torch.
         if c.shape[0] != x.shape[0] or tuple(c.shape[2:]) != k:
             raise InputError(f"specification c must have shape (B, S, *{k}) for B = {x.shape[0]} inputs, "
                              f"got {tuple(c.shape)}")
-        return _propagate(mods, x, threat, method, c.to(x.dtype), upper)
+        return _propagate(mods, x, threat, method, c.to(x.dtype), upper, (alpha_steps, alpha_lr))
+
+
+def _check_alpha(steps, lr):
+    check_positive_int(alpha_steps=steps)
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"alpha_lr must be a positive finite number, got {lr!r}")
 
 
 def margin_spec(y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -377,13 +385,16 @@ def margin_spec(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 @strictly_fp32
 def margin_bounds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                  method: str = "crown", upper: bool = True) -> Bounds:
-    """Bounds on the margins z_y − z_j (B, K) over the input set; column y is exactly 0."""
+                  method: str = "crown", upper: bool = True, alpha_steps: int = ALPHA_STEPS,
+                  alpha_lr: float = ALPHA_LR) -> Bounds:
+    """Bounds on the margins z_y − z_j (B, K) over the input set; column y is exactly 0 (α-CROWN's options
+    as in :func:`bound_spec`)."""
     check_labels(y, x)
     with torch.no_grad(), eval_mode(model):
         k, = _outputs(_check_inputs(model, x, threat, method), x)
     check_label_range(y, k)
-    return bound_spec(model, x, threat, margin_spec(y, k), method=method, upper=upper)
+    return bound_spec(model, x, threat, margin_spec(y, k), method=method, upper=upper, alpha_steps=alpha_steps,
+                      alpha_lr=alpha_lr)
 
 
 def certified(bounds: Bounds, y: torch.Tensor) -> torch.Tensor:
@@ -410,7 +421,7 @@ def margin_lower(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
 
 @strictly_fp32
 def verify(model: nn.Module, data, threat: ThreatModel, *, methods=("ibp", "crown"), batch_size: int = 100,
-           progress: bool = True) -> pd.DataFrame:
+           progress: bool = True, alpha_steps: int = ALPHA_STEPS, alpha_lr: float = ALPHA_LR) -> pd.DataFrame:
     """Certify every example of ``data`` (a :class:`~advlab.data.Dataset`) with each bound method.
 
     One row per example: ``example``, ``label``, ``clean_correct``, and per method ``m``:
@@ -429,7 +440,8 @@ def verify(model: nn.Module, data, threat: ThreatModel, *, methods=("ibp", "crow
         clean.append((predict(model, x) == y).cpu())
         for m in methods:
             with Stopwatch(x.device) as sw:
-                ok = certified(margin_bounds(model, x, y, threat, method=m, upper=False), y)
+                ok = certified(margin_bounds(model, x, y, threat, method=m, upper=False, alpha_steps=alpha_steps,
+                                             alpha_lr=alpha_lr), y)
             out[m].append(ok.cpu())
             secs[m] += [sw.seconds / x.shape[0]] * x.shape[0]
     rows = pd.DataFrame({"example": data.indices.cpu().numpy(), "label": data.y.cpu().numpy(),

@@ -26,7 +26,7 @@ from ..precision import strictly_fp32
 from ..progress import bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
-from .bounds import layers, margin_bounds
+from .bounds import ALPHA_LR, ALPHA_STEPS, layers, margin_bounds
 
 VERDICTS = ("robust", "not robust", "undecided")
 
@@ -167,7 +167,8 @@ def _refine(segs, pre, lo, hi, left_s):
 
 @strictly_fp32
 def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                       time_limit: float = 30.0, refine: str = "lp", progress: bool = True) -> pd.DataFrame:
+                       time_limit: float = 30.0, refine: str = "lp", progress: bool = True,
+                       alpha_steps: int = ALPHA_STEPS, alpha_lr: float = ALPHA_LR) -> pd.DataFrame:
     """Decide robustness of every example exactly; one row per example.
 
     Columns: ``verdict`` (robust / not robust / undecided, ``VERDICTS``; an example the model
@@ -190,15 +191,16 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
     mods = layers(model)
     with torch.no_grad(), eval_mode(model):
         segs = _segments(mods, x[:1])
-        rows = [_decide(model, segs, x[i:i + 1], y[i:i + 1], threat, time_limit, refine)
+        rows = [_decide(model, segs, x[i:i + 1], y[i:i + 1], threat, time_limit, refine, (alpha_steps, alpha_lr))
                 for i in bar(range(x.shape[0]), desc=f"MILP {threat}", enabled=progress, leave=False)]
     return pd.DataFrame(rows)
 
 
-def _decide(model, segs, xi, yi, threat, time_limit, refine) -> dict:
+def _decide(model, segs, xi, yi, threat, time_limit, refine, alpha) -> dict:
     """One example's verdict: a program per margin α-CROWN leaves open, most doubtful first."""
     with Stopwatch(xi.device) as clock:
-        bounds = margin_bounds(model, xi, yi, threat, method="alpha_crown", upper=False)
+        bounds = margin_bounds(model, xi, yi, threat, method="alpha_crown", upper=False, alpha_steps=alpha[0],
+                               alpha_lr=alpha[1])
         pre = [(l.flatten().double().cpu().numpy(), u.flatten().double().cpu().numpy()) for l, u in bounds.layers]
         crown_binaries = int(sum(((l < 0) & (u > 0)).sum() for l, u in pre))
         lo, hi = (t.flatten().double().cpu().numpy() for t in threat.bounds(xi))

@@ -17,7 +17,7 @@ from ..certify import bound_spec
 from ..certify.bounds import ALPHA_STEPS  # noqa: F401  (the notebook states it)
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..errors import InputError
-from ..evaluate import clopper_pearson, nearest
+from ..evaluate import clopper_pearson, nearest, value_interval
 from ..results import DataSpec, Evaluation, Plan, RandomNet
 from ..threat import ThreatModel
 from ..training import TrainConfig
@@ -230,7 +230,7 @@ def sandwich_table(summary: pd.DataFrame) -> pd.DataFrame:
     cells '61.0 [50.7, 70.6]' (%, 95% CI); the exact column says how many examples stayed undecided."""
     cells = []
     for _, r in summary.iterrows():
-        c = f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+        c = value_interval(r["accuracy"], r["ci_low"], r["ci_high"])
         if r["bound"] == "exact (MILP)":
             c += f" of {r['n']}, {int(r['undecided'])} undecided"
         cells.append(c)
@@ -247,8 +247,7 @@ def published_comparison(summary: pd.DataFrame) -> pd.DataFrame:
                  CROWN_IBP_ERROR["eps"]: f"{100 - CROWN_IBP_ERROR['verified error']:.1f} (CROWN-IBP)"}
     g = summary[(summary["bound"] == "any certificate") & (summary["architecture"] == "small ConvNet")
                 & summary["training"].isin(["IBP", "CROWN-IBP"])]
-    t = g.assign(cell=[f"{100 * a:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-                       for a, lo, hi in zip(g["accuracy"], g["ci_low"], g["ci_high"])])
+    t = g.assign(cell=[value_interval(a, lo, hi) for a, lo, hi in zip(g["accuracy"], g["ci_low"], g["ci_high"])])
     out = t.pivot(index="eps", columns="training", values="cell")[["IBP", "CROWN-IBP"]]
     out.columns = [f"{c} training, certified (%)" for c in out.columns]
     out["published certified (%)"] = [published.get(e, "none at this ε") for e in out.index]
@@ -398,7 +397,7 @@ def cohen_comparison(smooth_rows: dict) -> pd.DataFrame:
     curve = certified_curve(cifar[s], COHEN_CIFAR["radii"])
     return pd.DataFrame({
         "radius": COHEN_CIFAR["radii"],
-        f"this run, σ = {s:g} (%)": [f"{100 * a:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        f"this run, σ = {s:g} (%)": [value_interval(a, lo, hi)
                                      for a, lo, hi in zip(curve["accuracy"], curve["ci_low"], curve["ci_high"])],
         f"Cohen et al., σ = {COHEN_CIFAR['sigma']:g} (%)": COHEN_CIFAR["certified"]}).set_index("radius")
 

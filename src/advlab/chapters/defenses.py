@@ -13,7 +13,7 @@ import pandas as pd
 from ..checks import check_choice
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..data import dataset_spec
-from ..evaluate import accuracy, clopper_pearson, interval, overstatement
+from ..evaluate import accuracy, clopper_pearson, overstatement, value_interval
 from ..results import DataSpec, Evaluation, ModelSpec, Plan
 from ..training import CO_DROP, CO_FLOOR, CO_GAP, TrainConfig
 from ..training.denoiser import DenoiserConfig
@@ -373,7 +373,7 @@ def summary(rows: pd.DataFrame, by="model") -> pd.DataFrame:
 
 def cells(table: pd.DataFrame, column: str, digits: int = 1) -> pd.Series:
     """'61.5 [54.4, 68.3]' (percent) for every row of a :func:`summary` column."""
-    return pd.Series([f"{100 * v:.{digits}f} " + interval(lo, hi, digits) for v, lo, hi in
+    return pd.Series([value_interval(v, lo, hi, digits) for v, lo, hi in
                       zip(table[column], table[f"{column}_low"], table[f"{column}_high"])], index=table.index)
 
 

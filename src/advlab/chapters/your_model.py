@@ -18,7 +18,7 @@ import pandas as pd
 from ..config import Chapter, Config, Param, Relation
 from ..data import dataset_spec
 from ..errors import InputError
-from ..evaluate import accuracy, interval
+from ..evaluate import accuracy, value_interval
 from ..evaluate.adaptive import overstatement
 from ..evaluate.audit import CHECKS, PROBE_N, conclusive
 from ..models.external import ARCHITECTURES
@@ -272,7 +272,7 @@ def gradient_text(rows: pd.DataFrame) -> str:
 
 
 def pct(v: float, lo: float, hi: float) -> str:
-    return f"{100 * v:.1f} " + interval(lo, hi)
+    return value_interval(v, lo, hi)
 
 
 def card_table(card: pd.DataFrame, cfg: Config, model) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from .rows import (adversarial_inputs, changed_pixels, check_adversarial, clean_
 from .stats import (accuracy, accuracy_by_queries, clopper_pearson, median_interval, nearest, noise_summary,
                     norm_summary, query_grid, query_summary, rho_adv_summary, success_by_queries, transfer_summary,
                     transfer_table)
-from .tables import accuracy_table, display_table, format_accuracy, format_columns, interval
+from .tables import accuracy_table, display_table, format_accuracy, format_columns, interval, value_interval
 
 __all__ = ["AUDIT_CHECKS", "GradientProbe", "MaskingProbe", "accuracy", "adaptive_worst_case", "cascade",
            "escalation", "overstatement", "probe",
@@ -21,4 +21,5 @@ __all__ = ["AUDIT_CHECKS", "GradientProbe", "MaskingProbe", "accuracy", "adaptiv
            "fgsm_eps_for_rate", "format_accuracy", "format_columns", "gradient_masking_audit", "interval",
            "median_interval", "minimal_norms", "nearest", "noise_injection", "noise_summary", "norm_summary",
            "query_grid", "query_summary", "rho_adv_rows", "rho_adv_summary", "robust_evaluation", "success_by_queries",
-           "sweep", "transfer_matrix", "transfer_rows", "transfer_summary", "transfer_table", "worst_case"]
+           "sweep", "transfer_matrix", "transfer_rows", "transfer_summary", "transfer_table", "value_interval",
+           "worst_case"]

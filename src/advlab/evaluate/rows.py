@@ -73,8 +73,8 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     ``adv_pred``, ``adv_correct``, ``success`` (the attack fooled the model), ``robust``
     (correct clean *and* under the attack: the robust-accuracy column), ``linf`` and ``l2``
     (perturbation norms in pixel units), ``forwards`` / ``backwards`` (passes spent, per example),
-    ``seconds`` (wall time per example, device synchronised), plus ``attack``, ``norm`` and ``eps``
-    so several runs concatenate into one long table.
+    ``seconds`` (wall time per example, device synchronised), plus ``attack``, ``norm``, ``eps`` and
+    ``units`` (``"pixel"`` or the per-channel scale), so several runs concatenate into one long table.
 
     ``threat`` is required by bounded attacks and optional for minimum-norm ones (a projection;
     ``norm`` then records the norm the attack minimised). Random draws come from ``generator``,
@@ -144,6 +144,7 @@ def evaluate_attack(model, data: Dataset, *, attack: str, threat: ThreatModel | 
     df.insert(0, "attack", attack)
     df.insert(1, "norm", norm)
     df.insert(2, "eps", threat.eps if threat else np.nan)
+    df.insert(3, "units", threat.units if threat else "pixel")  # a ×std table and a pixel one stay apart
     return df
 
 
@@ -202,7 +203,8 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     Returns one row per example: ``example``, ``label``, ``clean_correct``, ``robust`` (correct
     clean and under every attack), ``fooled_by`` (label of the first attack that succeeded, or
     None), ``linf`` / ``l2`` of that attack's perturbation, and ``forwards`` / ``backwards`` /
-    ``seconds`` summed over the attacks that ran on the example; plus ``norm`` and ``eps``.
+    ``seconds`` summed over the attacks that ran on the example; plus ``norm``, ``eps`` and ``units``
+    (``"pixel"`` or the per-channel scale).
     ``start``, the rows of an earlier call on the same data and threat, continues that cascade: the
     attacks run on the examples still robust there, and its columns are updated (a copy).
     """
@@ -220,7 +222,7 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
     else:
         if len(start) != len(data) or (start["example"].to_numpy() != data.indices.cpu().numpy()).any():
             raise InputError("start must be the rows of an earlier worst_case on the same data")
-        out = start.drop(columns=["norm", "eps"], errors="ignore").copy()
+        out = start.drop(columns=["norm", "eps", "units"], errors="ignore").copy()
     robust = out["robust"].to_numpy().copy()
     for label, (name, params) in bar(pairs, desc="worst case", enabled=progress):
         pos = robust.nonzero()[0]
@@ -239,6 +241,7 @@ def worst_case(model, data: Dataset, *, attacks: Mapping[str, tuple[str, dict]] 
         robust[hit] = False
     out.insert(0, "norm", threat.norm)
     out.insert(1, "eps", threat.eps)
+    out.insert(2, "units", threat.units)
     return out
 
 

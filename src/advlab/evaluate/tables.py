@@ -22,6 +22,12 @@ def interval(lo: float, hi: float, digits: int = 1) -> str:
     return f"[{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
 
 
+def value_interval(value: float, lo: float, hi: float, digits: int = 1) -> str:
+    """'61.5 [54.4, 68.3]' from fractions: a table cell in percent with its 95% interval (the one
+    formatter of such cells)."""
+    return f"{100 * value:.{digits}f} " + interval(lo, hi, digits)
+
+
 def format_accuracy(row, digits: int = 1) -> str:
     """'97.3% [96.2, 98.1]' from a row of :func:`accuracy`."""
     return f"{100 * row['accuracy']:.{digits}f}% " + interval(row["ci_low"], row["ci_high"], digits)

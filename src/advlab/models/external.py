@@ -100,6 +100,14 @@ def _load_into(net: nn.Module, state: dict, path: Path, architecture: str) -> nn
     return net
 
 
+def _has_normalize(state: dict) -> bool:
+    """An advlab model's state dict: its first layer is :class:`~advlab.models.Normalize`, whose only tensors
+    are the buffers ``0.mean`` and ``0.std``. The bare weights of a registered ``nn.Sequential`` network
+    (``conv_small``: ``0.weight``, ``0.bias``, ...) start with ``0.`` too, and are not one."""
+    first = {k for k in state if k.startswith("0.")}
+    return first == {"0.mean", "0.std"}
+
+
 def load_model_file(path, dataset: str, architecture: str = TORCHSCRIPT, options: dict | None = None,
                     normalization=None, device=None) -> nn.Module:
     """The model in ``path`` for ``dataset``, in eval mode on ``device``, mapping pixels in [0, 1] to
@@ -131,7 +139,7 @@ def load_model_file(path, dataset: str, architecture: str = TORCHSCRIPT, options
         state = _state_dict(path)
         if architecture in MODELS:
             full = build_model(architecture, dataset, **options)
-            if any(k.startswith("0.") for k in state):  # advlab's Normalize -> net: pixels in already
+            if _has_normalize(state):  # advlab's Normalize -> net: pixels in already
                 if normalization is not None:
                     raise InputError(f"{path} is an advlab model with its own normalisation layer; "
                                      "normalising its inputs again would be wrong (set normalization to 'none')")

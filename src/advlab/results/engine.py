@@ -8,6 +8,7 @@ import shutil
 import pandas as pd
 import torch
 
+from ..attacks.graphs import cuda_graphs
 from ..data import Dataset
 from ..distributed import broadcast_from_main, context, gather_to_main, shard
 from ..errors import AdvlabError, InputError
@@ -70,7 +71,7 @@ def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
     # block's stream too; the caller's generator state is restored afterwards
     cuda = [data.x.device] if data.x.device.type == "cuda" else []
     with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device), \
-            torch.random.fork_rng(devices=cuda):
+            torch.random.fork_rng(devices=cuda), cuda_graphs(ev.cuda_graphs):
         torch.manual_seed(seed)
         out = EVALUATION_KINDS[ev.kind].fn(models, part, seed=seed, batch_size=ev.block, **extra, **ev.params)
     return out.assign(block=b)

@@ -5,8 +5,10 @@ and the source of the kernels)."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
+import inspect
 import json
 import warnings
 from collections.abc import Callable, Mapping
@@ -270,31 +272,82 @@ def threat_of(spec) -> ThreatModel | None:
     return ThreatModel(*spec)
 
 
+REQUIRED = inspect.Parameter.empty  # a kind parameter without a default
+_GIVEN_BY_THE_ENGINE = ("models", "data", "seed", "batch_size", "start", "inputs")
+
+
 @dataclass(frozen=True)
 class Kind:
     """A registered evaluation: ``fn(models, data, seed=, batch_size=, **params)`` returns per-example
     rows for one block of examples. A kind with inputs also receives ``inputs`` (each input's rows
-    for the block's examples) and ``start`` (the block's first position in the subset)."""
+    for the block's examples) and ``start`` (the block's first position in the subset).
+
+    Its contract, checked when an :class:`Evaluation` is declared: the parameters of ``fn``'s
+    signature (:meth:`resolve`: unknown names refused with the valid ones, required ones demanded,
+    defaults written into the declaration so the key names every option), ``check`` for the names a
+    ``**params`` kind passes on (an attack's own), ``whole_subset`` (one block must hold the whole
+    subset: the kind computes a statistic over all its examples) and the ``precisions`` it accepts.
+    """
 
     name: str
     fn: Callable
     doc: str
     takes_inputs: bool = False
     whole_inputs: bool = False  # the inputs' whole tables (a statistic over all examples), not the block's rows
+    whole_subset: bool = False
+    precisions: tuple = PRECISIONS
+    check: Callable[[dict, set], None] | None = None  # (params, the names fn does not declare) -> raise or None
+
+    def parameters(self) -> dict:
+        """``{name: default}`` of the parameters a declaration gives (:data:`REQUIRED` where there is none)."""
+        sig = inspect.signature(self.fn).parameters
+        return {k: p.default for k, p in sig.items()
+                if k not in _GIVEN_BY_THE_ENGINE and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+    def resolve(self, params: Mapping) -> dict:
+        """``params`` checked against the contract, with every declared default filled in."""
+        declared = self.parameters()
+        extra = set(params) - set(declared)
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.fn).parameters.values())
+        if extra and not open_ended:
+            near = sorted({m for u in extra for m in difflib.get_close_matches(u, declared, n=2)})
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise InputError(f"unknown parameter(s) {sorted(extra)} for evaluation kind {self.name!r}{hint}; "
+                             f"valid: {sorted(declared)}")
+        missing = sorted(k for k, d in declared.items() if d is REQUIRED and k not in params)
+        if missing:
+            raise InputError(f"evaluation kind {self.name!r} needs parameter(s) {missing}; it takes {sorted(declared)}")
+        if extra and self.check is not None:
+            self.check(dict(params), extra)
+        filled = {**{k: d for k, d in declared.items() if d is not REQUIRED}, **params}
+        try:  # JSON values only, in their JSON form (a tuple default is the list the table's record keeps)
+            return json.loads(json.dumps(filled, allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"evaluation parameters must be JSON values (threats as [norm, eps]): {e}") from None
 
 
 #: The registered evaluation kinds by name (one module per family under ``results/kinds``).
 EVALUATION_KINDS: dict[str, Kind] = {}
 
 
-def register_kind(name: str, doc: str, takes_inputs: bool = False, whole_inputs: bool = False):
+def register_kind(name: str, doc: str, takes_inputs: bool = False, whole_inputs: bool = False,
+                  whole_subset: bool = False, precisions: tuple = PRECISIONS, check: Callable | None = None):
     """Decorator: register ``fn(models, data, seed=, batch_size=, **params)`` as evaluation kind ``name``
-    (:class:`Kind`); ``takes_inputs`` gives it the rows of its input evaluations, ``whole_inputs`` their whole
-    tables."""
+    (:class:`Kind`, whose fields say what the other arguments declare); ``takes_inputs`` gives it the rows
+    of its input evaluations, ``whole_inputs`` their whole tables."""
     def deco(fn):
-        EVALUATION_KINDS[name] = Kind(name, fn, doc, takes_inputs or whole_inputs, whole_inputs)
+        for p in precisions:
+            check_choice(p, PRECISIONS, "precision")
+        EVALUATION_KINDS[name] = Kind(name, fn, doc, takes_inputs or whole_inputs, whole_inputs, whole_subset,
+                                      tuple(precisions), check)
         return fn
     return deco
+
+
+def subset_size(data: DataSpec) -> int:
+    """How many examples ``data`` holds (its split's size when it takes all)."""
+    n = dataset_spec(data.dataset).sha256[data.split][2] if data.n is None else data.n
+    return min(n, data.sub) if data.sub is not None else n
 
 
 @dataclass(frozen=True)
@@ -306,7 +359,13 @@ class Evaluation:
     models under bf16 autocast and "tf32" lets GPU products round to TF32 (speed options); "fp32",
     the default, is IEEE float32 on every device (``advlab.precision``). ``inputs`` names
     other evaluations on the same examples whose tables this one reads (e.g. the MILP decides only
-    what the certificates and attacks left open); they are computed first.
+    what the certificates and attacks left open); they are computed first. ``cuda_graphs`` replays
+    the attacks' fixed-shape steps as CUDA graphs on a GPU (``advlab.attacks.graphs``; no effect on
+    a CPU): a declared option, so the key says which way a table was computed.
+
+    The kind's contract (:class:`Kind`) is checked here, before any work: its parameters (the
+    defaults filled in, so the key names every option), a block that holds the whole subset for a
+    kind that needs it, and the precisions it accepts.
     """
 
     kind: str
@@ -317,10 +376,17 @@ class Evaluation:
     block: int = 256
     precision: str = "fp32"
     inputs: Mapping[str, "Evaluation"] = field(default_factory=dict)
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         check_choice(self.kind, EVALUATION_KINDS, "evaluation kind")
+        kind = EVALUATION_KINDS[self.kind]
         check_choice(self.precision, PRECISIONS, "precision")
+        if self.precision not in kind.precisions:
+            raise InputError(f"evaluation kind {self.kind!r} accepts precision {' or '.join(kind.precisions)} only, "
+                             f"got {self.precision!r}: a certificate computed in lower precision can be unsound")
+        if not isinstance(self.cuda_graphs, bool):
+            raise InputError(f"cuda_graphs must be True or False, got {self.cuda_graphs!r}")
         if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec, RandomNet, ModelFile))
                                       for c in self.models.values()):
             raise InputError("an evaluation needs a mapping of names to TrainConfigs, ModelSpecs, RandomNets or "
@@ -329,18 +395,18 @@ class Evaluation:
             raise InputError(f"an evaluation's models must be trained on its dataset {self.data.dataset!r}")
         if not isinstance(self.block, int) or self.block < 1:
             raise InputError(f"block must be a positive int, got {self.block!r}")
-        try:
-            json.dumps(dict(self.params), allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"evaluation parameters must be JSON values (threats as [norm, eps]): {e}") from None
-        takes = EVALUATION_KINDS[self.kind].takes_inputs
+        if kind.whole_subset and self.block < subset_size(self.data):
+            raise InputError(f"evaluation kind {self.kind!r} computes over its whole subset at once: declare block >= "
+                             f"{subset_size(self.data)} (the subset's size), got {self.block}")
+        params = kind.resolve(dict(self.params))
+        takes = kind.takes_inputs
         if bool(self.inputs) != takes:
             raise InputError(f"evaluation kind {self.kind!r} takes {'inputs' if takes else 'no inputs'}")
         for name, dep in self.inputs.items():
             if not isinstance(dep, Evaluation) or dep.data != self.data:
                 raise InputError(f"input {name!r} must be an Evaluation of the same examples ({self.data})")
         object.__setattr__(self, "models", dict(self.models))
-        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "params", params)
         object.__setattr__(self, "inputs", dict(self.inputs))
 
     def __hash__(self):
@@ -351,7 +417,7 @@ class Evaluation:
         return {"format": RESULT_FORMAT, "kind": self.kind, "models": {k: c.key for k, c in self.models.items()},
                 "data": dataclasses.asdict(self.data), "params": self.params, "seed": self.seed,
                 "block": self.block, "precision": self.precision, "inputs": {k: e.key for k, e in self.inputs.items()},
-                "advlab": __version__, "kernels": kernel_hash()}
+                "cuda_graphs": self.cuda_graphs, "advlab": __version__, "kernels": kernel_hash()}
 
     @property
     def key(self) -> str:

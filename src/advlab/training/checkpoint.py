@@ -63,7 +63,9 @@ def load_or_train(config: TrainConfig, device=None, cache_root=None, progress: b
     path = config.checkpoint_path(cache_root)
 
     def make():
-        model, metrics = train(config, device=device, progress=progress)
+        init = (None if config.init is None  # fine-tuning: the model it starts from, trained (or loaded) first
+                else load_or_train(config.init, device=device, progress=progress)[0].state_dict())
+        model, metrics = train(config, device=device, progress=progress, init_state=init)
         state = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}
         ckpt = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "metrics": metrics,
                 "versions": _versions(), "state_dict": state, "weights_sha256": weights_digest(state)}

@@ -57,14 +57,6 @@ class _Run:
     backwards: int = 0
 
 
-def _init_state(config: TrainConfig, device, progress: bool) -> dict | None:
-    """The weights fine-tuning starts from (the other config's trained model), or None."""
-    if config.init is None:
-        return None
-    from .checkpoint import load_or_train  # the checkpoint room calls this loop
-    return load_or_train(config.init, device=device, progress=progress)[0].state_dict()
-
-
 def _optimizer(model, config: TrainConfig, total: int):
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -120,8 +112,11 @@ def _epoch(run: _Run, epoch: int) -> dict:
 
 
 @strictly_fp32  # fp32 means IEEE fp32 on GPUs too (the monitor and the test accuracy included)
-def train(config: TrainConfig, device=None, progress: bool = True):
+def train(config: TrainConfig, device=None, progress: bool = True, init_state: dict | None = None):
     """Train a fresh model for ``config`` on ``device``; return ``(model, metrics)``.
+
+    ``init_state``: the weights fine-tuning starts from when ``config.init`` names another
+    configuration (:func:`~advlab.training.load_or_train` passes that model's trained weights).
 
     Seeded by ``config.seed`` through a forked RNG and explicit generators, so the caller's global
     RNG state is left as it was and the same config gives the same model on CPU. ``metrics`` holds
@@ -137,7 +132,9 @@ def train(config: TrainConfig, device=None, progress: bool = True):
     total = math.ceil(len(train_set) / config.batch_size) * config.epochs
     monitor = OverfittingMonitor(config, held) if held is not None else None
     history = []
-    init_state = _init_state(config, device, progress)  # before seeding: loading it draws no numbers of ours
+    if (config.init is None) != (init_state is None):
+        raise InputError("train: pass init_state exactly when config.init names the model to start from "
+                         "(load_or_train does)")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         model = to_device(build_model(config.model, config.dataset, **config.model_options), device)

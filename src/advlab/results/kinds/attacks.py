@@ -2,10 +2,21 @@
 attacks, transfer, the robust ensemble and the DeepFool paper's ρ_adv."""
 from __future__ import annotations
 
+from ...attacks import get_attack
 from ...checks import check_choice
 from ...evaluate import (clean_table, evaluate_attack, minimal_norms, rho_adv_rows, robust_evaluation, sweep,
                          transfer_rows)
 from ..spec import per_model, register_kind, threat_of
+
+
+# what evaluate_attack itself takes beside the attack's own parameters (the kinds pass the rest)
+_ROWS_OPTIONS = {"budget", "output", "keep_inputs"}
+
+
+def _attack_options(params: dict, extra: set) -> None:
+    """The names an attack kind passes on: the attack's own parameters, or evaluate_attack's options."""
+    spec = get_attack(params["attack"])
+    spec.check_params(extra - _ROWS_OPTIONS)
 
 
 @register_kind("clean", "clean predictions of every model (evaluate.clean_table)")
@@ -13,7 +24,8 @@ def _clean(models, data, *, seed, batch_size):
     return per_model(models, lambda m: clean_table(m, data, batch_size=batch_size))
 
 
-@register_kind("attack", "one attack on every model (evaluate.evaluate_attack); params: attack, threat, its parameters")
+@register_kind("attack", "one attack on every model (evaluate.evaluate_attack); params: attack, threat, its parameters",
+               check=_attack_options)
 def _attack(models, data, *, seed, batch_size, attack, threat=None, **params):
     t = threat_of(threat)
     return per_model(models, lambda m: evaluate_attack(m, data, attack=attack, threat=t, batch_size=batch_size,
@@ -33,7 +45,7 @@ def _minimal(models, data, *, seed, batch_size, attacks):
 
 
 @register_kind("transfer", "attacks crafted on every model, scored on every model (evaluate.transfer_rows); "
-                      "params: attack, threat, its parameters")
+                      "params: attack, threat, its parameters", check=_attack_options)
 def _transfer(models, data, *, seed, batch_size, attack, threat, **params):
     return transfer_rows(models, data, attack=attack, threat=threat_of(threat), batch_size=batch_size, seed=seed,
                          progress=False, **params)
@@ -63,6 +75,7 @@ def _robust(models, data, *, seed, batch_size, threats, steps=100, restarts=1, t
 
 
 @register_kind("rho_adv", "the DeepFool paper's ρ_adv rows, DeepFool against FGSM at the ε that fools `fgsm_rate` "
-                     "(evaluate.rho_adv_rows; one block: declare block ≥ the subset); params: deepfool, fgsm_rate")
+                     "(evaluate.rho_adv_rows; one block: declare block ≥ the subset); params: deepfool, fgsm_rate",
+               whole_subset=True)
 def _rho_adv(models, data, *, seed, batch_size, deepfool, fgsm_rate):
     return rho_adv_rows(models, data, deepfool_params=deepfool, fgsm_rate=fgsm_rate)

@@ -8,6 +8,7 @@ import torch
 
 from ...certify import (BOUND_METHODS, certify, exact_verification, layers, relu_count, smoothadv, smoothed_predict,
                         verify)
+from ...certify.bounds import ALPHA_LR, ALPHA_STEPS
 from ...checks import check_choice
 from ...errors import InputError
 from ...evaluate import clean_table
@@ -15,7 +16,8 @@ from ...timing import Stopwatch
 from ..spec import block_seed, per_model, register_kind, threat_of
 
 
-@register_kind("smoothing", "randomized-smoothing CERTIFY (certify.certify); params: sigma, n0, n, alpha, batch")
+@register_kind("smoothing", "randomized-smoothing CERTIFY (certify.certify); params: sigma, n0, n, alpha, batch",
+               precisions=("fp32",))
 def _smoothing(models, data, *, seed, batch_size, sigma, n0, n, alpha, batch=1000):
     x, y = data.images(), data.y
 
@@ -48,8 +50,9 @@ def _smoothadv(models, data, *, seed, batch_size, sigma, radii, steps, draws, n,
 
 @register_kind("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods, unsupported ('error', "
                         "or 'skip': a model with a layer bound propagation does not support gets rows without "
-                        "certificates and the reason in column `unsupported`)")
-def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown"), unsupported="error"):
+                        "certificates and the reason in column `unsupported`)", precisions=("fp32",))
+def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown"), unsupported="error",
+            alpha_steps=ALPHA_STEPS, alpha_lr=ALPHA_LR):
     t = threat_of(threat)
     check_choice(unsupported, ("error", "skip"), "unsupported")
 
@@ -60,14 +63,17 @@ def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown"),
             except InputError as e:
                 return clean_table(m, data, batch_size=batch_size).rename(columns={"correct": "clean_correct"})[
                     ["example", "label", "clean_correct"]].assign(unsupported=str(e), norm=t.norm, eps=t.eps)
-        return verify(m, data, t, methods=tuple(methods), batch_size=batch_size, progress=False)
+        return verify(m, data, t, methods=tuple(methods), batch_size=batch_size, progress=False,
+                      alpha_steps=alpha_steps, alpha_lr=alpha_lr)
     return per_model(models, rows)
 
 
 @register_kind("exact", "exact verification by MILP (certify.exact_verification) of the first `head` examples that "
                    "the inputs `certificates` (kind bounds) and `attacks` (kind robust) leave open; params: threat, "
-                   "time_limit, head, refine ('lp': LP-tightened intermediate bounds, or 'none')", takes_inputs=True)
-def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit, head, refine="lp"):
+                   "time_limit, head, refine ('lp': LP-tightened intermediate bounds, or 'none')", takes_inputs=True,
+               precisions=("fp32",))
+def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit, head, refine="lp",
+           alpha_steps=ALPHA_STEPS, alpha_lr=ALPHA_LR):
     (name, model), = models.items()
     cert, att = inputs["certificates"], inputs["attacks"]
     certified = np.logical_or.reduce([cert[m].to_numpy() for m in BOUND_METHODS if m in cert.columns])
@@ -81,7 +87,7 @@ def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit,
     if len(gap):
         idx = torch.as_tensor(gap, device=data.x.device)
         ex = exact_verification(model, data.images()[idx], data.y[idx], threat_of(threat), time_limit=time_limit,
-                                refine=refine, progress=False)
+                                refine=refine, progress=False, alpha_steps=alpha_steps, alpha_lr=alpha_lr)
         exact[gap] = ex["verdict"].to_numpy()
         for c, col in (("milp_seconds", "seconds"), ("binaries", "binaries"), ("binaries_crown", "binaries_crown"),
                        ("lps", "lps")):
@@ -90,7 +96,7 @@ def _exact(models, data, *, seed, batch_size, start, inputs, threat, time_limit,
 
 
 @register_kind("bound_cost", "seconds per example of IBP and CROWN (certify.verify, one batch per block) and the "
-                             "ReLU count of every model; params: threat")
+                             "ReLU count of every model; params: threat", precisions=("fp32",))
 def _bound_cost(models, data, *, seed, batch_size, threat):
     x = data.images()
     return per_model(models, lambda m: verify(m, data, threat_of(threat), batch_size=batch_size, progress=False)
