@@ -15,7 +15,7 @@ from advlab.defenses import EOT
 from advlab.errors import CheckpointError, InputError
 from advlab.models import build_model
 from advlab.models.external import load_model_file
-from advlab.results import ModelFile
+from advlab.results import ModelFile, ModelSpec
 
 pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
 
@@ -194,14 +194,32 @@ def test_a_planted_masked_model_fails_the_audit_and_the_verdict_says_so(files):
 
 
 def test_a_random_model_is_said_and_attacked_through_eot(files):
+    """The file is probed once; a random one goes behind the ordinary `eot` wrapper, as a trained one would."""
     with pytest.warns(UserWarning, match="EOT over 2 draws"):
-        spec = ModelFile(str(files / "jittered.pt"), "mnist", "reader_nets:jittered", eot_draws=2)
-    assert spec.randomized
-    model = spec.build("cpu")
+        spec = your_model.your_model(_cfg(model=str(files / "jittered.pt"), architecture="reader_nets:jittered",
+                                          eot_draws=2))
+    assert isinstance(spec, ModelSpec) and spec.wrappers == (("eot", {"draws": 2}),) and spec.source.randomized
+    model = spec.build(spec.source.build("cpu"))
     assert isinstance(model, EOT) and model.draws == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not ModelFile(str(files / "reader.pt"), "mnist", "reader_nets:small_cnn").randomized
+
+
+def test_a_readers_model_behind_wrappers_is_planned_like_a_trained_one(files, tmp_path, monkeypatch):
+    """A ModelFile is a model source like a TrainConfig: behind `bits` and `eot` it is declared, checked once
+    by the plan, keyed by file and wrappers, trains nothing, and evaluates."""
+    from advlab.results import DataSpec, Evaluation, Plan, requirements
+
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    file = ModelFile(str(files / "reader.pt"), "mnist", "reader_nets:small_cnn", normalization=None)
+    wrapped = ModelSpec(file, [["bits", {"bits": 4}], ["eot", {"draws": 2}]])
+    assert wrapped.key != file.key and requirements(wrapped) == () and requirements(file) == ()
+    ev = Evaluation("clean", {"mine": wrapped, "bare": file}, DataSpec("mnist", n=16, seed=0), block=16)
+    plan = Plan(evaluations={"clean": ev})
+    assert plan.all_trainings() == {} and file._probe  # checked by the plan, before any work
+    rows = plan.result("clean", progress=False)
+    assert set(rows.model) == {"mine", "bare"} and len(rows) == 32
 
 
 @pytest.mark.parametrize("case, error, match", [
@@ -252,7 +270,7 @@ def test_bad_models_are_refused_before_any_work(files, tmp_path, case, error, ma
     elif case == "twice normalised":
         path, arch, kw = files / "advlab.pt", "small_cnn", {"normalization": ([0.1], [0.3])}
     with pytest.raises(error, match=match):
-        ModelFile(str(path), "mnist", arch, **kw)
+        ModelFile(str(path), "mnist", arch, **kw).check()
 
 
 def test_a_file_changed_after_its_declaration_is_refused(files, tmp_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from ..evaluate import accuracy, value_interval
 from ..evaluate.adaptive import overstatement
 from ..evaluate.audit import CHECKS, PROBE_N, conclusive
 from ..models.external import ARCHITECTURES
-from ..results import DataSpec, Evaluation, ModelFile, Plan, threat_of
+from ..results import DataSpec, Evaluation, ModelFile, ModelSpec, Plan, threat_of
 from ..training import TrainConfig
 from . import certification, defenses, targets
 
@@ -176,12 +178,18 @@ def normalization(cfg: Config):
     return cfg.norm_mean, cfg.norm_std
 
 
-def your_model(cfg: Config) -> TrainConfig | ModelFile:
-    """The model under study: a book model's recipe, or the file (loaded and probed now)."""
+def your_model(cfg: Config) -> TrainConfig | ModelFile | ModelSpec:
+    """The model under study: a book model's recipe, or the file (loaded and probed now), behind the
+    ``eot`` wrapper with ``eot_draws`` draws if it answers an input differently from call to call."""
     if cfg.model.startswith(BOOK):
         return book_model(cfg, cfg.model[len(BOOK):])
-    return ModelFile(cfg.model, cfg.dataset, cfg.architecture, options=json.loads(cfg.model_options),
-                     normalization=normalization(cfg), eot_draws=cfg.eot_draws)
+    file = ModelFile(cfg.model, cfg.dataset, cfg.architecture, options=json.loads(cfg.model_options),
+                     normalization=normalization(cfg))
+    if not file.randomized:  # loads and probes it: a file that cannot be used fails here
+        return file
+    warnings.warn(f"{Path(file.path).name} answers the same input differently from call to call in eval mode: it "
+                  f"is evaluated with EOT over {cfg.eot_draws} draws", stacklevel=2)
+    return ModelSpec(file, [["eot", {"draws": cfg.eot_draws}]])
 
 
 def check(cfg: Config) -> None:
@@ -278,6 +286,7 @@ def pct(v: float, lo: float, hi: float) -> str:
 def card_table(card: pd.DataFrame, cfg: Config, model) -> pd.DataFrame:
     """The model card: where the model comes from and what it is."""
     row = card.iloc[0]
+    model = model.source if isinstance(model, ModelSpec) else model
     where = (f"{cfg.model} (trained by the book, recipe key {model.key})" if isinstance(model, TrainConfig)
              else f"{model.path} (sha256 {model.sha256[:16]}…)")
     how = {"book": f"{model.method} training of {model.model}" if isinstance(model, TrainConfig) else "",

@@ -16,9 +16,8 @@ from ..models import Autocast
 from ..precision import computing_in
 from ..progress import bar
 from ..timing import Stopwatch
-from ..training import load_or_train
 from ..training.denoiser import load_or_train_denoiser
-from .spec import EVALUATION_KINDS, Evaluation, ModelFile, ModelSpec, RandomNet, block_seed
+from .spec import EVALUATION_KINDS, Evaluation, ModelSpec, block_seed, source_of
 from ..store import load_or_make, read_valid
 from .table import decode_table, read_table, save_table, table_record
 
@@ -26,14 +25,8 @@ from .table import decode_table, read_table, save_table, table_record
 def _models(ev: Evaluation, device, progress: bool, cache_root=None) -> dict:
     out = {}
     for name, spec in ev.models.items():
-        if isinstance(spec, RandomNet):
-            out[name] = spec.build(device)
-            continue
-        if isinstance(spec, ModelFile):
-            model = spec.build(device)
-        else:
-            cfg = spec.config if isinstance(spec, ModelSpec) else spec
-            model, _ = load_or_train(cfg, device=device, cache_root=cache_root, progress=progress)
+        source = source_of(spec.source if isinstance(spec, ModelSpec) else spec)
+        model = source.build(device, cache_root=cache_root, progress=progress)
         if ev.precision == "bf16":
             model = Autocast(model)
         if isinstance(spec, ModelSpec):

@@ -14,7 +14,7 @@ from ..timing import Stopwatch
 from ..training import TrainConfig, load_models, load_or_train
 from ..training.denoiser import DenoiserConfig, load_or_train_denoiser
 from .engine import load_or_evaluate
-from .spec import Evaluation, ModelSpec
+from .spec import Evaluation, ModelSpec, requirements, source_of
 
 @dataclass
 class Plan:
@@ -26,6 +26,19 @@ class Plan:
 
     trainings: dict[str, TrainConfig] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Every model source's own check (a reader's file loaded and probed), once per source, before any work."""
+        seen = set()
+        for ev in self.evaluations.values():
+            for spec in ev.models.values():
+                source = source_of(spec.source if isinstance(spec, ModelSpec) else spec)
+                if source.key not in seen:
+                    seen.add(source.key)
+                    source.check()
 
     def records(self, group: str) -> dict[str, dict]:
         """The training records (config, metrics, history, time) of the planned trainings and
@@ -41,7 +54,7 @@ class Plan:
             for spec in ev.models.values():
                 if isinstance(spec, ModelSpec) and spec.front is not None:
                     out.setdefault(spec.front.key, (f"denoiser {spec.front.depth}x{spec.front.width} on "
-                                                    f"{spec.config.model}", spec.front))
+                                                    f"{getattr(spec.source, 'model', 'its model')}", spec.front))
         return dict(out.values())
 
     def result(self, name: str | Evaluation, device=None, progress: bool = True) -> pd.DataFrame:
@@ -73,8 +86,9 @@ class Plan:
         out = dict(self.trainings)
         for ename, ev in self.evaluations.items():
             for mname, spec in ev.models.items():
-                if isinstance(spec, (TrainConfig, ModelSpec)):
-                    out.setdefault(f"{ename}/{mname}", spec.config if isinstance(spec, ModelSpec) else spec)
+                for need in requirements(spec):  # what the plan trains first, whatever the source
+                    if isinstance(need, TrainConfig):
+                        out.setdefault(f"{ename}/{mname}", need)
         unique = {}
         for name, cfg in out.items():
             unique.setdefault(cfg.key, (name, cfg))

@@ -1,4 +1,5 @@
-"""Declarations: a data subset (:class:`DataSpec`), a model recipe (:class:`ModelSpec`), the registry of
+"""Declarations: a data subset (:class:`DataSpec`), where a model comes from (:class:`ModelSource`: a
+trained configuration, a reader's file, seeded random weights), a model recipe (:class:`ModelSpec`), the registry of
 evaluation kinds, and :class:`Evaluation`, a declared per-example table whose key names everything
 that determines it (kind, parameters, models, data, seed, block, precision, inputs, library version
 and the source of the kernels)."""
@@ -10,10 +11,10 @@ import functools
 import hashlib
 import inspect
 import json
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 import torch
@@ -28,7 +29,7 @@ from ..errors import InputError
 from ..models import build_model, external, model_options
 from ..precision import PRECISIONS
 from ..threat import ThreatModel
-from ..training import TrainConfig
+from ..training import TrainConfig, load_or_train
 from ..training.denoiser import DenoiserConfig
 
 #: The format of result tables, part of every key: bumped when old tables would mean something else.
@@ -92,7 +93,88 @@ class DataSpec:
         return dataclasses.replace(self, sub=sub)
 
 
-# -- models: a trained network and the wrappers in front of it ----------------------------------------
+# -- models: where a network comes from, and the wrappers in front of it -------------------------------
+@runtime_checkable
+class ModelSource(Protocol):
+    """Where an evaluation's network comes from: a trained configuration (:class:`Trained`, what a
+    :class:`~advlab.training.TrainConfig` stands for), a reader's file (:class:`ModelFile`) or seeded
+    untrained weights (:class:`RandomNet`). The engine and the plan ask these, never the class:
+
+    - ``key``: what the network is, in every result's key;
+    - ``dataset``: the dataset it classifies;
+    - ``requires()``: what must be trained first (the plan trains it, ``advlab precompute`` too);
+    - ``check()``: every check that needs the network itself (loading, probing), which the plan calls
+      once, before any work; declaring a source stays cheap;
+    - ``build(device, cache_root, progress)``: the network, in eval mode, on ``device``.
+
+    A new source is a class with these five; :class:`ModelSpec` puts wrappers in front of any of them.
+    """
+
+    @property
+    def key(self) -> str:
+        """What the network is: part of every result's key."""
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the network classifies."""
+
+    def requires(self) -> tuple:
+        """The configurations to train before :meth:`build` (TrainConfigs, DenoiserConfigs); () for none."""
+
+    def check(self) -> None:
+        """Every check that needs the network itself; raises :class:`~advlab.errors.InputError` on a bad one."""
+
+    def build(self, device, cache_root=None, progress: bool = True) -> torch.nn.Module:
+        """The network in eval mode on ``device`` (trained first if a requirement is not cached)."""
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A :class:`~advlab.training.TrainConfig` as a :class:`ModelSource`: trained when built, or loaded
+    from the checkpoint cache. Evaluations take the TrainConfig itself; :func:`source_of` wraps it."""
+
+    config: TrainConfig
+
+    @property
+    def key(self) -> str:
+        """The checkpoint's key."""
+        return self.config.key
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the model is trained on."""
+        return self.config.dataset
+
+    def requires(self) -> tuple:
+        """The training itself."""
+        return (self.config,)
+
+    def check(self) -> None:
+        """Nothing to load: a TrainConfig is checked when it is made."""
+
+    def build(self, device, cache_root=None, progress: bool = True) -> torch.nn.Module:
+        """The trained model (eval mode), trained now only if no valid checkpoint exists."""
+        return load_or_train(self.config, device=device, cache_root=cache_root, progress=progress)[0]
+
+
+def source_of(model) -> ModelSource:
+    """``model`` as a :class:`ModelSource` (a TrainConfig becomes :class:`Trained`), or an error naming what
+    an evaluation takes."""
+    if isinstance(model, TrainConfig):
+        return Trained(model)
+    if isinstance(model, ModelSource) and not isinstance(model, (str, ModelSpec)):
+        return model
+    raise InputError(f"a model is a TrainConfig, a ModelSpec or a model source (ModelFile, RandomNet, or a class "
+                     f"with key, dataset, requires, check and build), got {type(model).__name__}")
+
+
+def requirements(model) -> tuple:
+    """What must be trained before ``model`` (a source or a :class:`ModelSpec`) can be built."""
+    if isinstance(model, ModelSpec):
+        return source_of(model.source).requires() + ((model.front,) if model.front is not None else ())
+    return source_of(model).requires()
+
+
 def _wrapper_fns() -> dict:
     return {"bits": lambda m, bits: BitDepthReduction(m, bits=bits),
             "bpda": lambda m: bpda(m),
@@ -109,20 +191,23 @@ WRAPPERS = {"bits": "input bit-depth reduction (feature squeezing) to `bits` bit
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A trained model with declared wrappers in front of it: ``wrappers`` is a sequence of
-    ``[name, {params}]`` applied innermost first (e.g. ``[["noise", {"sigma": 0.1}], ["eot", {"draws": 8}]]``).
+    """A model from any source (a :class:`~advlab.training.TrainConfig`, a :class:`ModelFile`, a
+    :class:`RandomNet`, any :class:`ModelSource`) with declared wrappers in front of it: ``wrappers``
+    is a sequence of ``[name, {params}]`` applied innermost first (e.g. ``[["noise", {"sigma": 0.1}],
+    ["eot", {"draws": 8}]]``).
 
     It is what an :class:`Evaluation` runs when the model is not the bare network: its key is the
-    checkpoint's key and the wrappers, so the table is cached like any other.
+    source's key and the wrappers, so the table is cached like any other.
     """
 
-    config: TrainConfig
+    source: object
     wrappers: tuple = ()
     front: DenoiserConfig | None = None  # a denoiser in front of the model (Denoised), before the wrappers
 
     def __post_init__(self):
-        if not isinstance(self.config, TrainConfig):
-            raise InputError(f"ModelSpec.config must be a TrainConfig, got {type(self.config).__name__}")
+        if isinstance(self.source, ModelSpec):
+            raise InputError("ModelSpec.source is the bare model: put every wrapper in one ModelSpec")
+        source_of(self.source)  # a TrainConfig or a model source, else an error naming them
         if self.front is not None and not isinstance(self.front, DenoiserConfig):
             raise InputError(f"ModelSpec.front must be a DenoiserConfig, got {type(self.front).__name__}")
         norm = []
@@ -139,17 +224,17 @@ class ModelSpec:
 
     @property
     def dataset(self) -> str:
-        """The dataset the trained model classifies."""
-        return self.config.dataset
+        """The dataset the model classifies."""
+        return self.source.dataset
 
     @property
     def key(self) -> str:
-        """The recipe's key: the trained model's, its wrappers in order and the denoiser in front."""
-        return config_key({"model": self.config.key, "wrappers": [[n, p] for n, p in self.wrappers],
+        """The recipe's key: the source's, its wrappers in order and the denoiser in front."""
+        return config_key({"model": self.source.key, "wrappers": [[n, p] for n, p in self.wrappers],
                            **({"front": self.front.key} if self.front else {})})
 
     def build(self, model, check_only: bool = False, front=None):
-        """``model`` (the trained network) behind the trained denoiser ``front`` if declared, with the
+        """``model`` (the source's network) behind the trained denoiser ``front`` if declared, with the
         wrappers applied; ``check_only`` validates the wrappers' parameters on a stand-in."""
         fns = _wrapper_fns()
         m = torch.nn.Identity() if check_only else model
@@ -188,7 +273,14 @@ class RandomNet:
         """The net's key: architecture, dataset, options and seed."""
         return config_key({"random": self.model, "dataset": self.dataset, "options": self.options, "seed": self.seed})
 
-    def build(self, device) -> torch.nn.Module:
+    def requires(self) -> tuple:
+        """Nothing: the weights are the seed's."""
+        return ()
+
+    def check(self) -> None:
+        """Nothing beyond the declaration's checks."""
+
+    def build(self, device, cache_root=None, progress: bool = True) -> torch.nn.Module:
         """The seeded untrained network on ``device`` (eval mode); the caller's RNG is left as it was."""
         with torch.random.fork_rng():  # seeded weights, the caller's RNG untouched
             torch.manual_seed(self.seed)
@@ -198,16 +290,19 @@ class RandomNet:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model the reader brings (``advlab.models.external``): ``path`` to its weights or TorchScript
-    file, how to build it (``architecture``, ``options``), and ``normalization`` ``(mean, std)`` if it
-    expects normalised inputs. Declaring it loads it once on the CPU and probes it, so a file that does
-    not load, does not match its architecture, or does not classify ``dataset``'s images is an error
-    before any long work.
+    """A model the reader brings (``advlab.models.external``), as a :class:`ModelSource`: ``path`` to its
+    weights or TorchScript file, how to build it (``architecture``, ``options``), and ``normalization``
+    ``(mean, std)`` if it expects normalised inputs.
 
-    Its key is the file's sha256 (not its path), the architecture (with the sha256 of the source that
-    defines a ``module:function``), the options and the normalisation: a changed file recomputes, an
-    unchanged one renders from the cache. A model that is random in eval mode is said (a warning),
-    and evaluated behind :class:`~advlab.defenses.EOT` with ``eot_draws`` draws.
+    Declaring it is cheap (the file's digest, the fields checked); :meth:`check`, which the plan calls
+    once, loads it on the CPU and probes it, so a file that does not load, does not match its
+    architecture, or does not classify ``dataset``'s images is an error before any long work, and
+    :attr:`randomized` says whether it answers an input differently from call to call in eval mode
+    (then declare it behind the ``eot`` wrapper: ``ModelSpec(file, [["eot", {"draws": 8}]])``).
+
+    Its key is the file's sha256 (not its path), the architecture (with the sha256 of the source file
+    that defines a ``module:function``), the options and the normalisation: a changed file
+    recomputes, an unchanged one renders from the cache.
     """
 
     path: str
@@ -215,10 +310,9 @@ class ModelFile:
     architecture: str = external.TORCHSCRIPT
     options: Mapping = field(default_factory=dict)
     normalization: tuple | None = None
-    eot_draws: int = 8
     sha256: str = field(init=False, default="")
     source_sha256: str | None = field(init=False, default=None)
-    randomized: bool = field(init=False, default=False)
+    _probe: dict = field(init=False, default_factory=dict, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         dataset_spec(self.dataset)
@@ -227,18 +321,12 @@ class ModelFile:
         if self.normalization is not None:
             object.__setattr__(self, "normalization", tuple(tuple(float(v) for v in part)
                                                             for part in self.normalization))
-        if not isinstance(self.eot_draws, int) or self.eot_draws < 1:
-            raise InputError(f"eot_draws must be a positive int, got {self.eot_draws!r}")
         path = Path(self.path).expanduser().resolve()
+        if not path.is_file():
+            raise InputError(f"model file {path} does not exist (or is not a file)")
         object.__setattr__(self, "path", str(path))
-        net = self._load("cpu")  # every check, before any long work
         object.__setattr__(self, "sha256", external.file_sha256(path))
         object.__setattr__(self, "source_sha256", external.architecture_digest(self.architecture))
-        probe = torch.rand((16, *dataset_spec(self.dataset).shape), generator=torch.Generator().manual_seed(0))
-        object.__setattr__(self, "randomized", external.is_randomized(net, probe))
-        if self.randomized:
-            warnings.warn(f"{path.name} answers the same input differently from call to call in eval mode: it is "
-                          f"evaluated with EOT over {self.eot_draws} draws", stacklevel=2)
 
     def __hash__(self):
         return hash(self.key)
@@ -247,19 +335,35 @@ class ModelFile:
     def key(self) -> str:
         """The model's key: the file's sha256 (not its path), architecture, options, dataset and normalisation."""
         return config_key({"file": self.sha256, "architecture": self.architecture, "source": self.source_sha256,
-                           "options": self.options, "dataset": self.dataset,
-                           "normalization": self.normalization, "eot_draws": self.eot_draws})
+                           "options": self.options, "dataset": self.dataset, "normalization": self.normalization})
+
+    def requires(self) -> tuple:
+        """Nothing to train: the file is the model."""
+        return ()
+
+    def check(self) -> None:
+        """Load the file on the CPU and probe it (once): every error a bad file or architecture gives."""
+        if self._probe:
+            return
+        net = self._load("cpu")
+        probe = torch.rand((16, *dataset_spec(self.dataset).shape), generator=torch.Generator().manual_seed(0))
+        self._probe["randomized"] = external.is_randomized(net, probe)
+
+    @property
+    def randomized(self) -> bool:
+        """Whether the model answers the same input differently from call to call in eval mode (checked once)."""
+        self.check()
+        return self._probe["randomized"]
 
     def _load(self, device):
         return external.load_model_file(self.path, self.dataset, self.architecture, self.options,
                                         self.normalization, device=device)
 
-    def build(self, device) -> torch.nn.Module:
-        """The model on ``device`` (behind EOT if it is randomized); the file must still hash the same."""
+    def build(self, device, cache_root=None, progress: bool = True) -> torch.nn.Module:
+        """The model on ``device``; the file must still hash the same."""
         if external.file_sha256(self.path) != self.sha256:
             raise InputError(f"{self.path} changed since it was declared: declare the model again")
-        net = self._load(device)
-        return EOT(net, self.eot_draws) if self.randomized else net
+        return self._load(device)
 
 
 def threat_of(spec) -> ThreatModel | None:
@@ -299,7 +403,7 @@ class Kind:
     check: Callable[[dict, set], None] | None = None  # (params, the names fn does not declare) -> raise or None
 
     def parameters(self) -> dict:
-        """``{name: default}`` of the parameters a declaration gives (:data:`REQUIRED` where there is none)."""
+        """``{name: default}`` of the parameters a declaration gives (``REQUIRED`` where there is none)."""
         sig = inspect.signature(self.fn).parameters
         return {k: p.default for k, p in sig.items()
                 if k not in _GIVEN_BY_THE_ENGINE and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
@@ -369,7 +473,7 @@ class Evaluation:
     """
 
     kind: str
-    models: Mapping[str, TrainConfig | ModelSpec | RandomNet | ModelFile]
+    models: Mapping[str, TrainConfig | ModelSpec | ModelSource]
     data: DataSpec
     params: Mapping = field(default_factory=dict)
     seed: int = 0
@@ -387,10 +491,12 @@ class Evaluation:
                              f"got {self.precision!r}: a certificate computed in lower precision can be unsound")
         if not isinstance(self.cuda_graphs, bool):
             raise InputError(f"cuda_graphs must be True or False, got {self.cuda_graphs!r}")
-        if not self.models or not all(isinstance(c, (TrainConfig, ModelSpec, RandomNet, ModelFile))
-                                      for c in self.models.values()):
-            raise InputError("an evaluation needs a mapping of names to TrainConfigs, ModelSpecs, RandomNets or "
-                             "ModelFiles")
+        if not self.models:
+            raise InputError("an evaluation needs a mapping of names to models (TrainConfigs, ModelSpecs or model "
+                             "sources)")
+        for c in self.models.values():
+            if not isinstance(c, ModelSpec):
+                source_of(c)  # a TrainConfig or a model source, else an error naming them
         if len({c.dataset for c in self.models.values()} | {self.data.dataset}) > 1:
             raise InputError(f"an evaluation's models must be trained on its dataset {self.data.dataset!r}")
         if not isinstance(self.block, int) or self.block < 1:
