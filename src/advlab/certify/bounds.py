@@ -1,32 +1,40 @@
-"""Sound bounds on a network's outputs over a threat model's input set: IBP and CROWN.
+"""Sound bounds on a network's outputs over a threat model's input set: IBP, CROWN and α-CROWN.
 
-Both bound every output of a linear *specification* ``C · f(x')`` over all x' in the ball ∩ pixel
+All bound every output of a linear *specification* ``C · f(x')`` over all x' in the ball ∩ pixel
 box around x. The specification the book certifies with is the margin, true class minus each
 other class: if every margin's lower bound is positive, no input of the set changes the
 prediction, whatever attack is tried.
 
-- **IBP** (interval bound propagation, Gowal et al. 2018) pushes a box through the network layer
-  by layer: an affine layer maps the centre exactly and the radius through |W|; a ReLU clips both
-  ends. The trailing affine layers are folded into the specification (the margin is bounded
-  directly, not as the difference of two logit intervals).
-- **α-CROWN** (Xu et al. 2021) is CROWN with the lower line's slope of every unstable ReLU
-  optimised per example and specification row (any slope in [0, 1] is sound): tighter, at the cost
-  of ``alpha_steps`` more backward passes (:data:`ALPHA_STEPS` by default). **CROWN-IBP** (Zhang et
-  al. 2020) is CROWN's backward pass from IBP's intermediate bounds: looser than CROWN, as cheap as
-  one backward pass, and what CROWN-IBP training differentiates.
+The network is the graph :func:`~advlab.certify.graph.trace` makes of it: affine maps (linear and
+convolution layers, batch norm in eval mode, normalisation, average pooling, reshapes, arithmetic
+with constants), sums of branches (residual blocks), ReLU and max pooling. An unsupported operation
+is an error that names it and its module path, before any work.
+
+- **IBP** (interval bound propagation, Gowal et al. 2018) pushes a box through the graph: an affine
+  map sends the centre exactly and the radius through |W|; a ReLU clips both ends; max pooling
+  pools both ends. The affine maps after the last nonlinearities are folded into the specification
+  (the margin is bounded directly, not as the difference of two logit intervals).
 - **CROWN** (Zhang et al. 2018; the backward form of Wong & Kolter's convex outer bound) bounds
   every ReLU between two lines and propagates the specification backwards to the input: the upper
   line is the chord through (l, 0) and (u, u), the lower line has slope 1 where u ≥ −l and 0
-  otherwise (CROWN's adaptive choice). The pre-activation bounds l, u of every ReLU layer are
-  themselves computed this way, layer by layer, for the neurons IBP leaves unstable, and
-  intersected with IBP's (both are sound, so the intersection is).
+  otherwise (CROWN's adaptive choice). Max pooling's lower line is the window's input with the
+  largest lower bound; its upper line is that input when it dominates the window, else the largest
+  upper bound. The pre-activation bounds l, u of every nonlinearity are themselves computed this way,
+  node by node, for the neurons the box leaves open, and intersected with the box. The final bound is
+  the better, per row, of CROWN's and the interval bound from those boxes.
+- **α-CROWN** (Xu et al. 2021) optimises the lower slopes of the unstable ReLUs (any slope in
+  [0, 1] is sound) by projected Adam, ``alpha_steps`` steps (:data:`ALPHA_STEPS` by default):
+  ``"alpha_crown"`` as published, with separate slopes for every intermediate node's bounds, which
+  are re-computed at each step and intersected with CROWN's; ``"alpha_crown_final"`` the fast
+  variant that optimises the final specification's slopes only (intermediate bounds stay CROWN's).
+- **CROWN-IBP** (Zhang et al. 2020) is CROWN's backward pass from IBP's intermediate bounds: looser
+  than CROWN, as cheap as one backward pass, and what CROWN-IBP training differentiates.
 
 The input set is the threat model's ball intersected with [0, 1]: for L∞ that is a box; for L2 a
 linear form is bounded both over the box hull and with the dual norm over the ball, and the
-tighter of the two is kept (the first ReLU layer's bounds too, in IBP). Networks are sequential
-compositions of the layers in :data:`SUPPORTED`; anything else is an error that names the layer.
-Everything is batched over examples; memory grows with the batch and the network, never with the
-dataset, and the neurons of a layer are bounded in chunks of at most :data:`MAX_ELEMENTS` floats.
+tighter of the two is kept (the affine prefix's bounds too, in IBP). Everything is batched over
+examples; memory grows with the batch and the network, never with the dataset, and the neurons of a
+node are bounded in chunks of at most :data:`MAX_ELEMENTS` floats.
 """
 from __future__ import annotations
 
@@ -46,21 +54,31 @@ from ..precision import strictly_fp32
 from ..progress import bar
 from ..threat import ThreatModel
 from ..timing import Stopwatch
+from .graph import SUPPORTED, Graph, MaxPool, Reshape, Scale, trace  # noqa: F401  (SUPPORTED: named here too)
 
-#: The bound-propagation methods of :func:`margin_bounds`: interval (IBP), CROWN, α-CROWN (optimised slopes of
-#: the final layer's relaxation) and CROWN-IBP (CROWN over IBP's intermediate bounds).
-BOUND_METHODS = ("ibp", "crown", "alpha_crown", "crown_ibp")
+#: The bound-propagation methods of :func:`margin_bounds`: interval (IBP), CROWN, α-CROWN as published
+#: (intermediate bounds optimised too), α-CROWN's final-layer variant, and CROWN-IBP (CROWN over IBP's
+#: intermediate bounds).
+BOUND_METHODS = ("ibp", "crown", "alpha_crown", "alpha_crown_final", "crown_ibp")
+CROWN_METHODS = ("crown", "alpha_crown", "alpha_crown_final")  # CROWN's intermediate bounds
+ALPHA_METHODS = ("alpha_crown", "alpha_crown_final")
+NONLINEAR = ("relu", "maxpool")
 ALPHA_STEPS = 20  # α-CROWN's default: projected Adam steps of the slope optimisation
 ALPHA_LR = 0.25  # their default learning rate (slopes live in [0, 1])
-SUPPORTED = ("Normalize", "Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d/2d (eval mode)", "AvgPool2d",
-             "Identity")
+#: The layers the MILP's sequential encoding takes (:func:`layers`).
+SEQUENTIAL = ("Normalize", "Linear", "Conv2d", "ReLU", "Flatten", "BatchNorm1d/2d (eval mode)", "AvgPool2d",
+              "Identity")
 MAX_ELEMENTS = 2 ** 22  # floats per backward coefficient tensor (16 MiB): measured fastest on 2 cores
+ALPHA_ELEMENTS = 2 ** 24  # coefficient floats of one α-CROWN step's intermediate passes, per chunk of examples
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-_AFFINE = (nn.Linear, nn.Conv2d, *_BN, nn.AvgPool2d, Normalize, nn.Flatten, nn.Identity)
-
+_SEQUENTIAL = (nn.Linear, nn.Conv2d, *_BN, nn.AvgPool2d, Normalize, nn.Flatten, nn.Identity)
+_RESHAPES = (nn.Flatten, nn.Identity, nn.Dropout, Reshape)
+_ELEMENTWISE = (*_RESHAPES, *_BN, Normalize, Scale)  # maps a box to a box exactly
 
 def layers(model: nn.Module) -> list[nn.Module]:
-    """The network as a flat list of supported layers, in order; an unsupported one is an error."""
+    """A sequential network as a flat list of its layers, in order (what the MILP encodes); max pooling,
+    branches or any other layer are an error that names it. Bound propagation itself takes any
+    network :func:`~advlab.certify.graph.trace` supports."""
     out = []
 
     def walk(m, path):
@@ -70,7 +88,7 @@ def layers(model: nn.Module) -> list[nn.Module]:
         elif "SEQUENTIAL_PARTS" in vars(type(m)):  # a container declaring its forward is its parts in order
             for name in type(m).SEQUENTIAL_PARTS:
                 walk(getattr(m, name), f"{path}.{name}" if path else name)
-        elif isinstance(m, (nn.ReLU, *_AFFINE)):
+        elif isinstance(m, (nn.ReLU, *_SEQUENTIAL)):
             if isinstance(m, _BN) and (m.training or not m.track_running_stats):
                 raise InputError(f"{type(m).__name__} at {path} normalises with batch statistics (training mode): "
                                  "bounds hold for the eval-mode network; call model.eval()")
@@ -79,8 +97,8 @@ def layers(model: nn.Module) -> list[nn.Module]:
                                  "zero padding")
             out.append(m)
         else:
-            raise InputError(f"bound propagation does not support {type(m).__name__} (at {path or 'the model'}); "
-                             f"it supports sequential networks of {', '.join(SUPPORTED)}")
+            raise InputError(f"the MILP encodes sequential networks of {', '.join(SEQUENTIAL)}; it does not support "
+                             f"{type(m).__name__} (at {path or 'the model'})")
 
     walk(model, "")
     if not out:
@@ -88,7 +106,7 @@ def layers(model: nn.Module) -> list[nn.Module]:
     return out
 
 
-# -- one layer at a time ---------------------------------------------------------------------------
+# -- one operation at a time ---------------------------------------------------------------------
 def _bn_affine(m):
     scale = torch.rsqrt(m.running_var + m.eps)
     if m.affine:
@@ -102,7 +120,7 @@ def _channel(v, ndim):  # per-channel vector -> broadcastable over (N, C, ...)
 
 
 def _abs_linear(m, r):
-    """|W| r: the radius of an affine layer's output box for an input box of radius r."""
+    """|W| r: the radius of an affine map's output box for an input box of radius r."""
     if isinstance(m, nn.Linear):
         return F.linear(r, m.weight.abs())
     if isinstance(m, nn.Conv2d):
@@ -111,7 +129,9 @@ def _abs_linear(m, r):
         return r * _channel(_bn_affine(m)[0].abs(), r.ndim)
     if isinstance(m, Normalize):
         return r / m.std.abs()
-    return m(r)  # average pooling (non-negative weights, no bias), flatten, identity
+    if isinstance(m, Scale):
+        return r * abs(m.w) if not torch.is_tensor(m.w) else r * m.w.abs()
+    return m(r)  # pooling (non-negative weights, no bias), reshapes, identity
 
 
 def _ibp_affine(m, lo, hi):
@@ -120,31 +140,55 @@ def _ibp_affine(m, lo, hi):
     return mid - rad, mid + rad
 
 
+def _summed(t):
+    return t.flatten(1).sum(1)
+
+
 def _back_affine(m, a, in_shape):
-    """A ↦ (A·W, A·b) for an affine layer z ↦ Wz + b; A has shape (R, *out) for R specification rows."""
+    """A ↦ (A·W, A·b) for an affine map z ↦ Wz + b; A has shape (R, *out) for R specification rows."""
     r = a.shape[0]
     if isinstance(m, nn.Linear):
         return a @ m.weight, (a @ m.bias if m.bias is not None else 0)
-    if isinstance(m, (nn.Flatten, nn.Identity)):
+    if isinstance(m, _RESHAPES):
         return a.reshape(r, *in_shape), 0
     if isinstance(m, Normalize):
-        return a / m.std, -(a * (m.mean / m.std)).flatten(1).sum(1)
+        return a / m.std, -_summed(a * (m.mean / m.std))
+    if isinstance(m, Scale):
+        return a * m.w, (_summed(a * m.b) if torch.is_tensor(m.b) or m.b != 0 else 0)
     if isinstance(m, _BN):
         scale, shift = _bn_affine(m)
-        return a * _channel(scale, a.ndim), (a * _channel(shift, a.ndim)).flatten(1).sum(1)
+        return a * _channel(scale, a.ndim), _summed(a * _channel(shift, a.ndim))
     if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = m.kernel_size, m.stride, m.padding, m.dilation
         oh, ow = a.shape[-2:]
         extra = (in_shape[-2] - ((oh - 1) * sh - 2 * ph + dh * (kh - 1) + 1),
                  in_shape[-1] - ((ow - 1) * sw - 2 * pw + dw * (kw - 1) + 1))
-        out = F.conv_transpose2d(a, m.weight, None, m.stride, m.padding, extra, m.groups, m.dilation)
+        if m.in_channels == 1 and m.groups == 1 and extra == (0, 0):  # W^T as one matmul and a fold: 2x on CPU
+            cols = torch.matmul(m.weight.reshape(m.out_channels, -1).t(), a.flatten(2))
+            out = F.fold(cols, in_shape[-2:], m.kernel_size, m.dilation, m.padding, m.stride)
+        else:
+            out = F.conv_transpose2d(a, m.weight, None, m.stride, m.padding, extra, m.groups, m.dilation)
         return out, (a.sum((2, 3)) @ m.bias if m.bias is not None else 0)
-    # any other affine layer (average pooling, 'same' padding): the transpose is its input gradient
+    # any other affine map (average pooling, 'same' padding): the transpose is its input gradient
     with torch.enable_grad():
         z = torch.zeros((r, *in_shape), device=a.device, dtype=a.dtype, requires_grad=True)
         g, = torch.autograd.grad(m(z), z, a, create_graph=a.requires_grad)  # α-CROWN differentiates through it
     bias = m(torch.zeros((1, *in_shape), device=a.device, dtype=a.dtype))
-    return g, (a * bias).flatten(1).sum(1)
+    return g, _summed(a * bias)
+
+
+def _row_norms(m, value, sq):
+    """Through an affine map m, the value at x and the squared L2 norms of the rows (as a function of
+    the input) of a node whose rows are disjoint scaled unit vectors (elementwise maps of the input)
+    or one Linear / Conv2d of those; None for any other map."""
+    if isinstance(m, _ELEMENTWISE):
+        zero = torch.zeros_like(sq)
+        return m(value), (m(sq.sqrt()) - m(zero)) ** 2
+    if isinstance(m, nn.Linear):
+        return m(value), F.linear(sq, m.weight ** 2)
+    if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple) and m.padding_mode == "zeros":
+        return m(value), F.conv2d(sq, m.weight ** 2, None, m.stride, m.padding, m.dilation, m.groups)
+    return None
 
 
 def _relaxation(lo, hi):
@@ -158,63 +202,142 @@ def _relaxation(lo, hi):
     return lo_slope, up_slope, up_bias
 
 
-# -- backward propagation of a specification ------------------------------------------------------
 @dataclass
-class _Net:
-    mods: list
-    shapes: list  # input shape (without batch) of every layer, and the output's last
-    relax: dict  # ReLU index -> (lower slope, upper slope, upper intercept), each (B, *shape)
+class _PoolLines:
+    """Max pooling's linear bounds per output: the lower line is the window's input with the largest
+    lower bound (y ≥ x_k); the upper line is that input too when its lower bound is at least every
+    other input's upper bound (y = x_k), else the constant largest upper bound of the window."""
+
+    pick: torch.Tensor  # (B, C, K, L) one-hot over the K window positions of the L outputs
+    exact: torch.Tensor  # (B, C, L) where y = x_k
+    top: torch.Tensor  # (B, C, L) the window's largest upper bound
+    pool: MaxPool
+    padded: tuple  # (H + 2p, W + 2p)
 
 
-def _backward(net: _Net, c, stop: int, upper: bool):
-    """Linear bounds of ``c · (network output)`` in terms of the input of layer ``stop``.
+def _windows(pool: MaxPool, t):
+    (ph, pw), (kh, kw) = pool.padding, pool.kernel
+    t = F.pad(t, (pw, pw, ph, ph), value=-math.inf)  # as max pooling pads: never the maximum
+    b, c = t.shape[:2]
+    return F.unfold(t, pool.kernel, pool.dilation, 0, pool.stride).view(b, c, kh * kw, -1), tuple(t.shape[-2:])
 
-    ``c``: (B, S, *output shape), or (1, S, ...) when every example shares it: it then stays one
-    copy through the affine layers down to the first ReLU (an intermediate layer's identity
-    specification costs one pass, not B). Returns ``(A_lo, b_lo, A_hi, b_hi)``: for every x' of the
-    set, A_lo·z + b_lo ≤ c·f ≤ A_hi·z + b_hi with z the input of layer ``stop`` (A_hi, b_hi None
-    when ``upper`` is False)."""
+
+def _pool_lines(pool: MaxPool, lo, hi) -> _PoolLines:
+    lw, padded = _windows(pool, lo)
+    hw, _ = _windows(pool, hi)
+    k = lw.argmax(2, keepdim=True)
+    others = hw.scatter(2, k, -math.inf).amax(2)
+    exact = lw.gather(2, k).squeeze(2) >= others
+    return _PoolLines(torch.zeros_like(lw).scatter(2, k, 1.0), exact, hw.amax(2), pool, padded)
+
+
+def _back_pool(lines: _PoolLines, a, in_shape, lower: bool):
+    """A ↦ (A·x-coefficients, constant) through max pooling's lines: a lower bound takes the lower line
+    where A > 0 and the upper line where A < 0 (an upper bound the reverse)."""
+    n, s = a.shape[:2]
+    b, c, kk, ll = lines.pick.shape
+    a = a.expand(b, *a.shape[1:]).reshape(b, s, c, ll)
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    on_line, off_line = (pos, neg) if lower else (neg, pos)
+    exact = lines.exact.unsqueeze(1).to(a.dtype)
+    coef = on_line + off_line * exact
+    const = (off_line * (1 - exact) * lines.top.unsqueeze(1)).flatten(2).sum(2)
+    g = (lines.pick.unsqueeze(1) * coef.unsqueeze(3)).reshape(b * s, c * kk, ll)
+    p = lines.pool
+    g = F.fold(g, lines.padded, p.kernel, p.dilation, 0, p.stride)
+    (ph, pw) = p.padding
+    g = g[..., ph:ph + in_shape[-2], pw:pw + in_shape[-1]]
+    return g.reshape(b, s, *in_shape), const
+
+
+# -- backward propagation of a specification ------------------------------------------------------
+def _backward(graph: Graph, shapes: list, relax: dict, c, target: int, upper: bool, boxes: dict | None = None,
+              relax_hi: dict | None = None):
+    """Linear bounds of ``c · (node target)`` in terms of the input, walking the graph backwards.
+
+    ``c``: (B, S, *shape of the target), or (1, S, ...) when every example shares it: it then stays
+    one copy through the affine maps down to the first nonlinearity (an intermediate node's identity
+    specification costs one pass, not B). ``relax``: each nonlinear node's lines (``relax_hi``, if
+    given, for the upper bound's pass). With ``boxes``, every nonlinear node is replaced by its box
+    (the interval bound with the affine maps after the nonlinearities folded into the specification).
+    Returns ``(A_lo, b_lo, A_hi, b_hi)``: A_lo·x' + b_lo ≤ c·f ≤ A_hi·x' + b_hi over the set (A None
+    when nothing reaches the input; A_hi, b_hi None when ``upper`` is False)."""
+    relax_hi = relax if relax_hi is None else relax_hi
     s = c.shape[1]
-    a_lo, a_hi = c, (c if upper else None)
+    acc_lo, acc_hi = {target: c}, ({target: c} if upper else {})
     b_lo = torch.zeros(c.shape[:2], device=c.device, dtype=c.dtype)
     b_hi = torch.zeros_like(b_lo) if upper else None
 
-    def affine(m, a, bias_sum, shape):
+    def push(acc, i, a):
+        acc[i] = acc[i] + a if i in acc else a
+
+    def affine(m, a, shape):
         n = a.shape[0]
         a, bias = _back_affine(m, a.reshape(n * s, *a.shape[2:]), shape)
-        return a.view(n, s, *shape), bias_sum + (bias.view(n, s) if torch.is_tensor(bias) else 0)
+        return a.view(n, s, *shape), (bias.view(n, s) if torch.is_tensor(bias) else 0)
 
-    for j in range(len(net.mods) - 1, stop - 1, -1):
-        m = net.mods[j]
-        if isinstance(m, nn.ReLU):
-            # α-CROWN's lower slopes carry the specification dimension already; CROWN's do not
-            ls, us, ub = (t if t.ndim == a_lo.ndim else t.unsqueeze(1) for t in net.relax[j])
-            pos, neg = a_lo.clamp(min=0), a_lo.clamp(max=0)
-            b_lo = b_lo + (neg * ub).flatten(2).sum(2)
-            a_lo = pos * ls + neg * us
+    def relu(lines, a, lower):
+        # α-CROWN's lower slopes carry the specification dimension already; CROWN's do not
+        ls, us, ub = (t if t.ndim == a.ndim else t.unsqueeze(1) for t in lines)
+        pos, neg = a.clamp(min=0), a.clamp(max=0)
+        on, off = (neg, pos) if lower else (pos, neg)  # the part of A that meets the upper line
+        return torch.addcmul(off * ls, on, us), _dot(on, ub)
+
+    for j in range(target, 0, -1):
+        if j not in acc_lo:
+            continue
+        node = graph.nodes[j]
+        a_lo, a_hi = acc_lo.pop(j), (acc_hi.pop(j) if upper else None)
+        if boxes is not None and node.op in NONLINEAR:
+            b_lo = b_lo + _concretize(a_lo, 0, *boxes[j], -1)
             if upper:
-                pos, neg = a_hi.clamp(min=0), a_hi.clamp(max=0)
-                b_hi = b_hi + (pos * ub).flatten(2).sum(2)
-                a_hi = pos * us + neg * ls
+                b_hi = b_hi + _concretize(a_hi, 0, *boxes[j], +1)
+            continue
+        src = node.inputs[0]
+        if node.op == "add":
+            for i, sign in ((src, 1.0), (node.inputs[1], node.sign)):
+                push(acc_lo, i, a_lo * sign)
+                if upper:
+                    push(acc_hi, i, a_hi * sign)
+            continue
+        if node.op == "relu":
+            (a_lo, d_lo), (a_hi, d_hi) = relu(relax[j], a_lo, True), (relu(relax_hi[j], a_hi, False) if upper
+                                                                      else (None, 0))
+        elif node.op == "maxpool":
+            (a_lo, d_lo) = _back_pool(relax[j], a_lo, shapes[src], True)
+            (a_hi, d_hi) = _back_pool(relax[j], a_hi, shapes[src], False) if upper else (None, 0)
         else:
-            a_lo, b_lo = affine(m, a_lo, b_lo, net.shapes[j])
-            if upper:
-                a_hi, b_hi = affine(m, a_hi, b_hi, net.shapes[j])
-    return a_lo, b_lo, a_hi, b_hi
+            (a_lo, d_lo) = affine(node.fn, a_lo, shapes[src])
+            (a_hi, d_hi) = affine(node.fn, a_hi, shapes[src]) if upper else (None, 0)
+        b_lo = b_lo + d_lo
+        push(acc_lo, src, a_lo)
+        if upper:
+            b_hi = b_hi + d_hi
+            push(acc_hi, src, a_hi)
+    return acc_lo.get(0), b_lo, acc_hi.get(0), b_hi
+
+
+def _dot(a, v):
+    """Σ a·v over each row's neurons: a (B or 1, S, ...), v (B, 1 or S, ...) → (B, S)."""
+    if v.shape[1] != 1:
+        return (a * v).flatten(2).sum(2)
+    return torch.matmul(a.flatten(2), v.flatten(2).transpose(1, 2)).squeeze(2)  # no (B, S, ...) product
 
 
 def _concretize(a, bias, lo, hi, sign: int, ball=None):
     """min (sign = −1 → lower bound) or max (sign = +1) of a·z + bias over the box [lo, hi] and,
-    with ``ball = (x, eps)``, over the L2 ball too (the tighter of the two)."""
+    with ``ball = (x, eps)``, over the L2 ball too (the tighter of the two); ``a`` None is 0."""
+    if a is None:
+        return bias
     lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     if sign < 0:
-        out = bias + (pos * lo + neg * hi).flatten(2).sum(2)
+        out = bias + _dot(pos, lo) + _dot(neg, hi)
     else:
-        out = bias + (pos * hi + neg * lo).flatten(2).sum(2)
+        out = bias + _dot(pos, hi) + _dot(neg, lo)
     if ball is not None:
         x, eps = ball
-        centre = bias + (a * x.unsqueeze(1)).flatten(2).sum(2)
+        centre = bias + _dot(a, x.unsqueeze(1))
         dual = eps * a.flatten(2).norm(dim=2)
         out = torch.maximum(out, centre - dual) if sign < 0 else torch.minimum(out, centre + dual)
     return out
@@ -223,14 +346,14 @@ def _concretize(a, bias, lo, hi, sign: int, ball=None):
 @dataclass
 class Bounds:
     """Lower and upper bounds (B, S) of a specification, and the pre-activation bounds ``(l, u)``
-    of every ReLU layer in order, each ``(B, *shape)``: the certificate's intermediate evidence."""
+    of every ReLU in order, each ``(B, *shape)``: the certificate's intermediate evidence."""
 
     lower: torch.Tensor
     upper: torch.Tensor | None
     layers: list
 
 
-def _check_inputs(model, x, threat, method):
+def _check_inputs(model, x, threat, method) -> Graph:
     check_choice(method, BOUND_METHODS, "bound method")
     if not isinstance(threat, ThreatModel):
         raise InputError(f"bounds need a ThreatModel, got {type(threat).__name__}")
@@ -244,64 +367,215 @@ def _check_inputs(model, x, threat, method):
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise InputError("x must hold finite inputs in [0, 1]")
     check_model_inputs(model, x)
-    return layers(model)
+    return trace(model)
 
 
-def _propagate(mods, x, threat, method, c, upper: bool, alpha: tuple = (ALPHA_STEPS, ALPHA_LR)):
-    """Bounds of ``c · f`` over the input set: the IBP box through every layer, tightened at every
-    ReLU layer by CROWN (methods "crown" and "alpha_crown"), then the specification propagated back
-    (with optimised lower slopes for "alpha_crown"; from IBP's intermediate bounds for "crown_ibp")."""
-    lo, hi = threat.bounds(x)
-    ball = (x, threat.eps) if threat.norm == "l2" else None
-    shapes, z = [], x[:1]
-    with torch.no_grad():
-        for m in mods:
-            shapes.append(tuple(z.shape[1:]))
-            z = m(z)
-    shapes.append(tuple(z.shape[1:]))
-    net = _Net(mods, shapes, {})
-    pre = []
-    for j, m in enumerate(mods):
-        if isinstance(m, nn.ReLU):
-            # CROWN tightens every ReLU layer; IBP the first under L2 (the dual norm of the affine prefix)
-            if method in ("crown", "alpha_crown") or (ball is not None and not pre):
-                lo, hi = _tighten(_Net(mods[:j], shapes[:j + 1], net.relax), x, threat, ball, lo, hi)
-            pre.append((lo, hi))
-            net.relax[j] = _relaxation(lo, hi)
-            lo, hi = lo.clamp(min=0), hi.clamp(min=0)
+@dataclass
+class _Pass:
+    """One forward pass of bounds over a batch: every node's box, every nonlinearity's lines."""
+
+    graph: Graph
+    shapes: list
+    boxes: dict
+    relax: dict
+    tightened: dict  # node -> neurons (flat indices) CROWN bounded: the targets α-CROWN re-optimises
+
+
+def _forward(graph, x, threat, ball, crown: bool) -> _Pass:
+    """Boxes of every node, tightened by CROWN where a nonlinearity reads them (``crown``; under L2
+    also the affine prefix before the first nonlinearity, where CROWN is exact and cheap)."""
+    shapes = graph.shapes(x)
+    readers = graph.consumers()
+    box = {0: threat.bounds(x)}
+    p = _Pass(graph, shapes, box, {}, {})
+    linear = {0}  # nodes with no nonlinearity before them
+    mixing = {0: 0}  # of those, how many non-elementwise maps lie between them and the input
+    rows = {0: (x, torch.ones_like(x))}  # of those with one such map at most: their value at x, squared row norms
+    for j, n in enumerate(graph.nodes[1:], 1):
+        ins = [box[i] for i in n.inputs]
+        if n.op == "relu":
+            p.relax[j] = _relaxation(*ins[0])
+            box[j] = ins[0][0].clamp(min=0), ins[0][1].clamp(min=0)
+        elif n.op == "maxpool":
+            p.relax[j] = _pool_lines(n.fn, *ins[0])
+            box[j] = n.fn(ins[0][0]), n.fn(ins[0][1])
+        elif n.op == "add":
+            (l0, u0), (l1, u1) = ins
+            box[j] = (l0 + l1, u0 + u1) if n.sign > 0 else (l0 - u1, u0 - l1)
         else:
-            lo, hi = _ibp_affine(m, lo, hi)
-    if method == "ibp" and pre:  # the affine layers after the last ReLU fold into the specification
-        stop = max(j for j in net.relax) + 1
-        box, ball = (pre[-1][0].clamp(min=0), pre[-1][1].clamp(min=0)), None
-    else:
-        stop, box = 0, threat.bounds(x)
-    a_lo, b_lo, a_hi, b_hi = _backward(net, c, stop, upper)
-    lower = _concretize(a_lo, b_lo, *box, -1, ball)
-    up = _concretize(a_hi, b_hi, *box, +1, ball) if upper else None
-    if method == "alpha_crown" and pre:
-        unstable = {j: (lo < 0) & (hi > 0) for j, (lo, hi) in zip(net.relax, pre)}
-        lower = torch.maximum(lower, _optimised_lower(net, unstable, c, box, ball, *alpha))
+            box[j] = _ibp_affine(n.fn, *ins[0])
+        if n.op not in NONLINEAR and all(i in linear for i in n.inputs):
+            linear.add(j)
+            mixing[j] = 2 if n.op == "add" else mixing[n.inputs[0]] + (not isinstance(n.fn, _ELEMENTWISE))
+            if ball is not None and mixing[j] <= 1 and n.inputs[0] in rows:
+                rows[j] = _row_norms(n.fn, *rows[n.inputs[0]])
+                if rows[j] is not None:
+                    centre, radius = rows[j][0], ball[1] * rows[j][1].sqrt()
+                    box[j] = torch.maximum(box[j][0], centre - radius), torch.minimum(box[j][1], centre + radius)
+                else:
+                    del rows[j]
+        # the box of one affine map (after elementwise ones) over a box is exact, and over the ball ∩ box
+        # with the ball's dual-norm bound: CROWN would find the same
+        exact = mixing.get(j, 2) <= 1 and (ball is None or j in rows)
+        kinds = {graph.nodes[r].op for r in readers[j]} & set(NONLINEAR)
+        if kinds and n.op not in NONLINEAR and not exact and (crown or (ball is not None and j in linear)):
+            box[j] = _tighten(p, j, x, threat, ball, *box[j], every=("maxpool" in kinds))
+    return p
+
+
+def _propagate(graph: Graph, x, threat, method, c, upper: bool, alpha: tuple = (ALPHA_STEPS, ALPHA_LR)):
+    """Bounds of ``c · f`` over the input set: boxes through the graph (tightened by CROWN for the
+    CROWN methods), then the specification propagated back to the input, or to the last boxes (IBP).
+    CROWN and α-CROWN keep, per row, the better of their bound and the interval one."""
+    ball = (x, threat.eps) if threat.norm == "l2" else None
+    p = _forward(graph, x, threat, ball, crown=method in CROWN_METHODS)
+    pre = [p.boxes[graph.nodes[j].inputs[0]] for j in graph.relu_nodes()]
+    out = len(graph.nodes) - 1
+    interval = _backward(graph, p.shapes, p.relax, c, out, upper, boxes=p.boxes)
+    lower = _concretize(interval[0], interval[1], *p.boxes[0], -1, ball)
+    up = _concretize(interval[2], interval[3], *p.boxes[0], +1, ball) if upper else None
+    if method == "ibp":
+        return Bounds(lower, up, pre)
+    a_lo, b_lo, a_hi, b_hi = _backward(graph, p.shapes, p.relax, c, out, upper)
+    crown_lo = _concretize(a_lo, b_lo, *p.boxes[0], -1, ball)
+    crown_up = _concretize(a_hi, b_hi, *p.boxes[0], +1, ball) if upper else None
+    if method == "crown_ibp":  # the training bound: CROWN's backward pass alone (what its gradient is)
+        return Bounds(crown_lo, crown_up, pre)
+    lower = torch.maximum(lower, crown_lo)
+    up = torch.minimum(up, crown_up) if upper else None
+    if method in ALPHA_METHODS and p.relax:
+        lower = torch.maximum(lower, _optimised(p, x, ball, c, method == "alpha_crown", *alpha))
+        pre = [p.boxes[graph.nodes[j].inputs[0]] for j in graph.relu_nodes()]
     return Bounds(lower, up, pre)
 
 
-def _optimised_lower(net: _Net, unstable: dict, c, box, ball, steps: int, lr: float):
+def _tighten(p: _Pass, j: int, x, threat, ball, lo, hi, every: bool):
+    """CROWN bounds for the neurons of node ``j`` that the current box leaves unstable in some
+    example of the batch (``every``: all that are not fixed, as max pooling reads them), intersected
+    with the box; chunked to bound the memory. Records which neurons it bounded."""
+    b = x.shape[0]
+    shape = lo.shape[1:]
+    flat_lo, flat_hi = lo.reshape(b, -1).clone(), hi.reshape(b, -1).clone()
+    todo = ((flat_lo < flat_hi) if every else (flat_lo < 0) & (flat_hi > 0)).any(0).nonzero().squeeze(1)
+    if todo.numel() == 0:
+        return lo, hi
+    p.tightened[j] = todo
+    widest = max(math.prod(s) for s in p.shapes[:j + 1])
+    chunk = max(1, MAX_ELEMENTS // (b * widest))
+    box = p.boxes[0]
+    for part in torch.split(todo, chunk):
+        c = _rows(part, flat_lo.shape[1], shape, x)
+        a_lo, b_lo, a_hi, b_hi = _backward(p.graph, p.shapes, p.relax, c, j, True)
+        flat_lo[:, part] = torch.maximum(flat_lo[:, part], _concretize(a_lo, b_lo, *box, -1, ball))
+        flat_hi[:, part] = torch.minimum(flat_hi[:, part], _concretize(a_hi, b_hi, *box, +1, ball))
+    return flat_lo.view(b, *shape), flat_hi.view(b, *shape)
+
+
+def _rows(part, size, shape, x):
+    """The identity specification of the neurons ``part`` of a node, shared by the batch (1, k, *shape)."""
+    c = torch.zeros(1, part.numel(), size, device=x.device, dtype=x.dtype)
+    c[0, torch.arange(part.numel(), device=x.device), part] = 1
+    return c.view(1, part.numel(), *shape)
+
+
+def _optimised(p: _Pass, x, ball, c, full: bool, steps: int, lr: float):
     """α-CROWN (Xu et al. 2021): the lower line of every unstable ReLU may have any slope in [0, 1]
     and stay sound, so each (example, specification row, neuron) gets its own slope, optimised by
-    projected Adam to raise the concretized lower bound. Starts from CROWN's slopes; every iterate is
-    a sound bound, and the best per row is returned. The intermediate bounds stay CROWN's.
-    ``steps`` Adam steps of learning rate ``lr``: the caller's declared options, part of a result's key."""
-    s = c.shape[1]
-    alphas = {j: net.relax[j][0].unsqueeze(1).expand(-1, s, *net.relax[j][0].shape[1:]).clone().requires_grad_(True)
-              for j in net.relax}
+    projected Adam to raise the concretized lower bound; every iterate is sound, and the best per row
+    is returned. With ``full`` (as published), every intermediate node CROWN bounded gets its own
+    slopes too, for its lower and upper bounds, re-computed at each step (intersected with CROWN's)
+    and differentiated through into the final bound; the best intermediate bounds replace CROWN's in
+    ``p``. Without, the intermediate bounds stay CROWN's (the final-layer variant: one backward pass
+    per step); the full form starts from that variant's slopes and keeps, per row, the better of the two.
+    ``steps`` and ``lr``: the caller's declared options, part of a result's key."""
+    graph = p.graph
+    readers = graph.consumers()
+    before = _relus_before(graph)
+    targets = {}
+    if full:
+        targets = {t: idx for t, idx in p.tightened.items()
+                   if before[t] and any(graph.nodes[r].op == "relu" for r in readers[t])}
+    b = x.shape[0]
+    per_example = sum(len(idx) * max(math.prod(s) for s in p.shapes[:t + 1]) * len(before[t])
+                      for t, idx in targets.items())
+    chunk = max(1, ALPHA_ELEMENTS // max(1, per_example)) if targets else b
+    lowers = []
+    for start in range(0, b, chunk):
+        sl = slice(start, start + chunk)
+        args = (_sliced(p, sl), x[sl], None if ball is None else (ball[0][sl], ball[1]),
+                c[sl] if c.shape[0] == b else c)
+        lower, best, final = _optimise_slice(*args, {}, before, steps, lr)
+        if targets:  # warm-started from the final layer's slopes, and never below that variant
+            full_lower, best, _ = _optimise_slice(*args, targets, before, steps, lr, start_from=final)
+            lower = torch.maximum(lower, full_lower)
+        lowers.append(lower)
+        for t, (lo, hi) in best.items():
+            p.boxes[t][0][sl], p.boxes[t][1][sl] = lo, hi
+    return torch.cat(lowers)
+
+
+def _relus_before(graph: Graph) -> dict:
+    """Node -> the ReLU nodes its value depends on."""
+    out = {0: frozenset()}
+    for j, n in enumerate(graph.nodes[1:], 1):
+        out[j] = frozenset().union(*(out[i] | ({i} if graph.nodes[i].op == "relu" else set()) for i in n.inputs))
+    return out
+
+
+def _sliced(p: _Pass, sl) -> _Pass:
+    def cut(v):
+        if isinstance(v, _PoolLines):
+            return _PoolLines(v.pick[sl], v.exact[sl], v.top[sl], v.pool, v.padded)
+        return tuple(t[sl] for t in v)
+    return _Pass(p.graph, p.shapes, {j: cut(v) for j, v in p.boxes.items()}, {j: cut(v) for j, v in p.relax.items()},
+                 p.tightened)
+
+
+def _optimise_slice(p: _Pass, x, ball, c, targets: dict, before: dict, steps: int, lr: float, start_from=None):
+    graph, out, s = p.graph, len(p.graph.nodes) - 1, c.shape[1]
+    relus = graph.relu_nodes()
+    b = x.shape[0]
+
+    def start(r, rows):  # CROWN's slopes, one per row
+        ls = p.relax[r][0]
+        return ls.unsqueeze(1).expand(-1, rows, *ls.shape[1:]).clone().requires_grad_(True)
+
+    alphas = {(out, r, 0): (start(r, s) if start_from is None else start_from[r].detach().clone().requires_grad_(True))
+              for r in relus}
+    for t, idx in targets.items():
+        for r in before[t]:
+            alphas[(t, r, 0)], alphas[(t, r, 1)] = start(r, len(idx)), start(r, len(idx))
     opt = torch.optim.Adam(alphas.values(), lr=lr)
-    best = None
+    best, best_boxes = None, {t: p.boxes[t] for t in targets}
     with torch.enable_grad():
         for it in range(steps + 1):
-            relax = {j: (torch.where(unstable[j].unsqueeze(1), alphas[j], net.relax[j][0].unsqueeze(1)),
-                         *net.relax[j][1:]) for j in net.relax}
-            a_lo, b_lo, _, _ = _backward(_Net(net.mods, net.shapes, relax), c, 0, False)
-            lower = _concretize(a_lo, b_lo, *box, -1, ball)
+            boxes, lines, unstable = dict(p.boxes), {}, {}
+
+            def relax_for(t, side):
+                d = dict(p.relax)  # max pooling's lines stay CROWN's
+                for r in (before[t] if t != out else relus):
+                    ls, us, ub = lines[r]
+                    d[r] = (torch.where(unstable[r].unsqueeze(1), alphas[(t, r, side)], ls.unsqueeze(1)), us, ub)
+                return d
+
+            for j, n in enumerate(graph.nodes):
+                if n.op == "relu":
+                    lo, hi = boxes[n.inputs[0]]
+                    lines[j], unstable[j] = _relaxation(lo, hi), (lo < 0) & (hi > 0)
+                if j in targets:
+                    idx, (lo, hi) = targets[j], boxes[j]
+                    shape = lo.shape[1:]
+                    a_lo, b_lo, a_hi, b_hi = _backward(graph, p.shapes, relax_for(j, 0),
+                                                       _rows(idx, math.prod(shape), shape, x), j, True,
+                                                       relax_hi=relax_for(j, 1))
+                    flat_lo, flat_hi = lo.reshape(b, -1).clone(), hi.reshape(b, -1).clone()
+                    flat_lo[:, idx] = torch.maximum(flat_lo[:, idx], _concretize(a_lo, b_lo, *p.boxes[0], -1, ball))
+                    flat_hi[:, idx] = torch.minimum(flat_hi[:, idx], _concretize(a_hi, b_hi, *p.boxes[0], +1, ball))
+                    boxes[j] = flat_lo.view(b, *shape), flat_hi.view(b, *shape)
+                    best_boxes[j] = (torch.maximum(best_boxes[j][0], boxes[j][0].detach()),
+                                     torch.minimum(best_boxes[j][1], boxes[j][1].detach()))
+            a_lo, b_lo, _, _ = _backward(graph, p.shapes, relax_for(out, 0), c, out, False)
+            lower = _concretize(a_lo, b_lo, *p.boxes[0], -1, ball)
             best = lower.detach() if best is None else torch.maximum(best, lower.detach())
             if it == steps:
                 break
@@ -311,43 +585,7 @@ def _optimised_lower(net: _Net, unstable: dict, c, box, ball, steps: int, lr: fl
             with torch.no_grad():
                 for a in alphas.values():
                     a.clamp_(0, 1)
-    return best
-
-
-def _tighten(prefix: _Net, x, threat, ball, lo, hi):
-    """CROWN bounds for the neurons of a pre-activation layer that the current box leaves unstable
-    in some example of the batch, intersected with the box; chunked to bound the memory."""
-    b = x.shape[0]
-    shape = lo.shape[1:]
-    flat_lo, flat_hi = lo.reshape(b, -1).clone(), hi.reshape(b, -1).clone()
-    todo = ((flat_lo < 0) & (flat_hi > 0)).any(0).nonzero().squeeze(1)
-    if todo.numel() == 0:
-        return lo, hi
-    widest = max(math.prod(s) for s in prefix.shapes)
-    chunk = max(1, MAX_ELEMENTS // (b * widest))
-    box = threat.bounds(x)
-    for part in torch.split(todo, chunk):
-        c = torch.zeros(1, part.numel(), flat_lo.shape[1], device=x.device, dtype=x.dtype)
-        c[0, torch.arange(part.numel(), device=x.device), part] = 1
-        a_lo, b_lo, a_hi, b_hi = _backward(prefix, c.view(1, part.numel(), *shape), 0, True)
-        flat_lo[:, part] = torch.maximum(flat_lo[:, part], _concretize(a_lo, b_lo, *box, -1, ball))
-        flat_hi[:, part] = torch.minimum(flat_hi[:, part], _concretize(a_hi, b_hi, *box, +1, ball))
-    return flat_lo.view(b, *shape), flat_hi.view(b, *shape)
-
-
-def _outputs(mods, x) -> tuple:
-    """The output shape per example, from two examples through the layers: images without their
-    channel dimension broadcast into a wrong batch there, and fail here with a clear error."""
-    z, first = x[:2], None
-    try:
-        for m in mods:
-            z = m(z)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-    if first is not None or z.shape[0] != min(2, x.shape[0]):
-        raise InputError(f"the model cannot take x of shape {tuple(x.shape)}{f' ({first})' if first else ''}; "
-                         "pass a batch of the shape it was trained on, e.g. (N, C, H, W) for images")
-    return tuple(z.shape[1:])
+    return best, best_boxes, {r: alphas[(out, r, 0)] for r in relus}
 
 
 @strictly_fp32
@@ -361,14 +599,14 @@ def bound_spec(model: nn.Module, x: torch.Tensor, threat: ThreatModel, c: torch.
     """
     _check_alpha(alpha_steps, alpha_lr)
     with torch.no_grad(), eval_mode(model):
-        mods = _check_inputs(model, x, threat, method)
-        k = _outputs(mods, x)
+        graph = _check_inputs(model, x, threat, method)
+        k = graph.shapes(x)[-1]
         if c.ndim == 2:
             c = c.unsqueeze(0).expand(x.shape[0], -1, -1)
         if c.shape[0] != x.shape[0] or tuple(c.shape[2:]) != k:
             raise InputError(f"specification c must have shape (B, S, *{k}) for B = {x.shape[0]} inputs, "
                              f"got {tuple(c.shape)}")
-        return _propagate(mods, x, threat, method, c.to(x.dtype), upper, (alpha_steps, alpha_lr))
+        return _propagate(graph, x, threat, method, c.to(x.dtype), upper, (alpha_steps, alpha_lr))
 
 
 def _check_alpha(steps, lr):
@@ -391,7 +629,7 @@ def margin_bounds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Th
     as in :func:`bound_spec`)."""
     check_labels(y, x)
     with torch.no_grad(), eval_mode(model):
-        k, = _outputs(_check_inputs(model, x, threat, method), x)
+        k, = _check_inputs(model, x, threat, method).shapes(x)[-1]
     check_label_range(y, k)
     return bound_spec(model, x, threat, margin_spec(y, k), method=method, upper=upper, alpha_steps=alpha_steps,
                       alpha_lr=alpha_lr)
@@ -413,10 +651,10 @@ def margin_lower(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
     training) or CROWN-IBP's (Zhang et al. 2020: CROWN's backward pass from IBP's intermediate
     bounds). The model runs in its current mode: batch norm must be in eval mode."""
     check_choice(method, TRAINING_BOUNDS, "training bound")
-    mods = layers(model)
+    graph = trace(model)
     with torch.no_grad():
-        k, = _outputs(mods, x)
-    return _propagate(mods, x, threat, method, margin_spec(y, k).to(x.dtype), False).lower
+        k, = graph.shapes(x)[-1]
+    return _propagate(graph, x, threat, method, margin_spec(y, k).to(x.dtype), False).lower
 
 
 @strictly_fp32
@@ -455,9 +693,7 @@ def verify(model: nn.Module, data, threat: ThreatModel, *, methods=("ibp", "crow
 def relu_count(model: nn.Module, x: torch.Tensor) -> int:
     """The ReLU units of ``model`` on inputs shaped like ``x`` (one example suffices): what CROWN's
     cost grows with when they are unstable."""
-    n, z = 0, x[:1]
-    with torch.no_grad():
-        for m in layers(model):
-            n += z[0].numel() if isinstance(m, nn.ReLU) else 0
-            z = m(z)
-    return n
+    with torch.no_grad(), eval_mode(model):
+        graph = trace(model)
+        shapes = graph.shapes(x[:1])
+    return sum(math.prod(shapes[j]) for j in graph.relu_nodes())

@@ -178,7 +178,7 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
     L∞ only: an L2 ball is not linear. ``time_limit`` is the solver time per example, in seconds:
     an example whose programs it cannot finish in time is undecided (the search stops at its
     first unfinished program). Before branching, the margins are bounded by α-CROWN (margins it
-    proves positive need no program) and, with ``refine="lp"``, the intermediate bounds are
+    proves positive need no program; its final-layer variant) and, with ``refine="lp"``, the intermediate bounds are
     tightened by LP (``refine_bounds``, within ``LP_SHARE`` of the time limit);
     ``binaries_crown`` and ``lps`` say what that changed and cost.
     """
@@ -199,7 +199,7 @@ def exact_verification(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threa
 def _decide(model, segs, xi, yi, threat, time_limit, refine, alpha) -> dict:
     """One example's verdict: a program per margin α-CROWN leaves open, most doubtful first."""
     with Stopwatch(xi.device) as clock:
-        bounds = margin_bounds(model, xi, yi, threat, method="alpha_crown", upper=False, alpha_steps=alpha[0],
+        bounds = margin_bounds(model, xi, yi, threat, method="alpha_crown_final", upper=False, alpha_steps=alpha[0],
                                alpha_lr=alpha[1])
         pre = [(l.flatten().double().cpu().numpy(), u.flatten().double().cpu().numpy()) for l, u in bounds.layers]
         crown_binaries = int(sum(((l < 0) & (u > 0)).sum() for l, u in pre))

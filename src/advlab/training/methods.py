@@ -21,7 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..attacks import run_attack
 from ..attacks.base import loss_and_grad
-from ..certify.bounds import layers, margin_lower
+from ..certify.bounds import margin_lower
+from ..certify.graph import trace
 from ..checks import check_choice
 from ..config import coerce
 from ..errors import InputError
@@ -129,12 +130,12 @@ def _bounds_apply(model) -> None:
         why = f"it has batch norm (at {bn}), which normalises with batch statistics while training"
     else:
         try:
-            layers(model.eval())
+            trace(model.eval())
         except InputError as e:
             why = str(e)
     if why:
-        raise InputError(f"IBP training cannot bound this network: {why}. It trains sequential ReLU networks "
-                         "without batch norm or max pooling (of advlab's: mlp, conv_small)")
+        raise InputError(f"IBP training cannot bound this network: {why}. It trains ReLU networks without "
+                         "batch norm (of advlab's: mlp, conv_small, small_cnn, lenet5)")
 
 
 def get_method(name: str) -> Method:

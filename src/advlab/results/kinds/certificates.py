@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...certify import (BOUND_METHODS, certify, exact_verification, layers, relu_count, smoothadv, smoothed_predict,
-                        verify)
-from ...certify.bounds import ALPHA_LR, ALPHA_STEPS
-from ...checks import check_choice
+from ...certify import BOUND_METHODS, certify, exact_verification, relu_count, smoothadv, smoothed_predict, verify
+from ...certify.bounds import ALPHA_LR, ALPHA_STEPS, CROWN_METHODS
+from ...checks import check_choice, check_positive_int
 from ...errors import InputError
 from ...evaluate import clean_table
 from ...timing import Stopwatch
@@ -49,22 +48,34 @@ def _smoothadv(models, data, *, seed, batch_size, sigma, radii, steps, draws, n,
 
 
 @register_kind("bounds", "IBP / CROWN certificates (certify.verify); params: threat, methods, unsupported ('error', "
-                        "or 'skip': a model with a layer bound propagation does not support gets rows without "
-                        "certificates and the reason in column `unsupported`)", precisions=("fp32",))
+                        "or 'skip': a model with an operation bound propagation does not support gets rows without "
+                        "certificates and the reason in column `unsupported`), max_relus (the CROWN methods are "
+                        "left out, with the reason in column `skipped`, for a model with more ReLUs)",
+               precisions=("fp32",))
 def _bounds(models, data, *, seed, batch_size, threat, methods=("ibp", "crown"), unsupported="error",
-            alpha_steps=ALPHA_STEPS, alpha_lr=ALPHA_LR):
+            max_relus=None, alpha_steps=ALPHA_STEPS, alpha_lr=ALPHA_LR):
     t = threat_of(threat)
     check_choice(unsupported, ("error", "skip"), "unsupported")
+    for m in methods:
+        check_choice(m, BOUND_METHODS, "bound method")
+    if max_relus is not None:
+        check_positive_int(max_relus=max_relus)
 
     def rows(m):
-        if unsupported == "skip":
-            try:
-                layers(m)
-            except InputError as e:
-                return clean_table(m, data, batch_size=batch_size).rename(columns={"correct": "clean_correct"})[
-                    ["example", "label", "clean_correct"]].assign(unsupported=str(e), norm=t.norm, eps=t.eps)
-        return verify(m, data, t, methods=tuple(methods), batch_size=batch_size, progress=False,
-                      alpha_steps=alpha_steps, alpha_lr=alpha_lr)
+        try:
+            n = relu_count(m, data.images()[:1])
+        except InputError as e:
+            if unsupported == "error":
+                raise
+            return clean_table(m, data, batch_size=batch_size).rename(columns={"correct": "clean_correct"})[
+                ["example", "label", "clean_correct"]].assign(unsupported=str(e), norm=t.norm, eps=t.eps)
+        costly = [k for k in methods if k in CROWN_METHODS] if max_relus is not None and n > max_relus else []
+        out = verify(m, data, t, methods=tuple(k for k in methods if k not in costly), batch_size=batch_size,
+                     progress=False, alpha_steps=alpha_steps, alpha_lr=alpha_lr)
+        if costly:  # CROWN bounds every unstable neuron with a backward pass: its cost grows with them
+            out["skipped"] = (f"{', '.join(costly)}: the model has {n:,} ReLUs, more than max_relus = "
+                              f"{max_relus:,}")
+        return out
     return per_model(models, rows)
 
 
