@@ -25,8 +25,10 @@
 #    with which attack broke each example;
 # 3. **minimal perturbations** (DeepFool, Carlini-Wagner L2) beside models of the book;
 # 4. the **gradient-masking audit**, every check with its evidence;
-# 5. **certificates** where they apply: IBP and CROWN when bound propagation supports every layer
-#    (otherwise the page says why), randomized smoothing if you ask for it;
+# 5. **certificates** where they apply: IBP and CROWN when bound propagation supports every operation
+#    of the network (linear and convolution layers, batch norm, pooling, max pooling, residual sums;
+#    otherwise the page names the one it does not), CROWN up to `crown_max_relus` ReLUs, randomized
+#    smoothing if you ask for it;
 # 6. a **verdict** computed from the numbers, and the command that reproduces the page.
 #
 # On test examples $(x_i, y_i)$ and the threat model
@@ -214,9 +216,9 @@ your_model.audit_findings(audit)
 # ## Certificates
 
 # %% tags=["remove-input"]
-bounds = your_model.bound_summary({k: plan.result(k, device) for k in plan.evaluations if k.startswith("bounds ")},
-                                  cfg)
-Markdown(your_model.bounds_text(bounds))
+bound_tables = {k: plan.result(k, device) for k in plan.evaluations if k.startswith("bounds ")}
+bounds = your_model.bound_summary(bound_tables, cfg)
+Markdown(your_model.bounds_text(bounds, bound_tables))
 
 # %% tags=["remove-input"]
 bounds if isinstance(bounds, pd.DataFrame) else None

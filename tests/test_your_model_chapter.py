@@ -77,6 +77,31 @@ NETS = textwrap.dedent('''
 
     def cifar_net():
         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 32 * 32, 10))
+
+
+    class Residual(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+            self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+    class TinyResNet(nn.Module):
+        """A ResNet as a reader writes one: residual blocks with batch norm, functional ReLU and pooling."""
+
+        def __init__(self, c=8):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                                      nn.AvgPool2d(2))
+            self.blocks = nn.Sequential(Residual(c), Residual(c))
+            self.head = nn.Linear(c, 10)
+
+        def forward(self, x):
+            x = self.blocks(self.stem(x))
+            return self.head(torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 ''')
 
 
@@ -132,7 +157,13 @@ def test_a_model_brought_three_ways_runs_end_to_end(files, way, mnist_model, mni
     assert card.loc["parameters"].iat[0] == f"{sum(p.numel() for p in mnist_model.parameters()):,}"
     bounds = your_model.bound_summary({k: plan.result(k, progress=False) for k in plan.evaluations
                                        if k.startswith("bounds ")}, cfg)
-    assert "bound propagation does not support" in bounds  # MaxPool2d, or a TorchScript module: said, not skipped
+    if way == "torchscript":  # fx cannot follow a TorchScript module: said, not skipped
+        assert "TorchScript" in bounds
+    else:  # the small CNN's 37,760 ReLUs are over the profile's crown_max_relus: IBP runs, CROWN says why not
+        assert bounds.loc[("linf 0.1", "IBP"), "n"] == cfg.n_test
+        assert bounds.loc[("linf 0.1", "CROWN"), "certified (%)"] == "not run (crown_max_relus)"
+        assert "37,760 ReLUs" in your_model.bounds_text(bounds, {k: plan.result(k, progress=False)
+                                                                 for k in plan.evaluations if k.startswith("bounds ")})
     text = your_model.verdict(cfg, plan.result("card", progress=False), plan.result("robust", progress=False),
                               plan.result("audit", progress=False), bounds)
     assert "L∞ ε = 0.1" in text and "L2 ε = 1" in text and "upper bounds" in text
@@ -327,6 +358,50 @@ def test_a_certifiable_model_gets_sound_certificates(tmp_path):
     assert len(certified) > 0 and robust.loc[certified, "robust"].all()
     assert "Certificates prove lower bounds" in your_model.verdict(
         cfg, plan.result("card", progress=False), robust.reset_index(), plan.result("audit", progress=False), summary)
+
+
+def test_a_readers_residual_cifar_model_is_certified(files, tmp_path):
+    """A reader's ResNet-style CIFAR-10 network (residual blocks, batch norm, pooling, normalised inputs),
+    briefly trained: the page's bound table has IBP and CROWN, CROWN certifies examples, and PGD breaks
+    none of them."""
+    from reader_nets import TinyResNet
+
+    from advlab.attacks import pgd
+    from advlab.data import load_dataset
+    from advlab.threat import ThreatModel
+
+    train = load_dataset("cifar10", "train").subset(4000, seed=0)
+    spec = dataset_spec("cifar10")
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = TinyResNet()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(2):
+            for i in range(0, len(train.y), 100):
+                x, y = train.images()[i:i + 100], train.y[i:i + 100]
+                opt.zero_grad()
+                nn.functional.cross_entropy(net((x - mean) / std), y).backward()
+                opt.step()
+    path = tmp_path / "resnet.pt"
+    torch.save(net.state_dict(), path)
+    cfg = _cfg(model=str(path), architecture="reader_nets:TinyResNet", dataset="cifar10", normalization="dataset",
+               threats=["linf 0.001", "l2 0.05"], certificates=["ibp", "crown"])
+    plan = your_model.plan(cfg)
+    tables = {k: plan.result(k, progress=False) for k in plan.evaluations if k.startswith("bounds ")}
+    summary = your_model.bound_summary(tables, cfg)
+    assert list(summary.index) == [(t, m) for t in cfg.threats for m in ("IBP", "CROWN")]
+    assert (summary.xs("CROWN", level="method").certified > 0).all()
+    assert (summary.xs("CROWN", level="method").certified >= summary.xs("IBP", level="method").certified).all()
+    model = plan.evaluations["bounds linf 0.001"].models[your_model.YOURS].build("cpu", None)
+    for threat, t in zip(cfg.threats, tables.values()):
+        ok = t.example[t.crown].to_numpy()
+        data = load_dataset("cifar10", "test").examples(ok)
+        norm, eps = threat.split()
+        attacked = pgd(model, data.images(), data.y, threat=ThreatModel(norm, float(eps)), steps=20, restarts=2,
+                       generator=torch.Generator().manual_seed(0))
+        assert (attacked.pred == data.y).all()
+    assert "IBP and CROWN" in your_model.bounds_text(summary)
 
 
 @pytest.mark.slow

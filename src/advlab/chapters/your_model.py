@@ -99,6 +99,9 @@ CHAPTER = Chapter(
                            minimum=1),
         "certificates": Param(("list", str), "certificates to try: ibp, crown (every L∞ and L2 threat), smoothing "
                                              "(randomized smoothing, L2), or none", choices=CERTIFICATES),
+        "crown_max_relus": Param(int, "CROWN runs on a model with at most this many ReLUs (its cost grows with the "
+                                      "unstable ones, each bounded by a backward pass); IBP runs on every model",
+                                 minimum=1),
         "smoothing_sigma": Param(float, "σ of randomized smoothing's Gaussian noise, pixel units", positive=True),
         "smoothing_n0": Param(int, "CERTIFY's selection samples", minimum=1),
         "smoothing_n": Param(int, "CERTIFY's estimation samples", minimum=1),
@@ -117,6 +120,7 @@ CHAPTER = Chapter(
                       n_minimal=100, deepfool_steps=50, cw_steps=100, cw_search_steps=5,
                       audit_n=_d["quick"]["audit_n"], audit_steps=_d["quick"]["audit_steps"],
                       eot_draws=_d["quick"]["eot_draws"], certificates=["ibp", "crown", "smoothing"],
+                      crown_max_relus=20000,
                       smoothing_sigma=0.25, smoothing_n0=100, smoothing_n=1000, smoothing_alpha=0.001, n_smooth=100),
         "smoke": dict(**targets.PROFILES["smoke"], n_clean=500,
                       **{k: _d["smoke"][k] for k in ("n_test", "apgd_steps", "square_queries", "escalation_queries",
@@ -125,7 +129,8 @@ CHAPTER = Chapter(
         "paper": dict(**targets.PROFILES["paper"], n_clean=10000,
                       **{k: _d["paper"][k] for k in ("n_test", "apgd_steps", "apgd_targets", "square_queries",
                                                      "escalation_queries", "audit_n", "audit_steps", "eot_draws")},
-                      n_minimal=1000, cw_steps=1000, cw_search_steps=9, smoothing_n=100000, n_smooth=500),
+                      n_minimal=1000, cw_steps=1000, cw_search_steps=9, smoothing_n=100000, n_smooth=500,
+                      crown_max_relus=200000),
     },
     relations=(
         Relation(("threats",), _threats_ok, "every threat must be written 'linf EPS' or 'l2 EPS' with EPS ≥ 0 in "
@@ -250,7 +255,8 @@ def plan(cfg: Config) -> Plan:
     methods = [m for m in ("ibp", "crown") if m in cfg.certificates]
     if methods:
         evaluations.update({f"bounds {n} {e:g}": ev("bounds", model, test, threat=[n, e], methods=methods,
-                                                    unsupported="skip") for n, e in ts})
+                                                    unsupported="skip", max_relus=cfg.crown_max_relus)
+                            for n, e in ts})
     if "smoothing" in cfg.certificates:
         evaluations["smoothing"] = ev("smoothing", model, test.within(cfg.n_smooth), sigma=cfg.smoothing_sigma,
                                       n0=cfg.smoothing_n0, n=cfg.smoothing_n, alpha=cfg.smoothing_alpha)
@@ -342,7 +348,8 @@ def audit_findings(audit: pd.DataFrame) -> pd.DataFrame:
 
 def bound_summary(tables: dict, cfg: Config) -> pd.DataFrame | str:
     """Certified accuracy per threat and method with 95% intervals (a table), or why there is none
-    (a string): not asked for, or a layer bound propagation does not support."""
+    (a string): not asked for, or an operation bound propagation does not support. A method left out
+    for the model's size is a row that says so."""
     if not tables:
         return "not asked for (add ibp or crown to `certificates`)"
     first = next(iter(tables.values()))
@@ -351,18 +358,24 @@ def bound_summary(tables: dict, cfg: Config) -> pd.DataFrame | str:
     out = {}
     for name, t in tables.items():
         for m in ("ibp", "crown"):
+            row = (name.removeprefix("bounds "), m.upper())
             if m in t.columns:
                 a = accuracy(t, m).iloc[0]
-                out[(name.removeprefix("bounds "), m.upper())] = {
-                    "n": int(a.n), "certified (%)": pct(a.accuracy, a.ci_low, a.ci_high), "certified": a.accuracy}
+                out[row] = {"n": int(a.n), "certified (%)": pct(a.accuracy, a.ci_low, a.ci_high),
+                            "certified": a.accuracy}
+            elif m in cfg.certificates and "skipped" in t.columns:
+                out[row] = {"n": len(t), "certified (%)": "not run (crown_max_relus)", "certified": np.nan}
     return pd.DataFrame(out).T.rename_axis(["threat", "method"])
 
 
-def bounds_text(bounds) -> str:
+def bounds_text(bounds, tables: dict | None = None) -> str:
     if isinstance(bounds, str):
         return f"**IBP and CROWN** give no certificate here: {bounds}."
+    skipped = next((t.skipped.iat[0] for t in (tables or {}).values() if "skipped" in t.columns), None)
     return ("**IBP and CROWN**: the share of the examples whose every margin is proved positive over the whole "
-            "ball, a lower bound on the robust accuracy of the same examples as the attacks (95% intervals):")
+            "ball, a lower bound on the robust accuracy of the same examples as the attacks (95% intervals)"
+            + (f". Not run: {skipped} (raise `crown_max_relus` to run it, at a cost that grows with the unstable "
+               "ReLUs)" if skipped else "") + ":")
 
 
 SMOOTHING_RADII = (0.0, 0.5, 1.0)  # L2 radii of the smoothing table, in units of σ
