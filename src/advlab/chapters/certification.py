@@ -3,7 +3,8 @@
 Every model is a :class:`~advlab.training.TrainConfig` built here: for each certified L∞ budget a
 standard, a PGD-trained and an IBP-trained network of two architectures (Wong & Kolter's small
 ConvNet and a small MLP the MILP decides exactly), and the noise-trained base classifiers of
-randomized smoothing on the MNIST-scale dataset and CIFAR-10.
+randomized smoothing on the MNIST-scale dataset (the book's small CNN, max pooling, also certified
+by IBP and CROWN under L2) and CIFAR-10.
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ COHEN_CIFAR = {"sigma": 0.25, "radii": [0.0, 0.25, 0.5, 0.75], "certified": [74.
 WONG_KOLTER_ERROR = {"eps": 0.1, "robust error bound": 5.8}  # small ConvNet, MNIST, L∞
 CROWN_IBP_ERROR = {"eps": 0.3, "verified error": 6.7}  # CROWN-IBP, MNIST, L∞ (Zhang et al. 2020)
 TRAININGS = ("standard", "PGD", "IBP", "CROWN-IBP")
-CERTIFICATES = {"IBP": "ibp", "CROWN": "crown", "α-CROWN": "alpha_crown"}  # the sandwich's bounds: label -> column
+# the sandwich's bounds: label -> column (α-CROWN as published only on the architectures of `full_alpha`)
+CERTIFICATES = {"IBP": "ibp", "CROWN": "crown", "α-CROWN (final layer)": "alpha_crown_final",
+                "α-CROWN": "alpha_crown"}
 
 CHAPTER = Chapter(
     name="certification",
@@ -51,6 +54,10 @@ CHAPTER = Chapter(
         "ibp_ramp": Param(float, "share of IBP training over which ε and κ ramp linearly", minimum=0, maximum=1),
         "mlp_hidden": Param(("list", int), "hidden widths of the small MLP decided exactly by MILP", minimum=1),
         "n_cert": Param(int, "test examples of the certified / attacked comparison (seeded, stratified)", minimum=1),
+        "full_alpha": Param(("list", str), "architectures certified by α-CROWN as published (intermediate slopes "
+                                           "optimised too, about alpha_steps CROWN passes per example) besides its "
+                                           "final-layer variant: mlp, conv_small, or none", choices=("mlp", "conv_small",
+                                                                                                     "none")),
         "n_milp": Param(int, "of those, examples the MILP decides for each MLP (the first ones)", minimum=1),
         "milp_seconds": Param(float, "solver time per example before the MILP calls it undecided", positive=True),
         "apgd_steps": Param(int, "iterations of APGD-CE and of APGD-T (per target class)", minimum=1),
@@ -61,6 +68,12 @@ CHAPTER = Chapter(
         "toy_samples": Param(int, "grid points per side that trace the true image of the toy box", minimum=2),
         "mnist_sigmas": Param(("list", float), "noise σ of the smoothed MNIST-scale classifiers", positive=True),
         "cifar_sigmas": Param(("list", float), "noise σ of the smoothed CIFAR-10 classifiers", positive=True),
+        "cnn_width": Param(float, "width of the small CNN (max pooling) that is the MNIST-scale base classifier of "
+                                  "smoothing and is certified by IBP and CROWN beside it", positive=True),
+        "bound_radii": Param(("list", float), "L2 radii at which IBP and CROWN certify the small CNN, pixel units",
+                             positive=True),
+        "n_bound": Param(int, "of the smoothing examples, how many IBP and CROWN certify (the first ones)",
+                         minimum=1),
         "cifar_model": targets.PARAMS["cifar_model"],
         "cifar_width": targets.PARAMS["cifar_width"],
         "cifar_epochs": Param(int, "epochs of the noise-trained VGGs", minimum=1),
@@ -83,19 +96,22 @@ CHAPTER = Chapter(
     profiles={
         "quick": dict(seed=0, dataset="mnist", eps_list=[0.1, 0.3], ibp_train_eps=[0.15, 0.4], epochs=3,
                       train_subset=30000, lr=0.05, pgd_steps=5, ibp_kappa=0.5, ibp_warmup=0.05, ibp_ramp=0.5,
-                      mlp_hidden=[32, 32], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20, apgd_targets=3,
+                      mlp_hidden=[32, 32], full_alpha=["mlp"], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20, apgd_targets=3,
                       square_queries=100, toy_width=16, toy_eps=0.15, toy_samples=201, mnist_sigmas=[0.25, 0.5, 1.0],
+                      cnn_width=0.25, bound_radii=[0.05, 0.1, 0.25], n_bound=30,
                       cifar_sigmas=[0.12, 0.25, 0.5], cifar_model="vgg19", cifar_width=0.125, cifar_epochs=2,
                       cifar_subset=25000, n_smooth=60, n0=50, n_samples=500, alpha=0.001,
                       radii=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0], attack_radii=[0.25, 0.5, 1.0], smoothadv_steps=5,
                       smoothadv_draws=4, cost_widths=[0.25, 0.5, 1.0], cost_n=20, batch_size=100),
         "smoke": dict(eps_list=[0.1], ibp_train_eps=[0.15], epochs=1, train_subset=3000, n_cert=30, n_milp=10,
                       milp_seconds=10.0, apgd_steps=5, square_queries=20, toy_samples=51, mnist_sigmas=[0.5],
+                      bound_radii=[0.05, 0.1], n_bound=10,
                       cifar_sigmas=[0.25], cifar_model="vgg11", cifar_epochs=1, cifar_subset=2000, n_smooth=20,
                       n0=20, n_samples=100, attack_radii=[0.5], smoothadv_steps=2, smoothadv_draws=2,
                       cost_widths=[0.25, 0.5], cost_n=4),
-        "paper": dict(epochs=20, train_subset=ALL, pgd_steps=20, mlp_hidden=[50, 50], n_cert=1000, n_milp=200,
+        "paper": dict(epochs=20, train_subset=ALL, pgd_steps=20, mlp_hidden=[50, 50], full_alpha=["mlp", "conv_small"], n_cert=1000, n_milp=200,
                       milp_seconds=60.0, apgd_steps=100, apgd_targets=9, square_queries=5000, cifar_width=1.0,
+                      cnn_width=1.0, n_bound=100,
                       cifar_epochs=30,
                       cifar_subset=ALL, n_smooth=500, n0=100, n_samples=100_000, smoothadv_steps=20,
                       smoothadv_draws=16, cost_widths=[0.25, 0.5, 1.0, 2.0], cost_n=100),
@@ -105,6 +121,8 @@ CHAPTER = Chapter(
                  "ibp_train_eps needs one training ε per certified budget of eps_list"),
         Relation(("n_milp", "n_cert"), lambda c: c.n_milp <= c.n_cert,
                  "n_milp must not exceed n_cert: the MILP decides examples of the certified subset"),
+        Relation(("n_bound", "n_smooth"), lambda c: c.n_bound <= c.n_smooth,
+                 "n_bound must not exceed n_smooth: IBP and CROWN certify examples of the smoothing subset"),
         Relation(("n0", "n_samples"), lambda c: c.n0 < c.n_samples,
                  "n0 (selection samples) must be smaller than n_samples (estimation samples)"),
         Relation(("ibp_warmup", "ibp_ramp"), lambda c: c.ibp_warmup + c.ibp_ramp <= 1,
@@ -143,8 +161,10 @@ def bound_configs(cfg: Config) -> dict[tuple[str, str, float], TrainConfig]:
 
 def smoothing_configs(cfg: Config) -> dict[tuple[str, float], TrainConfig]:
     """(dataset, σ) -> the base classifier trained with Gaussian noise σ (Cohen et al.'s recipe: the
-    noise level of training is the noise level of smoothing)."""
-    out = {(cfg.dataset, s): _train(cfg, "conv_small", {}, "noise", {"sigma": s}) for s in cfg.mnist_sigmas}
+    noise level of training is the noise level of smoothing): the small CNN on the MNIST-scale
+    dataset, a VGG on CIFAR-10."""
+    out = {(cfg.dataset, s): _train(cfg, "small_cnn", {"width": cfg.cnn_width}, "noise", {"sigma": s})
+           for s in cfg.mnist_sigmas}
     out.update({("cifar10", s): TrainConfig(dataset="cifar10", model=cfg.cifar_model,
                                             model_options={"width": cfg.cifar_width}, epochs=cfg.cifar_epochs,
                                             train_subset=cfg.cifar_subset, augment=True, seed=cfg.seed,
@@ -163,8 +183,8 @@ def sandwich_evaluations(cfg: Config) -> dict[tuple[str, str, float], dict[str, 
     out = {}
     for key, c in bound_configs(cfg).items():
         threat = ["linf", key[2]]
-        evs = {"bounds": Evaluation("bounds", {"model": c}, data, {"threat": threat,
-                                                                  "methods": list(CERTIFICATES.values())},
+        methods = [m for m in CERTIFICATES.values() if m != "alpha_crown" or c.model in cfg.full_alpha]
+        evs = {"bounds": Evaluation("bounds", {"model": c}, data, {"threat": threat, "methods": methods},
                                     seed=cfg.seed, block=cfg.batch_size),
                "attacks": Evaluation("robust", {"model": c}, data, {"threats": [threat], **ensemble}, seed=cfg.seed,
                                      block=cfg.batch_size)}
@@ -182,7 +202,7 @@ def sandwich_rows(tables: dict) -> pd.DataFrame:
     :func:`sandwich_evaluations` (``tables[key][part]``).
 
     Columns: ``architecture``, ``training``, ``eps``, ``example``, ``clean_correct``, ``ibp``,
-    ``crown``, ``alpha_crown``, ``certified`` (any of them), ``attacked`` (robust under the ensemble),
+    ``crown``, ``alpha_crown_final``, ``alpha_crown`` (NaN where not run), ``certified`` (any of them), ``attacked`` (robust under the ensemble),
     ``exact`` (robust / not robust / undecided, or None beyond the MILP's examples), the MILP's
     ``binaries`` (after LP tightening), ``binaries_crown`` (before) and ``lps``, ``*_seconds``.
     """
@@ -194,7 +214,7 @@ def sandwich_rows(tables: dict) -> pd.DataFrame:
             raise InputError("the certificates and the attacks cover different examples")
         rows["attacked"] = att["robust"].to_numpy()
         rows["attack_seconds"] = att["seconds"].to_numpy()
-        rows["certified"] = np.logical_or.reduce([rows[c].to_numpy() for c in CERTIFICATES.values()])
+        rows["certified"] = np.logical_or.reduce([rows[c].to_numpy() for c in CERTIFICATES.values() if c in rows])
         rows["exact"] = parts["exact"]["exact"].to_numpy() if "exact" in parts else None
         for col in ("milp_seconds", "binaries", "binaries_crown", "lps"):
             rows[col] = parts["exact"][col].to_numpy() if "exact" in parts else np.nan
@@ -208,13 +228,15 @@ def _rate(k: int, n: int) -> dict:
 
 
 def sandwich_summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Certified (IBP, CROWN, α-CROWN, any of them) ≤ exact ≤ attacked accuracy with 95% intervals, per
+    """Certified (IBP, CROWN, both α-CROWNs where run, any of them) ≤ exact ≤ attacked accuracy with 95% intervals, per
     architecture, training and ε (long format: one row per bound). The exact accuracy counts only the
     MILP's examples; undecided ones are reported, never counted as robust."""
     out = []
     for (arch, training, eps), g in rows.groupby(["architecture", "training", "eps"], sort=False):
         for bound, col in (*CERTIFICATES.items(), ("any certificate", "certified"),
                            ("attacked (ensemble)", "attacked")):
+            if col not in g or g[col].isna().all():  # a method not run on this architecture
+                continue
             out.append({"architecture": arch, "training": training, "eps": eps, "bound": bound,
                         **_rate(int(g[col].sum()), len(g))})
         decided = g[g["exact"].notna()]
@@ -344,6 +366,37 @@ def smoothadv_evaluations(cfg: Config) -> dict[tuple[str, float], Evaluation]:
             for key, ev in smoothing_evaluations(cfg).items()}
 
 
+def cnn_bound_evaluations(cfg: Config) -> dict[tuple[float, float], Evaluation]:
+    """(σ, L2 radius) -> IBP and CROWN on the small CNN trained at σ (the MNIST-scale base classifier
+    of smoothing), on ``n_bound`` of smoothing's examples: the network itself certified,
+    beside its smoothed version."""
+    out = {}
+    for (ds, s), c in smoothing_configs(cfg).items():
+        if ds != cfg.dataset:
+            continue
+        data = DataSpec(ds, n=cfg.n_smooth, seed=cfg.seed).within(cfg.n_bound)
+        out.update({(s, r): Evaluation("bounds", {"base": c}, data, {"threat": ["l2", r], "methods": ["ibp", "crown"]},
+                                       seed=cfg.seed, block=cfg.batch_size) for r in cfg.bound_radii})
+    return out
+
+
+def cnn_comparison(smooth_rows: dict, bound_rows: dict, dataset: str) -> pd.DataFrame:
+    """Per σ and L2 radius, on the same examples: the small CNN certified by IBP and by CROWN (the
+    network itself, deterministic) and its smoothed classifier certified by CERTIFY (with probability
+    1 − α), as '%' cells with 95% intervals."""
+    out = []
+    for (s, r), b in bound_rows.items():
+        smooth = smooth_rows[(dataset, s)].set_index("example").loc[b["example"].to_numpy()]
+        row = {"σ": s, "L2 radius": r}
+        for label, hits in (("IBP", b["ibp"]), ("CROWN", b["crown"]),
+                            ("smoothing (CERTIFY)", smooth["correct"] & (smooth["radius"] >= r))):
+            k = _rate(int(hits.sum()), len(b))
+            row[f"{label} (%)"] = value_interval(k["accuracy"], k["ci_low"], k["ci_high"])
+        row["n"] = len(b)
+        out.append(row)
+    return pd.DataFrame(out).set_index(["σ", "L2 radius"])
+
+
 def plan(cfg: Config) -> Plan:
     """The chapter's trainings, its certificates, attacks and exact verification, its CERTIFY and
     SmoothAdv runs and the cost of a certificate (what ``advlab precompute`` fills). The toy figure
@@ -354,6 +407,7 @@ def plan(cfg: Config) -> Plan:
                    for (arch, training, eps), evs in sandwich_evaluations(cfg).items() for part, ev in evs.items()}
     evaluations.update({f"smoothing {ds} σ={s:g}": ev for (ds, s), ev in smoothing_evaluations(cfg).items()})
     evaluations.update({f"SmoothAdv {ds} σ={s:g}": ev for (ds, s), ev in smoothadv_evaluations(cfg).items()})
+    evaluations.update({f"bounds small CNN σ={s:g} L2 {r:g}": ev for (s, r), ev in cnn_bound_evaluations(cfg).items()})
     evaluations["bound cost"] = bound_cost_evaluation(cfg)
     return Plan(trainings=trainings, evaluations=evaluations)
 
@@ -410,9 +464,9 @@ def cost_table(rows: pd.DataFrame, smooth_rows: dict) -> pd.DataFrame:
     """Mean wall time per example of every certificate and of the attack ensemble."""
     out = []
     for arch, g in rows.groupby("architecture", sort=False):
-        out += [{"what": f"IBP, {arch}", "s/example": g["ibp_seconds"].mean()},
-                {"what": f"CROWN, {arch}", "s/example": g["crown_seconds"].mean()},
-                {"what": f"attack ensemble, {arch}", "s/example": g["attack_seconds"].mean()}]
+        out += [{"what": f"{label}, {arch}", "s/example": g[f"{col}_seconds"].mean()}
+                for label, col in CERTIFICATES.items() if f"{col}_seconds" in g and g[f"{col}_seconds"].notna().any()]
+        out.append({"what": f"attack ensemble, {arch}", "s/example": g["attack_seconds"].mean()})
         if g["milp_seconds"].notna().any():
             out.append({"what": f"MILP, {arch} (undecided by bounds and attacks)",
                         "s/example": g["milp_seconds"].mean()})
