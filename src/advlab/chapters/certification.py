@@ -56,8 +56,8 @@ CHAPTER = Chapter(
         "n_cert": Param(int, "test examples of the certified / attacked comparison (seeded, stratified)", minimum=1),
         "full_alpha": Param(("list", str), "architectures certified by α-CROWN as published (intermediate slopes "
                                            "optimised too, about alpha_steps CROWN passes per example) besides its "
-                                           "final-layer variant: mlp, conv_small, or none", choices=("mlp", "conv_small",
-                                                                                                     "none")),
+                                           "final-layer variant: mlp, conv_small, or none",
+                            choices=("mlp", "conv_small", "none")),
         "n_milp": Param(int, "of those, examples the MILP decides for each MLP (the first ones)", minimum=1),
         "milp_seconds": Param(float, "solver time per example before the MILP calls it undecided", positive=True),
         "apgd_steps": Param(int, "iterations of APGD-CE and of APGD-T (per target class)", minimum=1),
@@ -96,7 +96,8 @@ CHAPTER = Chapter(
     profiles={
         "quick": dict(seed=0, dataset="mnist", eps_list=[0.1, 0.3], ibp_train_eps=[0.15, 0.4], epochs=3,
                       train_subset=30000, lr=0.05, pgd_steps=5, ibp_kappa=0.5, ibp_warmup=0.05, ibp_ramp=0.5,
-                      mlp_hidden=[32, 32], full_alpha=["mlp"], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20, apgd_targets=3,
+                      mlp_hidden=[32, 32], full_alpha=["mlp"], n_cert=100, n_milp=30, milp_seconds=3.0, apgd_steps=20,
+                      apgd_targets=3,
                       square_queries=100, toy_width=16, toy_eps=0.15, toy_samples=201, mnist_sigmas=[0.25, 0.5, 1.0],
                       cnn_width=0.25, bound_radii=[0.05, 0.1, 0.25], n_bound=30,
                       cifar_sigmas=[0.12, 0.25, 0.5], cifar_model="vgg19", cifar_width=0.125, cifar_epochs=2,
@@ -109,10 +110,9 @@ CHAPTER = Chapter(
                       cifar_sigmas=[0.25], cifar_model="vgg11", cifar_epochs=1, cifar_subset=2000, n_smooth=20,
                       n0=20, n_samples=100, attack_radii=[0.5], smoothadv_steps=2, smoothadv_draws=2,
                       cost_widths=[0.25, 0.5], cost_n=4),
-        "paper": dict(epochs=20, train_subset=ALL, pgd_steps=20, mlp_hidden=[50, 50], full_alpha=["mlp", "conv_small"], n_cert=1000, n_milp=200,
-                      milp_seconds=60.0, apgd_steps=100, apgd_targets=9, square_queries=5000, cifar_width=1.0,
-                      cnn_width=1.0, n_bound=100,
-                      cifar_epochs=30,
+        "paper": dict(epochs=20, train_subset=ALL, pgd_steps=20, mlp_hidden=[50, 50], full_alpha=["mlp", "conv_small"],
+                      n_cert=1000, n_milp=200, milp_seconds=60.0, apgd_steps=100, apgd_targets=9, square_queries=5000,
+                      cifar_width=1.0, cnn_width=1.0, n_bound=100, cifar_epochs=30,
                       cifar_subset=ALL, n_smooth=500, n0=100, n_samples=100_000, smoothadv_steps=20,
                       smoothadv_draws=16, cost_widths=[0.25, 0.5, 1.0, 2.0], cost_n=100),
     },
@@ -121,6 +121,8 @@ CHAPTER = Chapter(
                  "ibp_train_eps needs one training ε per certified budget of eps_list"),
         Relation(("n_milp", "n_cert"), lambda c: c.n_milp <= c.n_cert,
                  "n_milp must not exceed n_cert: the MILP decides examples of the certified subset"),
+        Relation(("full_alpha",), lambda c: "none" not in c.full_alpha or c.full_alpha == ["none"],
+                 "full_alpha is either 'none' alone or a list of mlp, conv_small"),
         Relation(("n_bound", "n_smooth"), lambda c: c.n_bound <= c.n_smooth,
                  "n_bound must not exceed n_smooth: IBP and CROWN certify examples of the smoothing subset"),
         Relation(("n0", "n_samples"), lambda c: c.n0 < c.n_samples,
@@ -202,9 +204,10 @@ def sandwich_rows(tables: dict) -> pd.DataFrame:
     :func:`sandwich_evaluations` (``tables[key][part]``).
 
     Columns: ``architecture``, ``training``, ``eps``, ``example``, ``clean_correct``, ``ibp``,
-    ``crown``, ``alpha_crown_final``, ``alpha_crown`` (NaN where not run), ``certified`` (any of them), ``attacked`` (robust under the ensemble),
-    ``exact`` (robust / not robust / undecided, or None beyond the MILP's examples), the MILP's
-    ``binaries`` (after LP tightening), ``binaries_crown`` (before) and ``lps``, ``*_seconds``.
+    ``crown``, ``alpha_crown_final``, ``alpha_crown`` (NaN where not run), ``certified`` (any of
+    them), ``attacked`` (robust under the ensemble), ``exact`` (robust / not robust / undecided, or
+    None beyond the MILP's examples), the MILP's ``binaries`` (after LP tightening), ``binaries_crown``
+    (before) and ``lps``, ``*_seconds``.
     """
     frames = []
     for (arch, training, eps), parts in tables.items():
