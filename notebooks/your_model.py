@@ -105,6 +105,7 @@ audit_n = None
 audit_steps = None
 eot_draws = None
 certificates = None
+crown_max_relus = None
 smoothing_sigma = None
 smoothing_n0 = None
 smoothing_n = None

@@ -444,7 +444,7 @@ def test_defaults_are_part_of_the_declaration_and_its_key():
     data = DataSpec("mnist", n=8, seed=0)
     bare = Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1]})
     assert bare.params == {"threat": ["linf", 0.1], "methods": ["ibp", "crown"], "unsupported": "error",
-                           "alpha_steps": 20, "alpha_lr": 0.25}
+                           "max_relus": None, "alpha_steps": 20, "alpha_lr": 0.25}
     spelled = Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1], "alpha_steps": 20})
     assert spelled.key == bare.key
     keys = {bare.key, Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1], "alpha_steps": 50}).key,
