@@ -199,11 +199,11 @@ def test_unsupported_operations_are_named_before_any_work():
 
 
 # -- the MILP where α-CROWN leaves examples open ----------------------------------------------------
-def _tiny(seed, width=6):
+def _tiny(seed, width=6, inputs=2, steep=20):
     g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
+    net = nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
     with torch.no_grad():
-        for m, scale in zip(net[::2], (20, 1, 1)):  # steep: many linear regions
+        for m, scale in zip(net[::2], (steep, 1, 1)):  # steep: many linear regions
             m.weight.copy_(scale * torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
             m.bias.copy_(scale * torch.randn(m.bias.shape, generator=g) / 2)
     return net.eval()
@@ -266,6 +266,34 @@ def test_milp_decides_what_alpha_crown_leaves_open_against_enumeration():
                 assert (cex - x[i:i + 1]).abs().max() <= eps + 1e-6 and cex.min() >= 0 and cex.max() <= 1
                 with torch.no_grad():
                     assert net(cex).argmax(1).item() != label
-    # every open example was decided and matched the enumeration; on these nets α-CROWN as published
-    # left only non-robust examples open (robust-but-uncertified ones need larger nets: an open item)
+    # every open example was decided and matched the enumeration; on these 2-D nets α-CROWN as
+    # published leaves only non-robust examples open (the next test has robust ones)
     assert open_broken > 0
+
+
+def test_milp_proves_robust_examples_alpha_crown_cannot_certify():
+    """16 inputs: α-CROWN as published leaves robust examples open. The MILP proves them robust, the
+    enumeration agrees, and PGD with restarts finds no counterexample; the others it refutes with one."""
+    net = _tiny(1, inputs=16, steep=5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(24, 16, generator=g) * 0.6 + 0.2
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    threat = ThreatModel("linf", 0.05)
+    lower = margin_bounds(net, x, y, threat, method="alpha_crown").lower
+    idx = (~((lower > 0) | F.one_hot(y, 3).bool()).all(1)).nonzero().squeeze(1)
+    rows = exact_verification(net, x[idx], y[idx], threat, time_limit=20, progress=False)
+    robust = idx[torch.as_tensor((rows.verdict == "robust").to_numpy())]
+    assert len(robust) >= 1 and (rows.verdict != "undecided").all()
+    for i in robust.tolist():
+        label = int(y[i])
+        assert min(_exact_minimum(net, x[i].double().numpy(), label, j, 0.05) for j in range(3) if j != label) > 0
+    as_image = nn.Sequential(nn.Flatten(), net).eval()  # attacks take (N, C, H, W) batches
+    attacked = run_attack("pgd", as_image, x[robust].view(-1, 1, 4, 4), y[robust], threat=threat, steps=50,
+                          restarts=5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (as_image(attacked.x_adv).argmax(1) == y[robust]).all()
+    for row, i in zip(rows.itertuples(), idx.tolist()):
+        if row.verdict == "not robust":
+            with torch.no_grad():
+                assert net(row.counterexample).argmax(1).item() != int(y[i])

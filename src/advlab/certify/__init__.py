@@ -13,11 +13,11 @@ products and convolutions, ``advlab.precision.strict_fp32``, the flags restored 
 a bound rounded in TF32 can be an unsound certificate.
 """
 from .bounds import BOUND_METHODS, Bounds, bound_spec, certified, layers, margin_bounds, relu_count, verify
-from .graph import trace
+from .graph import Graph, trace
 from .milp import exact_verification
 from .smoothing import (ABSTAIN, certified_accuracy, certify, lower_confidence_bound, sample_counts, smoothadv,
                         smoothed_predict)
 
-__all__ = ["ABSTAIN", "BOUND_METHODS", "Bounds", "bound_spec", "certified", "certified_accuracy", "certify",
+__all__ = ["ABSTAIN", "BOUND_METHODS", "Bounds", "Graph", "bound_spec", "certified", "certified_accuracy", "certify",
            "exact_verification", "layers", "lower_confidence_bound", "margin_bounds", "relu_count", "sample_counts",
            "smoothadv", "smoothed_predict", "trace", "verify"]

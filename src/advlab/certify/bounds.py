@@ -78,7 +78,7 @@ _ELEMENTWISE = (*_RESHAPES, *_BN, Normalize, Scale)  # maps a box to a box exact
 def layers(model: nn.Module) -> list[nn.Module]:
     """A sequential network as a flat list of its layers, in order (what the MILP encodes); max pooling,
     branches or any other layer are an error that names it. Bound propagation itself takes any
-    network :func:`~advlab.certify.graph.trace` supports."""
+    network :func:`~advlab.certify.trace` supports."""
     out = []
 
     def walk(m, path):

@@ -137,6 +137,7 @@ class Graph:
         return out
 
     def relu_nodes(self) -> list:
+        """The indices of the ReLU nodes, in order."""
         return [j for j, n in enumerate(self.nodes) if n.op == "relu"]
 
 
