@@ -59,6 +59,7 @@ benchmark: env
 	$(BIN)/python benchmarks/smoothing_throughput.py
 	$(BIN)/python benchmarks/bound_cost.py
 	$(BIN)/python benchmarks/alpha_crown_milp.py
+	$(BIN)/python benchmarks/bounds_graph.py
 	$(BIN)/python benchmarks/sharded_evaluation.py
 	$(BIN)/python benchmarks/fast_at_mnist.py
 	$(BIN)/python benchmarks/adaptive_overhead.py

@@ -1,6 +1,7 @@
-"""Bounds on traced graphs: soundness on general networks, α-CROWN's gain, and seconds per example.
+"""Bounds on traced graphs: soundness on general networks, α-CROWN's gain, and seconds per example,
+beside auto_LiRPA on the same networks and inputs when an interpreter with it is at hand.
 
-    python benchmarks/bounds_graph.py [--n 20] [--parts soundness alpha speed]
+    python benchmarks/bounds_graph.py [--n 20] [--parts soundness alpha speed] [--lirpa-python PY]
 
 - ``soundness``: random-weight networks that are not sequential (the book's small CNN and LeNet-5
   with max pooling, a residual block with batch norm and inline normalisation, a PreAct ResNet-18):
@@ -8,21 +9,33 @@
   of the ball, L∞ and L2, with seconds per call.
 - ``alpha``: the certification chapter's quick-profile small ConvNet and small MLP (standard
   training, trained through the cache), L∞ at the chapter's ε: the mean lower margin of CROWN,
-  α-CROWN's final-layer variant and α-CROWN as published (20 steps each), the share of rows where
-  the published one is at least as tight, and the share of its gain over CROWN that the final-layer
-  variant reaches (the issue's cross-check measured 71–92 % against auto_LiRPA's CROWN-Optimized).
-- ``speed``: CROWN and α-CROWN seconds per example on the small ConvNet at L∞ 0.03, batches of 1
-  and 10 (the issue's reference: auto_LiRPA 0.7.1, 0.25 s per example for CROWN on the same model
-  class and ε on 2 cores).
+  α-CROWN's final-layer variant and α-CROWN as published, their gains over CROWN, and (with
+  auto_LiRPA) the same for its ``CROWN-Optimized`` with intermediate bounds fixed and re-optimised,
+  and advlab's published gain as a share of auto_LiRPA's.
+- ``speed``: IBP, CROWN and both α-CROWNs, seconds per example on the same two networks at L∞ 0.03,
+  batches of 1 and 10, auto_LiRPA's beside them.
 
-auto_LiRPA runs beside advlab in ``alpha`` and ``speed`` when it is importable (PyPI's only release,
-0.3, does not import with torch 2.11; install 0.7.x from its repository).
+auto_LiRPA: PyPI's only release, 0.3, needs torch < 1.13 and does not import beside torch 2.11.
+``--lirpa-python`` names an interpreter that has it; the networks and inputs travel to
+``lirpa_reference.py`` as arrays and come back as bounds and seconds. This interpreter is used if it
+can import auto_LiRPA; with neither, advlab runs alone. One that works on this machine (Python 3.10
+from pyenv, about 1 GB):
+
+    python3.10 -m venv /tmp/lirpa && /tmp/lirpa/bin/pip install torch==1.12.1 "numpy<2" tqdm auto_LiRPA==0.3
+    python benchmarks/bounds_graph.py --parts alpha speed --lirpa-python /tmp/lirpa/bin/python
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -30,19 +43,18 @@ from torch import nn
 
 from advlab.attacks import run_attack
 from advlab.certify import margin_bounds
-from advlab.certify.bounds import margin_spec
 from advlab.chapters import certification, chapter_config
 from advlab.data import load_dataset
 from advlab.execution import configure_environment
-from advlab.models import build_model, predict
+from advlab.models import Normalize, build_model, predict
 from advlab.threat import ThreatModel
 from advlab.training import load_or_train
 
 try:
-    from auto_LiRPA import BoundedModule, BoundedTensor
-    from auto_LiRPA.perturbations import PerturbationLpNorm
+    import auto_LiRPA  # noqa: F401
+    _HAS_LIRPA = True
 except Exception:  # noqa: BLE001  (absent, or an old release that fails on this torch)
-    BoundedModule = None
+    _HAS_LIRPA = False
 
 
 class ResidualNet(nn.Module):
@@ -101,15 +113,47 @@ def soundness(n: int):
                       f"| {seconds:.2f} |")
 
 
-def _lirpa(net, x, y, threat: ThreatModel, method: str, steps: int = 20, lr: float = 0.25):
-    """auto_LiRPA's lower margin bounds on the same input set (ball ∩ [0, 1]; L∞ only here)."""
-    lirpa = BoundedModule(net, torch.empty_like(x[:1]), bound_opts={"optimize_bound_args": {
-        "iteration": steps, "lr_alpha": lr}}, device=x.device)
-    ptb = PerturbationLpNorm(norm=float("inf"), eps=threat.eps, x_L=(x - threat.eps).clamp(0, 1),
-                             x_U=(x + threat.eps).clamp(0, 1))
-    c = margin_spec(y, 10)
-    lower, _ = lirpa.compute_bounds(x=(BoundedTensor(x, ptb),), C=c, method=method)
-    return lower.detach()
+def _export(net: nn.Module, x, arrays: dict, name: str) -> list:
+    """The network as the reference script rebuilds it: its leaf layers in order (the book's MLP,
+    ConvNet and small CNN are sequential in the order they register their layers)."""
+    spec = []
+    for i, m in enumerate(m for m in net.modules() if not list(m.children())):
+        if isinstance(m, Normalize):
+            spec.append({"kind": "normalize"})
+            arrays[f"{name}/{i}/mean"], arrays[f"{name}/{i}/std"] = m.mean.numpy(), m.std.numpy()
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
+            spec.append({"kind": "conv", "stride": m.stride, "padding": m.padding} if isinstance(m, nn.Conv2d)
+                        else {"kind": "linear"})
+            arrays[f"{name}/{i}/weight"] = m.weight.detach().numpy()
+            arrays[f"{name}/{i}/bias"] = m.bias.detach().numpy()
+        elif isinstance(m, nn.MaxPool2d):
+            spec.append({"kind": "maxpool", "kernel": m.kernel_size, "stride": m.stride, "padding": m.padding})
+        elif isinstance(m, (nn.ReLU, nn.Flatten)):
+            spec.append({"kind": type(m).__name__.lower()})
+        else:
+            raise SystemExit(f"cannot export {type(m).__name__} for auto_LiRPA")
+    with torch.no_grad():
+        arrays[f"{name}/logits"] = net(x).numpy()
+    return spec
+
+
+def _reference(python: str | None, nets: dict, x, y, eps: list, batches=(1, 10), timed: int = 20) -> dict | None:
+    """auto_LiRPA's lower margins and seconds per example on ``nets``, run by ``python`` (an interpreter
+    with auto_LiRPA; benchmarks/lirpa_reference.py), or None without one."""
+    if python is None:
+        return None
+    arrays = {"x": x.numpy(), "y": y.numpy()}
+    task = {"nets": {name: _export(net, x, arrays, name) for name, net in nets.items()}, "eps": list(eps),
+            "batches": list(batches), "timed": timed, "threads": torch.get_num_threads()}
+    arrays["task"] = np.array(json.dumps(task))
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(src, **arrays)
+        subprocess.run([python, str(Path(__file__).with_name("lirpa_reference.py")), str(src), str(dst)], check=True,
+                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        out = dict(np.load(dst))
+    print("auto_LiRPA run by", python, json.loads(str(out.pop("versions"))))
+    return out
 
 
 def _data(n: int):
@@ -117,32 +161,44 @@ def _data(n: int):
     return data.images(), data.y
 
 
-def alpha(n: int):
+def _book_nets(cfg, eps):
+    return {arch: load_or_train(certification.bound_configs(cfg)[(arch, "standard", eps)], progress=False)[0].eval()
+            for arch in certification.architectures(cfg)}
+
+
+def alpha(n: int, python: str | None):
     cfg = chapter_config("certification", {"profile": "quick"})
     x, y = _data(n)
     eps = cfg.eps_list[0]
-    print(f"\nα-CROWN's gain over CROWN, L∞ ε = {eps:g}, {n} MNIST test examples × 9 margins, 20 Adam steps, lr 0.25\n")
-    print("| network | CROWN | α-CROWN final layer | α-CROWN (published) | published ≥ final (rows) | final's share "
-          "of the gain | s/example final, published |" + (" auto_LiRPA CROWN-Optimized |" if BoundedModule else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if BoundedModule else ""))
-    for arch in certification.architectures(cfg):
-        net, _ = load_or_train(certification.bound_configs(cfg)[(arch, "standard", eps)], progress=False)
-        t = ThreatModel("linf", eps)
-        low, secs = {}, {}
-        for method in ("crown", "alpha_crown_final", "alpha_crown"):
-            start = time.perf_counter()
-            b = margin_bounds(net, x, y, t, method=method)
-            secs[method] = (time.perf_counter() - start) / n
-            low[method] = b.lower[torch.arange(n)[:, None], _others(y)]
-        tighter = (low["alpha_crown"] >= low["alpha_crown_final"] - 1e-5).float().mean()
-        gain = (low["alpha_crown_final"] - low["crown"]).mean() / (low["alpha_crown"] - low["crown"]).mean()
-        row = (f"| {arch} | {low['crown'].mean():.3f} | {low['alpha_crown_final'].mean():.3f} | "
-               f"{low['alpha_crown'].mean():.3f} | {100 * tighter:.1f} % | {100 * gain:.1f} % | "
-               f"{secs['alpha_crown_final']:.3f}, {secs['alpha_crown']:.3f} |")
-        if BoundedModule:
-            theirs = _lirpa(net, x, y, t, "CROWN-Optimized")[torch.arange(n)[:, None], _others(y)]
-            row += f" {theirs.mean():.3f} |"
-        print(row)
+    nets = _book_nets(cfg, eps)
+    ref = _reference(python, nets, x, y, [eps], batches=(n,), timed=n)
+    rows = torch.arange(n)[:, None], _others(y)
+    print(f"\nα-CROWN's gain over CROWN, L∞ ε = {eps:g}, {n} MNIST test examples × 9 margins (standard training, "
+          "the certification chapter's quick profile)\n")
+    print("| network | library | CROWN | α-CROWN, final layer | α-CROWN (as published; auto_LiRPA's CROWN-Optimized) "
+          "| gain over CROWN, final layer | gain, published | rows published ≥ final |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arch, net in nets.items():
+        low = {m: margin_bounds(net, x, y, ThreatModel("linf", eps), method=m, upper=False).lower[rows]
+               for m in ("crown", "alpha_crown_final", "alpha_crown")}
+        libs = {"advlab (20 steps, lr 0.25)": low}
+        if ref is not None:
+            theirs = {m: torch.from_numpy(ref[f"{arch}|{eps}|{label}|lower"])[rows] for m, label in
+                      (("crown", "CROWN"), ("alpha_crown", "CROWN-Optimized"))}
+            libs["auto_LiRPA (20 iterations, lr 0.5, decay 0.98)"] = theirs
+        for lib, v in libs.items():
+            crown, published, final = v["crown"], v["alpha_crown"], v.get("alpha_crown_final")
+            cells = [crown.mean(), final.mean() if final is not None else None, published.mean(),
+                     (final - crown).mean() if final is not None else None, (published - crown).mean()]
+            cells = [f"{c:.4f}" if c is not None else "" for c in cells]
+            cells.append("" if final is None else f"{100 * (published >= final - 1e-5).float().mean():.1f} %")
+            print(f"| {arch} | {lib} | " + " | ".join(cells) + " |")
+        if ref is not None:
+            ours, theirs = libs.values()
+            share = (ours["alpha_crown"] - ours["crown"]).mean() / (theirs["alpha_crown"] - theirs["crown"]).mean()
+            tighter = (ours["alpha_crown"] >= theirs["alpha_crown"] - 1e-4).float().mean()
+            print(f"| {arch} | advlab's published gain as a share of auto_LiRPA's | | | | | {100 * share:.1f} % | "
+                  f"advlab ≥ auto_LiRPA on {100 * tighter:.1f} % of rows |")
 
 
 def _others(y):  # the 9 margin rows of each example (the true class's own row is 0)
@@ -150,42 +206,49 @@ def _others(y):  # the 9 margin rows of each example (the true class's own row i
     return k[k != y[:, None]].view(len(y), 9)
 
 
-def speed(n: int):
+def speed(n: int, python: str | None):
     cfg = chapter_config("certification", {"profile": "quick"})
-    net, _ = load_or_train(certification.bound_configs(cfg)[("small ConvNet", "standard", cfg.eps_list[0])],
-                           progress=False)
+    nets = _book_nets(cfg, cfg.eps_list[0])
     x, y = _data(n)
-    t = ThreatModel("linf", 0.03)
-    print(f"\nseconds per example, small ConvNet (standard training), L∞ 0.03, {n} examples, "
-          f"{torch.get_num_threads()} threads\n")
-    print("| method | batch 1 | batch 10 |" + (" auto_LiRPA batch 1 | auto_LiRPA batch 10 |" if BoundedModule else ""))
-    print("|---|---|---|" + ("---|---|" if BoundedModule else ""))
+    eps = 0.03
+    ref = _reference(python, nets, x, y, [eps], batches=(1, 10), timed=n)
+    t = ThreatModel("linf", eps)
+    print(f"\nseconds per example, L∞ {eps}, {n} examples, {torch.get_num_threads()} threads (standard training, "
+          "the certification chapter's quick profile)\n")
+    print("| network | method | advlab batch 1 | advlab batch 10 |" +
+          (" auto_LiRPA batch 1 | auto_LiRPA batch 10 |" if ref else ""))
+    print("|---|---|---|---|" + ("---|---|" if ref else ""))
     lirpa = {"crown": "CROWN", "alpha_crown": "CROWN-Optimized"}
-    for method in ("ibp", "crown", "alpha_crown_final", "alpha_crown"):
-        cells = []
-        for run in ([margin_bounds] + ([None] if BoundedModule and method in lirpa else [])):
+    for arch, net in nets.items():
+        for method in ("ibp", "crown", "alpha_crown_final", "alpha_crown"):
+            cells = []
             for batch in (1, 10):
                 start = time.perf_counter()
                 for i in range(0, n, batch):
-                    xb, yb = x[i:i + batch], y[i:i + batch]
-                    if run is None:
-                        _lirpa(net, xb, yb, t, lirpa[method])
-                    else:
-                        run(net, xb, yb, t, method=method)
-                cells.append(f"{(time.perf_counter() - start) / n:.3f}")
-        print(f"| {method} | " + " | ".join(cells) + " |")
+                    margin_bounds(net, x[i:i + batch], y[i:i + batch], t, method=method, upper=False)
+                cells.append(f"{(time.perf_counter() - start) / n:.4f}")
+            if ref and method in lirpa:
+                cells += [f"{float(ref[f'{arch}|{eps}|{lirpa[method]}|seconds|{b}']):.4f}" for b in (1, 10)]
+            elif ref:
+                cells += ["", ""]
+            print(f"| {arch} | {method} | " + " | ".join(cells) + " |")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--lirpa-python", default=sys.executable if _HAS_LIRPA else None,
+                    help="a Python interpreter with auto_LiRPA to run beside advlab (default: this one if it has it)")
     ap.add_argument("--parts", nargs="+", default=["soundness", "alpha", "speed"],
                     choices=["soundness", "alpha", "speed"])
     args = ap.parse_args()
     configure_environment(Path(__file__).resolve().parents[1])  # the repository's data and model cache
-    print("auto_LiRPA:", "importable, run beside advlab" if BoundedModule else "not importable, advlab alone")
+    print("auto_LiRPA:", f"run by {args.lirpa_python}" if args.lirpa_python else "not available, advlab alone")
     for part in args.parts:
-        {"soundness": soundness, "alpha": alpha, "speed": speed}[part](args.n)
+        if part == "soundness":
+            soundness(args.n)
+        else:
+            {"alpha": alpha, "speed": speed}[part](args.n, args.lirpa_python)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,50 @@ def test_unsupported_operations_are_named_before_any_work():
     assert [n.op for n in graph.nodes].count("add") == 2 and [n.op for n in graph.nodes].count("maxpool") == 1
 
 
+# -- intermediate bounds of convolution chains, in patches ----------------------------------------
+class _Chain(nn.Module):
+    """A convolution chain as readers write it: inline normalisation, batch norm, padding 0, 1 and 2,
+    strides 1 and 2, a rectangular kernel and stride, then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, (3, 2), stride=(2, 1), padding=(1, 0))
+        self.c3 = nn.Conv2d(8, 4, 3, stride=2, padding=2)
+        self.fc = nn.Linear(160, 10)
+
+    def forward(self, x):
+        h = F.relu(self.bn(self.c1((x - 0.5) / 0.25)))
+        h = F.relu(self.c3(torch.relu(self.c2(h))))
+        return self.fc(h.flatten(1))
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.03), ("l2", 0.3)])
+def test_patches_give_the_dense_passes_bounds(norm, eps, monkeypatch):
+    """On convolution chains the intermediate bounds are computed in patches (each neuron's window of
+    the image); they equal the dense backward passes' to float rounding, every neuron and every margin."""
+    from advlab.certify import bounds
+    torch.manual_seed(0)
+    nets = [(_randomise_bn(_Chain(), 3), (3, 16, 15)), (build_model("conv_small", "mnist").eval(), (1, 28, 28))]
+    used = []
+    real = bounds._patch_bounds
+    monkeypatch.setattr(bounds, "_patch_bounds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    for net, shape in nets:
+        x = torch.rand(5, *shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        used.clear()
+        fast = margin_bounds(net, x, y, ThreatModel(norm, eps), method="crown")
+        assert any(u is not None for u in used)  # patches where a window is smaller than its map
+        monkeypatch.setattr(bounds, "_patch_bounds", lambda *a, **k: None)
+        dense = margin_bounds(net, x, y, ThreatModel(norm, eps), method="crown")
+        monkeypatch.setattr(bounds, "_patch_bounds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+        assert torch.allclose(fast.lower, dense.lower, atol=1e-5) and torch.allclose(fast.upper, dense.upper,
+                                                                                         atol=1e-5)
+        for (lo_f, hi_f), (lo_d, hi_d) in zip(fast.layers, dense.layers):  # all neurons: never looser
+            assert (lo_f >= lo_d - 1e-5).all() and (hi_f <= hi_d + 1e-5).all()
+
+
 # -- the MILP where α-CROWN leaves examples open ----------------------------------------------------
 def _tiny(seed, width=6, inputs=2, steep=20):
     g = torch.Generator().manual_seed(seed)
