@@ -9,6 +9,7 @@ from advlab import distributed, results
 from advlab.results import engine
 from advlab.cache import CACHED_ONLY_ENV
 from advlab.errors import CacheMiss, InputError
+from advlab.precision import Autocast
 from advlab.results import (DataSpec, Evaluation, Plan, block_seed, decode_table, encode_table, load_or_evaluate,
                             load_result)
 from advlab.training import TrainConfig
@@ -126,8 +127,44 @@ def test_key_covers_configuration_and_code(monkeypatch):
                          seed=5, block=16)]
     key = base.key
     assert len({key} | {e.key for e in others}) == 1 + len(others)
-    monkeypatch.setattr(results.spec, "kernel_hash", lambda: "changed")
+    monkeypatch.setattr(results.spec, "kernel_hash", lambda kind: "changed")
     assert _pgd().key != key
+
+
+def _edit(path, text="\n\ndef _edited():\n    return 1\n"):
+    path.write_text(path.read_text() + text)
+
+
+def test_an_edit_recomputes_exactly_the_tables_it_can_change(tmp_path, monkeypatch):
+    """A table is keyed by the code its kind can reach, followed by name: editing the MILP or the
+    certificate kinds' module moves their tables only; the PGD table stays cached. An attack's module
+    moves every table that can run attacks; a comment moves nothing."""
+    import shutil
+
+    from advlab import source
+    pkg = tmp_path / "advlab"
+    shutil.copytree(source.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(source, "PACKAGE", pkg)
+    data = DataSpec("mnist", n=20, seed=3)
+    tables = {"pgd": _pgd(), "bounds": Evaluation("bounds", {"cnn": MODEL}, data, {"threat": ["linf", 0.1]}),
+              "noise": Evaluation("noise", {"cnn": MODEL}, data, {"sigmas": [0.1], "draws": 2}),
+              "audit": Evaluation("audit", {"cnn": MODEL}, data, {"threat": ["linf", 0.1], "steps": 3, "queries": 10,
+                                                                "draws": 2}, block=20)}
+
+    def keys():
+        results.spec._kernel_hash.cache_clear()
+        return {name: ev.key for name, ev in tables.items()}
+
+    before = keys()
+    _edit(pkg / "certify" / "milp.py", "\n# a comment\n")
+    assert keys() == before
+    for edited, moved in (("certify/milp.py", {"bounds"}), ("results/kinds/certificates.py", {"bounds"}),
+                          ("results/kinds/noise.py", {"noise"}), ("evaluate/audit.py", {"audit"}),
+                          ("attacks/blackbox/square.py", {"pgd", "audit", "noise", "bounds"})):
+        _edit(pkg / edited)
+        after = keys()
+        assert {n for n in after if after[n] != before[n]} == moved, edited
+        before = after
 
 
 def test_cached_only_refuses_to_compute(tmp_path, monkeypatch):
@@ -172,7 +209,7 @@ def test_bf16_precision_is_honoured(tmp_path, monkeypatch, mnist_model):
     ev = _pgd(n=16)
     plain = engine._models(ev, "cpu", False)["cnn"]
     fast = engine._models(Evaluation(**{**ev.__dict__, "precision": "bf16"}), "cpu", False)["cnn"]
-    assert isinstance(fast, engine.Autocast) and not isinstance(plain, engine.Autocast)
+    assert isinstance(fast, Autocast) and not isinstance(plain, Autocast)
     seen = []
     fast.model[1].features[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     x = ev.data.load().images()

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 import json
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +51,25 @@ def block_seed(seed: int, block: int) -> int:
 
 
 # -- what the kernels are ----------------------------------------------------------------------------
+#: The package whose modules are the evaluation kinds: a table is keyed by its own kind's module.
+KINDS_PACKAGE = "advlab.results.kinds"
+
+
+def kernel_hash(kind: str) -> str:
+    """Hash of the code a table of evaluation kind ``kind`` can run (syntax trees, so comments do not
+    count): the engine and the kind's own module, with what they import followed by name
+    (:func:`advlab.source.needed`), so an edit recomputes exactly the tables it can change: the MILP's
+    module keys the MILP's tables, not the attacks'."""
+    return _kernel_hash(EVALUATION_KINDS[kind].fn.__module__)
+
+
 @functools.cache
-def kernel_hash() -> str:
-    """Hash of the source of every advlab module the results package imports, directly or not, its
-    kind modules included (syntax trees, so comments do not count): a result is recomputed when the
-    code that produced it changes."""
-    return source.code_hash(source.dependencies(["advlab.results"]))
+def _kernel_hash(module: str) -> str:
+    package = source.PACKAGE  # read at call time: a test points it at an edited copy
+    files = source.needed(["advlab.results.engine", module], package, keyed=[KINDS_PACKAGE])
+    if module.split(".")[0] != "advlab":  # a kind registered from outside the package: its own file too
+        files.append(Path(inspect.getsourcefile(sys.modules[module])))
+    return source.code_hash(files, package)
 
 
 # -- declarations ------------------------------------------------------------------------------------
@@ -523,7 +537,7 @@ class Evaluation:
         return {"format": RESULT_FORMAT, "kind": self.kind, "models": {k: c.key for k, c in self.models.items()},
                 "data": dataclasses.asdict(self.data), "params": self.params, "seed": self.seed,
                 "block": self.block, "precision": self.precision, "inputs": {k: e.key for k, e in self.inputs.items()},
-                "cuda_graphs": self.cuda_graphs, "advlab": __version__, "kernels": kernel_hash()}
+                "cuda_graphs": self.cuda_graphs, "advlab": __version__, "kernels": kernel_hash(self.kind)}
 
     @property
     def key(self) -> str:
