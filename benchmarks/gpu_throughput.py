@@ -32,7 +32,7 @@ from advlab.data import dataset_spec, load_dataset
 from advlab.evaluate import evaluate_attack
 from advlab.evaluate.rows import attack_batch_size
 from advlab.models import build_model, to_device
-from advlab.precision import computing_in, strict_fp32
+from advlab.precision import Policy, strict_fp32
 
 TRAIN_SIZE = {"mnist": 60000, "fashion-mnist": 60000, "cifar10": 50000}
 
@@ -58,6 +58,8 @@ def rate(model, shape, device, precision: str, batch: int, adv_steps: int, secon
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     threat = ThreatModel("linf", 8 / 255)
+    policy = Policy(precision)  # the training loop's: the model in the precision, the step around it in fp32
+    net = policy.model(model)
 
     def step():
         xa = x
@@ -65,13 +67,13 @@ def rate(model, shape, device, precision: str, batch: int, adv_steps: int, secon
             model.eval()
             for _ in range(adv_steps):
                 xr = xa.detach().requires_grad_(True)
-                with computing_in(precision, device):
-                    loss = F.cross_entropy(model(xr).float(), y)
+                with policy.context():
+                    loss = F.cross_entropy(net(xr).float(), y)
                 g, = torch.autograd.grad(loss, xr)
                 xa = threat.project(x, threat.step(xa, g, 2 / 255))
             model.train()
-        with computing_in(precision, device):
-            loss = F.cross_entropy(model(xa).float(), y)
+        with policy.context():
+            loss = F.cross_entropy(net(xa).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -53,3 +53,25 @@ def test_bare_weights_of_a_registered_sequential_net_are_not_taken_for_an_advlab
         torch.testing.assert_close(load_model_file(tmp_path / "advlab.pt", "mnist", "conv_small")(x), full(x))
         bare = load_model_file(tmp_path / "bare.pt", "mnist", "conv_small")
         torch.testing.assert_close(bare(x), full[1](x))  # no normalisation added: the reader's pixels as given
+
+
+def test_a_readers_architecture_is_keyed_without_running_its_module(tmp_path, monkeypatch):
+    """The digest of ``module:function`` is the defining file's, found without importing the reader's
+    module (a module with side effects is not run when a model is declared); a re-exported function is
+    followed to the file that defines it."""
+    import sys
+
+    from advlab.models.external import architecture_digest
+    pkg = tmp_path / "readers"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text("import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('x')\n\n"
+                                 "def build():\n    return None\n")
+    (pkg / "again.py").write_text("from .nets import build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = architecture_digest("readers.nets:build")
+    assert len(first) == 64 and not (pkg / "RAN").exists() and "readers.nets" not in sys.modules
+    (pkg / "nets.py").write_text((pkg / "nets.py").read_text() + "\n# edited\n")
+    assert architecture_digest("readers.nets:build") != first
+    assert architecture_digest("readers.again:build") == architecture_digest("readers.nets:build")
+    assert architecture_digest("small_cnn") is None

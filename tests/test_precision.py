@@ -11,14 +11,14 @@ from advlab import ThreatModel, results
 from advlab.results import engine
 from advlab.certify import bounds, certify, margin_bounds, smoothadv
 from advlab.errors import InputError
-from advlab.precision import computing_in, fp32_modes, strict_fp32
+from advlab.precision import Autocast, Policy, fp32_modes, strict_fp32
 from advlab.rng import normal_like, rand, randint, randn, uniform_like
 from advlab.training import TrainConfig, load_or_train
 
 @pytest.fixture
 def tf32_everywhere():
     """PyTorch's GPU default for convolutions, extended to matrix products: the worst case for a bound."""
-    with computing_in("tf32", "cpu"):
+    with Policy("tf32").context():
         yield
 
 
@@ -77,15 +77,23 @@ def test_evaluation_blocks_compute_in_ieee_fp32(tf32_everywhere, monkeypatch):
     assert seen[-1] == ("tf32",) * 3
 
 
-def test_computing_in_each_precision():
-    with computing_in("fp32", "cpu"):
-        assert _seen() == ("ieee",) * 3 and not torch.is_autocast_enabled("cpu")
-    with computing_in("tf32", "cpu"):
+def test_one_policy_for_each_precision():
+    """The model computes in the declared precision, everything around it in IEEE fp32 (TF32 for tf32)."""
+    net = torch.nn.Linear(3, 2)
+    for precision in ("fp32", "bf16"):
+        with Policy(precision).context():
+            assert _seen() == ("ieee",) * 3 and not torch.is_autocast_enabled("cpu")
+    with Policy("tf32").context():
         assert _seen() == ("tf32",) * 3
-    with computing_in("bf16", "cpu"):
-        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert Policy("fp32").model(net) is net and Policy("tf32").model(net) is net
+    fast = Policy("bf16").model(net)
+    assert isinstance(fast, Autocast) and Policy("bf16").model(fast) is fast
+    seen = []
+    hook = net.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    assert fast(torch.ones(1, 3)).dtype == torch.float32 and seen == [torch.bfloat16]
+    hook.remove()
     with pytest.raises(InputError, match="unknown precision 'fp16'"):
-        computing_in("fp16", "cpu")
+        Policy("fp16")
 
 
 def test_train_config_precision_is_declared_and_keyed():

@@ -1,5 +1,11 @@
 """Arithmetic precision as a declared choice: "fp32" is IEEE float32, "tf32" lets GPU matrix
-products and convolutions round their inputs to TF32, "bf16" is bf16 autocast.
+products and convolutions round their inputs to TF32, "bf16" runs the model under bf16 autocast.
+
+One policy (:class:`Policy`), applied by the training loop and the evaluation engine alike: the
+*model* computes in the declared precision (:meth:`Policy.model`), and everything around it (an
+attack's steps and projections, the loss, the optimiser, every bound) in IEEE float32, or TF32
+for "tf32" (:meth:`Policy.context`). Certificates accept "fp32" only (declared evaluations refuse
+the others), and their entry points run under :func:`strictly_fp32` whatever the caller set.
 
 PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs (10-bit mantissa
 products): a convolution's output then differs from float32 by ~1e-3 relative, which moves a
@@ -13,8 +19,10 @@ from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -70,14 +78,40 @@ def strictly_fp32(fn):
     return wrapper
 
 
-def computing_in(precision: str, device) -> contextmanager:
-    """The context a training step or an evaluation runs in: strict fp32, TF32, or bf16 autocast on ``device``."""
-    if precision == "fp32":
-        return strict_fp32()
-    if precision == "tf32":
-        return _fp32_as("tf32")
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    from .errors import InputError
+class Autocast(nn.Module):
+    """``model`` run under bf16 autocast on its inputs' device, returning float32 logits.
 
-    raise InputError(f"unknown precision {precision!r}; valid: {PRECISIONS}")
+    A GPU speed option (matrix products in bf16, accumulation and everything around the model in
+    float32); results then differ slightly from float32 ones.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x).float()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A declared precision as the training loop and the evaluation engine apply it: :meth:`model`
+    is the network as it computes, :meth:`context` what a training step or an evaluation block runs in."""
+
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            from .errors import InputError
+
+            raise InputError(f"unknown precision {self.precision!r}; valid: {PRECISIONS}")
+
+    def model(self, model: nn.Module) -> nn.Module:
+        """``model`` under bf16 autocast (:class:`Autocast`) for "bf16"; itself otherwise."""
+        return Autocast(model) if self.precision == "bf16" and not isinstance(model, Autocast) else model
+
+    def context(self):
+        """TF32 products for "tf32"; IEEE fp32 otherwise (bf16 is the model's own, inside :class:`Autocast`)."""
+        return _fp32_as("tf32") if self.precision == "tf32" else strict_fp32()

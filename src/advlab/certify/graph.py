@@ -27,6 +27,7 @@ from torch import fx, nn
 
 from ..errors import InputError
 from ..models import Normalize
+from ..precision import Autocast
 
 #: What :func:`trace` supports, as the error message names it.
 SUPPORTED = ("Linear", "Conv2d (zero padding)", "BatchNorm1d/2d (eval mode)", "Normalize", "AvgPool2d",
@@ -170,6 +171,8 @@ def trace(model: nn.Module) -> Graph:
     """The model's graph of supported operations; an unsupported one is an :class:`InputError`
     naming it and its module path. The model must be in eval mode where batch norm or dropout would
     otherwise use the batch or randomness (the caller puts it there)."""
+    if isinstance(model, Autocast):  # a bf16 policy's wrapper: bounds are IEEE fp32 whatever it asked
+        model = model.model
     if isinstance(model, torch.jit.ScriptModule):
         raise InputError("bound propagation traces the model's Python forward with torch.fx; a TorchScript module "
                          "cannot be traced: load the network as an nn.Module (its class and state dict)")

@@ -14,6 +14,7 @@ from torch import nn
 from ..checks import check_choice
 from ..data import dataset_spec
 from ..errors import InputError
+from ..precision import Autocast
 from .nets import MLP, VGG, ConvSmall, LeNet5, PreActResNet18, SmallCNN, WideResNet
 
 __all__ = ["MODELS", "Autocast", "Normalize", "build_model", "eval_mode", "model_options", "predict", "to_device"]
@@ -122,23 +123,6 @@ def to_device(model: nn.Module, device, channels_last: bool | None = None) -> nn
     if channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules()):
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-class Autocast(nn.Module):
-    """``model`` run under bf16 autocast on its inputs' device, returning float32 logits.
-
-    A GPU speed option for attacks and smoothing (matrix products in bf16, accumulation and the
-    attack's own arithmetic in float32); results then differ slightly from float32 ones.
-    """
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
-        super().__init__()
-        self.model = model
-        self.dtype = dtype
-
-    def forward(self, x):
-        with torch.autocast(x.device.type, dtype=self.dtype):
-            return self.model(x).float()
 
 
 @contextmanager

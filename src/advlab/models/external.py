@@ -8,7 +8,9 @@ state dict, an advlab checkpoint, or a dict holding one under ``state_dict`` or 
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import inspect
 import json
 import warnings
@@ -46,11 +48,35 @@ def _function(architecture: str):
     return fn
 
 
+def _defines(path: str, name: str) -> bool:
+    """Whether the Python source ``path`` defines ``name`` at its top level (a def, a class or an assignment)."""
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+    return False
+
+
 def architecture_digest(architecture: str) -> str | None:
     """sha256 of the source file that defines a ``module:function`` architecture (None for the others):
-    part of the cache key, so an edited network definition recomputes."""
+    part of the cache key, so an edited network definition recomputes. Found without running the
+    reader's module where it defines the function itself (``importlib.util.find_spec``); a re-exported
+    one is followed by importing it."""
     if ":" not in architecture:
         return None
+    module_name, _, attr = architecture.partition(":")
+    try:
+        spec = importlib.util.find_spec(module_name) if module_name else None
+    except (ImportError, ValueError):
+        spec = None
+    origin = getattr(spec, "origin", None)
+    if origin and origin.endswith(".py") and _defines(origin, attr.split(".")[0]):
+        return file_sha256(origin)
     try:
         source = inspect.getsourcefile(_function(architecture))
     except TypeError:  # a builtin or C extension: no source to hash

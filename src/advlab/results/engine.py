@@ -12,8 +12,7 @@ from ..attacks.graphs import cuda_graphs
 from ..data import Dataset
 from ..distributed import broadcast_from_main, context, gather_to_main, shard
 from ..errors import AdvlabError, InputError
-from ..models import Autocast
-from ..precision import computing_in
+from ..precision import Policy
 from ..progress import bar
 from ..timing import Stopwatch
 from ..training.denoiser import load_or_train_denoiser
@@ -26,9 +25,7 @@ def _models(ev: Evaluation, device, progress: bool, cache_root=None) -> dict:
     out = {}
     for name, spec in ev.models.items():
         source = source_of(spec.source if isinstance(spec, ModelSpec) else spec)
-        model = source.build(device, cache_root=cache_root, progress=progress)
-        if ev.precision == "bf16":
-            model = Autocast(model)
+        model = Policy(ev.precision).model(source.build(device, cache_root=cache_root, progress=progress))
         if isinstance(spec, ModelSpec):
             front = spec.front and load_or_train_denoiser(spec.front, device=device, cache_root=cache_root,
                                                           progress=progress)[0]
@@ -59,11 +56,10 @@ def _run_block(ev: Evaluation, models: dict, data: Dataset, b: int, rows: range,
         # each input's rows for these examples, in the block's order (the inputs' blocks may differ)
         extra = {"start": rows.start, "inputs": {k: t.set_index("example").loc[examples].reset_index()
                                                   for k, t in (inputs or {}).items()}}
-    # fp32 means IEEE fp32 on GPUs too, tf32 what it says; bf16 models carry their own autocast
     # a model that draws from torch's global generator (a reader's own random model) draws the
     # block's stream too; the caller's generator state is restored afterwards
     cuda = [data.x.device] if data.x.device.type == "cuda" else []
-    with computing_in("tf32" if ev.precision == "tf32" else "fp32", data.x.device), \
+    with Policy(ev.precision).context(), \
             torch.random.fork_rng(devices=cuda), cuda_graphs(ev.cuda_graphs):
         torch.manual_seed(seed)
         out = EVALUATION_KINDS[ev.kind].fn(models, part, seed=seed, batch_size=ev.block, **extra, **ev.params)

@@ -11,7 +11,7 @@ from ..data import Dataset, batches, load_dataset
 from ..distributed import Context, context
 from ..errors import InputError
 from ..models import build_model, eval_mode, predict, to_device
-from ..precision import computing_in, strictly_fp32
+from ..precision import Policy, strictly_fp32
 from ..progress import bar as progress_bar
 from ..timing import Stopwatch
 from .config import TrainConfig
@@ -69,6 +69,8 @@ def _optimizer(model, config: TrainConfig, total: int):
 def _epoch(run: _Run, epoch: int) -> dict:
     """One pass over the training (sub)set; its history row (running means over every rank)."""
     config, ctx, method, params = run.config, run.ctx, METHODS[run.config.method], run.config.params
+    policy = Policy(config.precision)
+    net = policy.model(run.net)  # the network computes in the declared precision, the step around it in fp32
     run.net.train()
     seen = correct = 0
     sums = {"loss": 0.0, "clean": 0.0, "adv": 0.0}
@@ -80,8 +82,8 @@ def _epoch(run: _Run, epoch: int) -> dict:
             # the global batch makes that the global batch's mean
             n_global = min(config.batch_size, len(run.data) - i * config.batch_size)
             scale = x.shape[0] * ctx.world / n_global
-            with computing_in(config.precision, run.device):
-                out = method.step(run.net, x, y, params, generator=run.adv_gen, step=run.step, total=run.total,
+            with policy.context():
+                out = method.step(net, x, y, params, generator=run.adv_gen, step=run.step, total=run.total,
                                   label_smoothing=config.label_smoothing)
             run.opt.zero_grad(set_to_none=True)
             (out.loss * scale if scale != 1.0 else out.loss).backward()
