@@ -139,7 +139,6 @@ pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
 mnist_threat = ThreatModel("linf", cfg.eps)
 cifar_threat = ThreatModel("linf", cfg.cifar_eps_linf)
-score_attacks = black_box.score_attacks(cfg)
 plan = black_box.plan(cfg)  # the attacks on the full test subsets: from the result cache, or computed here
 glue("queries", f"{cfg.queries:,}", display=False)
 glue("cifar_threat", str(cifar_threat), display=False)
@@ -157,8 +156,8 @@ cfg.table()
 # below, with exact 95% intervals.
 
 # %% tags=["remove-input"]
-test = plan.evaluations["clean mnist"].data.load(device)
-ctest = plan.evaluations["clean cifar"].data.load(device)
+test = plan.data("clean mnist", device)
+ctest = plan.data("clean cifar", device)
 dataset_name = dataset_spec(cfg.dataset).title
 glue("dataset", dataset_name, display=False)
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
@@ -180,7 +179,7 @@ accuracy_table(clean, index=("dataset", "model"))
 # %% tags=["remove-input"]
 glue("nes_budget", f"{cfg.nes_samples} samples per estimate at σ = {cfg.nes_sigma:g}, step ε/5, momentum 0.9",
      display=False)
-cifar_runs = {label: plan.result(f"cifar {label}", device) for label in score_attacks}
+cifar_runs = plan.tables("cifar", device)
 mnist_nes = plan.result("mnist NES", device)
 nes_table = pd.concat({
     ("CIFAR-10", cfg.cifar_model, str(cifar_threat)): accuracy(cifar_runs["NES"]),
@@ -245,12 +244,12 @@ display_table(side, {"accuracy": ("accuracy", "{:.1%}"), ("ci_low", "ci_high"): 
 # correctly classified images, with its 95% interval.
 
 # %% tags=["remove-input"]
-pixel_set = plan.evaluations[f"onepixel {cfg.onepixel_pixels[0]}"].data.load(device)
+pixel_set = plan.data(("onepixel", cfg.onepixel_pixels[0]), device)
 glue("onepixel_n", str(len(pixel_set)), display=False)
 glue("onepixel_budget", f"a population of {cfg.onepixel_population} per example for at most "
                         f"{cfg.onepixel_generations} generations, "
                         f"{cfg.onepixel_population * (cfg.onepixel_generations + 1):,} queries", display=False)
-pixel_results = {k: plan.result(f"onepixel {k}", device) for k in cfg.onepixel_pixels}
+pixel_results = plan.tables("onepixel", device)
 pixel_runs = pd.concat(pixel_results, names=["pixels"]).reset_index(level=0)
 pixel_success = accuracy(pixel_runs[pixel_runs.clean_correct], "success", by="pixels").set_index("pixels")
 pixel_table = pd.concat([pixel_success, query_summary(pixel_runs, by="pixels").set_index("pixels")], axis=1)
@@ -340,8 +339,8 @@ fig = plotting.accuracy_vs_eps(noise_curves, hue="perturbation", x="l2", logx=Tr
 
 # %% tags=["remove-input"]
 glue("transfer_steps", str(cfg.transfer_steps), display=False)
-transfer = transfer_table(pd.concat([plan.result(f"transfer {label}", device).assign(attack=label)
-                                    for label in black_box.transfer_attacks(cfg)], ignore_index=True))
+transfers = plan.tables("transfer", device)
+transfer = transfer_table(pd.concat([r.assign(attack=label) for label, r in transfers.items()], ignore_index=True))
 fig = plotting.transfer_panels(transfer, panel="attack", title=f"transfer on {dataset_name}, {mnist_threat}")
 
 # %% tags=["remove-input"]
@@ -374,14 +373,13 @@ display_table(transfer_means, {"white_box": ("white-box accuracy (diagonal mean)
 # classified images each attack fooled, with order-statistic 95% intervals.
 
 # %% tags=["remove-input"]
-hsja_set = plan.evaluations["white-box norms"].data.load(device)
+hsja_set = plan.data("white-box norms", device)
 glue("hsja_n", str(len(hsja_set)), display=False)
 glue("hsja_budgets", ", ".join(f"{b:,}" for b in cfg.hsja_budgets), display=False)
 glue("deepfool_steps", str(cfg.deepfool_steps), display=False)
 glue("cw_budget", f"{cfg.cw_search_steps} binary-search steps × {cfg.cw_steps} Adam steps at learning rate "
                   f"{cfg.cw_lr:g}, c₀ = {cfg.cw_initial_const:g}", display=False)
-hsja_rows = pd.concat({b: plan.result(f"hsja {b}", device) for b in cfg.hsja_budgets},
-                      names=["budget"]).reset_index(level=0)
+hsja_rows = pd.concat(plan.tables("hsja", device), names=["budget"]).reset_index(level=0)
 hsja = norm_summary(hsja_rows, by=("budget",))
 white_norms = norm_summary(plan.result("white-box norms", device), by=("attack",))
 fig = plotting.median_l2_vs_queries(hsja, yardsticks={f"{a} (white-box)": row.median_l2
@@ -420,8 +418,7 @@ display_table(pd.concat({**{f"HopSkipJump, {b:,} queries": row for b, row in hsj
 
 # %% tags=["remove-input"]
 glue("squeeze_levels", f"2^{cfg.squeeze_bits} = {2 ** cfg.squeeze_bits}", display=False)
-obfuscated = {label: plan.result(f"squeezed {label}", device)
-              for label in ["PGD", "PGD + BPDA", *(a for a in score_attacks if a != "NES")]}
+obfuscated = plan.tables("squeezed", device)
 obfuscated_table = pd.concat({
     ("undefended", "clean"): accuracy(cifar_runs["Square"], "clean_correct"),
     ("undefended", "Square (black-box)"): accuracy(cifar_runs["Square"]),

@@ -63,6 +63,7 @@ import advlab
 from advlab import plotting
 from advlab.chapters import certification, chapter_config
 from advlab.data import dataset_spec
+from advlab.evaluate import certified_curve
 
 # %% tags=["parameters", "remove-cell"]
 # None: the profile's value (see the table below)
@@ -258,7 +259,7 @@ smooth_evals = certification.smoothing_evaluations(cfg)  # cached by `advlab pre
 smooth_rows = {key: plan.result(ev, device) for key, ev in smooth_evals.items()}
 attacked_rows = {key: plan.result(ev, device) for key, ev in certification.smoothadv_evaluations(cfg).items()}
 curves = pd.concat(
-    [certification.certified_curve(r, cfg.radii).assign(dataset=dataset_spec(ds).title, sigma=s, kind="certified")
+    [certified_curve(r, cfg.radii).assign(dataset=dataset_spec(ds).title, sigma=s, kind="certified")
      for (ds, s), r in smooth_rows.items()]
     + [certification.empirical_curve(r).assign(dataset=dataset_spec(ds).title, sigma=s, kind="empirical")
        for (ds, s), r in attacked_rows.items()], ignore_index=True)
@@ -302,7 +303,7 @@ certification.cohen_comparison(smooth_rows)
 # %% tags=["remove-input"]
 glue("cnn_width", f"{cfg.cnn_width:g}", display=False)
 glue("n_bound", str(cfg.n_bound), display=False)
-cnn_rows = {key: plan.result(ev, device) for key, ev in certification.cnn_bound_evaluations(cfg).items()}
+cnn_rows = plan.tables("small CNN bounds", device)
 certification.cnn_comparison(smooth_rows, cnn_rows, cfg.dataset)
 
 # %% [markdown]

@@ -77,7 +77,7 @@ import advlab
 from advlab import ThreatModel, plotting
 from advlab.chapters import chapter_config, defenses
 from advlab.data import dataset_spec
-from advlab.evaluate import accuracy, display_table, noise_summary, rho_adv_summary
+from advlab.evaluate import accuracy, display_table, interval_cells, robustness_summary
 
 # The catastrophic-overfitting table below reports what these warnings say.
 warnings.filterwarnings("ignore", message="catastrophic overfitting")
@@ -175,15 +175,14 @@ cfg.table()
 
 # %% tags=["remove-input"]
 trained = plan.records("MNIST")
-infos = {f"{dataset_name}: {name}": info for name, info in trained.items()}
 mnist_rows = plan.result("mnist_robust", device)
-mnist_acc = defenses.summary(mnist_rows, by=["norm", "model"])
+mnist_acc = robustness_summary(mnist_rows, by=["norm", "model"])
 linf_acc, l2_acc, union_acc = (mnist_acc.loc[n] for n in ("linf", "l2", "union"))
 mnist_cost = defenses.training_cost(trained)
 madry = ["standard", "FGSM", "FGSM-RS", "PGD-L∞", "TRADES"]
 linf_label = f"robust, L∞ ε = {cfg.mnist_eps:g} (%)"
 madry_table = pd.DataFrame({
-    "clean (%)": defenses.cells(linf_acc, "clean"), linf_label: defenses.cells(linf_acc, "robust"),
+    "clean (%)": interval_cells(linf_acc, "clean"), linf_label: interval_cells(linf_acc, "robust"),
     "training time": mnist_cost["seconds"].map("{:.0f} s".format),
 }).loc[madry].rename_axis("training")
 glue("mnist_scale", f"{mnist_cost.loc['PGD-L∞', 'examples']:,} training digits for {cfg.mnist_adv_epochs} epochs",
@@ -191,10 +190,10 @@ glue("mnist_scale", f"{mnist_cost.loc['PGD-L∞', 'examples']:,} training digits
 glue("mnist_model", cfg.mnist_model, display=False)
 glue("train_steps", str(cfg.train_steps), display=False)
 glue("n_test", str(cfg.n_test), display=False)
-glue("mnist_pgd_robust", defenses.cells(linf_acc, "robust")["PGD-L∞"] + "%", display=False)
-glue("mnist_fgsmrs_robust", defenses.cells(linf_acc, "robust")["FGSM-RS"] + "%", display=False)
-glue("mnist_standard_robust", defenses.cells(linf_acc, "robust")["standard"] + "%", display=False)
-madry_gap = defenses.MADRY_MNIST["autoattack"] - 100 * linf_acc.loc["PGD-L∞", "robust"]
+glue("mnist_pgd_robust", interval_cells(linf_acc, "robust")["PGD-L∞"] + "%", display=False)
+glue("mnist_fgsmrs_robust", interval_cells(linf_acc, "robust")["FGSM-RS"] + "%", display=False)
+glue("mnist_standard_robust", interval_cells(linf_acc, "robust")["standard"] + "%", display=False)
+madry_gap = defenses.madry_gap(linf_acc)
 glue("madry_gap", f"{abs(madry_gap):.1f} points {'below' if madry_gap > 0 else 'above'}", display=False)
 glue("this_scale", f"{cfg.mnist_adv_epochs} epochs over {mnist_cost.loc['PGD-L∞', 'examples']:,} digits with "
      f"PGD-{cfg.train_steps}", display=False)
@@ -220,21 +219,14 @@ madry_table
 # and PGD at the same budget are its controls.
 
 # %% tags=["remove-input"]
-co = {name: info["metrics"] for name, info in plan.records("overfitting").items()}
+co_records = plan.records("overfitting")
+co = {name: info["metrics"] for name, info in co_records.items()}
+co_table = defenses.overfitting_table(co_records)
 glue("monitor", f"{cfg.monitor:,}", display=False)
 glue("co_eps", f"{cfg.co_eps:g}", display=False)
 glue("co_drop", f"{100 * defenses.OVERFITTING_RULE['drop']:.0f}", display=False)
 glue("co_floor", f"{defenses.OVERFITTING_RULE['floor']:.0%}", display=False)
 glue("co_gap", f"{100 * defenses.OVERFITTING_RULE['gap']:.0f}", display=False)
-co_table = pd.DataFrame({
-    "best held-out PGD-10 (%)": [100 * max(h["holdout_pgd"] for h in m["history"]) for m in co.values()],
-    "last epoch's held-out PGD-10 (%)": [100 * m["history"][-1]["holdout_pgd"] for m in co.values()],
-    "last epoch's held-out FGSM (%)": [100 * m["history"][-1]["holdout_fgsm"] for m in co.values()],
-    "last epoch's held-out clean (%)": [100 * m["history"][-1]["holdout_clean"] for m in co.values()],
-    "catastrophic overfitting": ["yes, epoch " + str(m["overfitting_epoch"]) if m["catastrophic_overfitting"]
-                                 else "no" for m in co.values()],
-    "kept epoch": [m["best_epoch"] for m in co.values()],
-}, index=pd.Index(list(co), name="training")).round(1)
 fig = plotting.monitor_curves({k: (m["history"], m["best_epoch"]) for k, m in co.items()},
                               title=f"Held-out accuracy during training, L∞ ε = {cfg.co_eps:g}")
 co_table
@@ -249,14 +241,14 @@ co_table
 # %% tags=["remove-input"]
 mixed = ["standard", "PGD-L∞", "PGD-L2", "mixed (max)", "mixed (alternate)"]
 mixed_table = pd.DataFrame({
-    "clean (%)": defenses.cells(linf_acc, "clean"), linf_label: defenses.cells(linf_acc, "robust"),
-    f"robust, L2 ε = {cfg.mnist_eps_l2:g} (%)": defenses.cells(l2_acc, "robust"),
-    "robust, union (%)": defenses.cells(union_acc, "robust"),
+    "clean (%)": interval_cells(linf_acc, "clean"), linf_label: interval_cells(linf_acc, "robust"),
+    f"robust, L2 ε = {cfg.mnist_eps_l2:g} (%)": interval_cells(l2_acc, "robust"),
+    "robust, union (%)": interval_cells(union_acc, "robust"),
     "relative training cost": mnist_cost["relative cost"].round(1),
 }).loc[mixed].rename_axis("training")
 best_union = union_acc.loc[mixed, "robust"].idxmax()
 glue("best_union", best_union, display=False)
-glue("best_union_acc", defenses.cells(union_acc, "robust")[best_union] + "%", display=False)
+glue("best_union_acc", interval_cells(union_acc, "robust")[best_union] + "%", display=False)
 mixed_table
 
 # %% [markdown]
@@ -276,14 +268,10 @@ mixed_table
 
 # %% tags=["remove-input"]
 ctrained = plan.records("CIFAR-10")
-infos.update({f"CIFAR-10: {name}": info for name, info in ctrained.items()})
-report_rows = defenses.report_rows({(label, norm, eps): plan.result(f"report {label} {norm} {eps:g}", device)
-                                    for label, norm, eps in defenses.report_evaluations(cfg)})
+report_rows = defenses.report_rows(plan.tables("report", device))
 cifar_rows = plan.result("cifar_robust", device)
-at_eps = report_rows[((report_rows.norm == "linf") & (report_rows.eps == cfg.cifar_eps))
-                     | ((report_rows.norm == "l2") & (report_rows.eps == cfg.cifar_eps_l2))]
-report_acc = defenses.summary(at_eps, by=["label", "model"])
-cifar_acc = defenses.summary(cifar_rows)
+report_acc = robustness_summary(defenses.at_budget(report_rows, cfg), by=["label", "model"])
+cifar_acc = robustness_summary(cifar_rows)
 table_1 = defenses.report_table(cfg, cifar_acc, report_acc).loc[list(ctrained)]
 cifar_cost = defenses.training_cost(ctrained)
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
@@ -291,11 +279,11 @@ glue("cifar_scale", f"{cifar_cost.loc['PGD-L∞ trained', 'examples']:,} images 
      display=False)
 glue("cifar_train_steps", str(cfg.cifar_train_steps), display=False)
 glue("cifar_n_test", str(cfg.cifar_n_test), display=False)
-glue("vgg_pgd_report_attack", defenses.cells(report_acc.loc["PGD-L∞"], "robust")["PGD-L∞ trained"] + "%",
+glue("vgg_pgd_report_attack", interval_cells(report_acc.loc["PGD-L∞"], "robust")["PGD-L∞ trained"] + "%",
      display=False)
-glue("vgg_pgd_ensemble", defenses.cells(cifar_acc, "robust")["PGD-L∞ trained"] + "%", display=False)
-glue("vgg_pgd_clean", defenses.cells(cifar_acc, "clean")["PGD-L∞ trained"] + "%", display=False)
-glue("vgg_base_clean", defenses.cells(cifar_acc, "clean")["base"] + "%", display=False)
+glue("vgg_pgd_ensemble", interval_cells(cifar_acc, "robust")["PGD-L∞ trained"] + "%", display=False)
+glue("vgg_pgd_clean", interval_cells(cifar_acc, "clean")["PGD-L∞ trained"] + "%", display=False)
+glue("vgg_base_clean", interval_cells(cifar_acc, "clean")["base"] + "%", display=False)
 display_table(defenses.REPORT_TABLE_1, {c: (f"report: {c} (%)", "{:.1f}") for c in defenses.REPORT_TABLE_1})
 table_1
 
@@ -325,11 +313,8 @@ fig = plotting.accuracy_panels(fig4, panel="label", hue="model",
 # ellipsoid).
 
 # %% tags=["remove-input"]
-report_std = defenses.report_rows({(label, norm, eps): plan.result(f"report ×std {label} {norm} {eps:g}", device)
-                                   for label, norm, eps in defenses.report_evaluations(cfg, reading="normalised")})
-at_eps_std = report_std[((report_std.norm == "linf") & (report_std.eps == cfg.cifar_eps))
-                        | ((report_std.norm == "l2") & (report_std.eps == cfg.cifar_eps_l2))]
-report_acc_std = defenses.summary(at_eps_std, by=["label", "model"])
+report_std = defenses.report_rows(plan.tables("report ×std", device))
+report_acc_std = robustness_summary(defenses.at_budget(report_std, cfg), by=["label", "model"])
 cifar_std = dataset_spec("cifar10").std
 glue("eps_std_pixels", f"{cfg.cifar_eps * min(cifar_std):.4f} to {cfg.cifar_eps * max(cifar_std):.4f}", display=False)
 defenses.report_table(cfg, cifar_acc, report_acc_std, " × std").loc[list(ctrained)]
@@ -370,13 +355,12 @@ fig = plotting.accuracy_panels(accuracy(report_std, by=["model", "label", "norm"
 
 # %% tags=["remove-input"]
 cap_trained = plan.records("capacity")
-infos.update({f"CIFAR-10: {k} PGD-L∞": info for k, info in cap_trained.items()})
 cap_rows = plan.result("capacity_robust", device)
-cap_acc = defenses.summary(cap_rows)
+cap_acc = robustness_summary(cap_rows)
 cap_table = pd.DataFrame({
     "parameters": plan.model_table("capacity")["parameters"],
-    "clean (%)": defenses.cells(cap_acc, "clean"),
-    f"robust, ensemble L∞ {cfg.cifar_eps:g} (%)": defenses.cells(cap_acc, "robust"),
+    "clean (%)": interval_cells(cap_acc, "clean"),
+    f"robust, ensemble L∞ {cfg.cifar_eps:g} (%)": interval_cells(cap_acc, "robust"),
 }).loc[list(cap_trained)].rename_axis("VGG × width")
 glue("most_robust_vgg", cap_acc["robust"].idxmax(), display=False)
 cap_table
@@ -398,9 +382,7 @@ cap_table
 
 # %% tags=["remove-input"]
 ft_trained = plan.records("fine-tuning")
-infos.update({f"{dataset_name}: MLP fine-tuned, {k}": info for k, info in ft_trained.items() if k != "base"})
-rho = rho_adv_summary(plan.result("finetune rho_adv", device))
-rho["rho_change"] = rho["rho_deepfool"] / rho.loc["base", "rho_deepfool"] - 1
+rho = defenses.finetune_rho(plan.result("finetune rho_adv", device))
 ft_cost = defenses.training_cost(ft_trained)
 glue("finetune_epochs", str(cfg.finetune_epochs), display=False)
 glue("finetune_scale", f"{ft_cost.loc['FGSM', 'examples']:,} training digits", display=False)
@@ -432,7 +414,6 @@ display_table(rho[["test_error", "rho_deepfool", "rho_change", "deepfool_success
 
 # %% tags=["remove-input"]
 noise_trained = plan.records("noise")
-infos.update({f"CIFAR-10: noise {s}": info for s, info in noise_trained.items()})
 ax = plotting.training_curves({s: info["metrics"]["history"] for s, info in noise_trained.items()},
                               legend="training noise σ", title="Training loss of the noise-trained VGGs")
 noise_acc = defenses.noise_accuracy(plan.result("noise vote", device), cfg.vote_draws)
@@ -450,18 +431,15 @@ glue("eot_draws", str(cfg.eot_draws), display=False)
 
 # %% tags=["remove-input"]
 t2_models = defenses.table2_models(cfg)
-_, plain_name, eot_name = list(t2_models)
-t2_rows = defenses.report_rows({(label, norm, eps): plan.result(f"table2 {label} {norm} {eps:g}", device)
-                                for label, norm, eps in defenses.report_evaluations(
-                                    cfg, t2_models, ([cfg.cifar_eps], [cfg.cifar_eps_l2]))})
-t2_acc = defenses.summary(t2_rows, by=["label", "model"])
+t2_rows = defenses.report_rows(plan.tables("table2", device))
+t2_acc = robustness_summary(t2_rows, by=["label", "model"])
 table_2 = pd.DataFrame({
-    "clean (%)": defenses.cells(t2_acc.loc["FGSM"], "clean"),
-    f"FGSM, L∞ {cfg.cifar_eps:g} (%)": defenses.cells(t2_acc.loc["FGSM"], "robust"),
-    f"PGD-L2 {cfg.cifar_eps_l2:g} (%)": defenses.cells(t2_acc.loc["PGD-L2"], "robust"),
-    f"PGD-L∞ {cfg.cifar_eps:g} (%)": defenses.cells(t2_acc.loc["PGD-L∞"], "robust"),
+    "clean (%)": interval_cells(t2_acc.loc["FGSM"], "clean"),
+    f"FGSM, L∞ {cfg.cifar_eps:g} (%)": interval_cells(t2_acc.loc["FGSM"], "robust"),
+    f"PGD-L2 {cfg.cifar_eps_l2:g} (%)": interval_cells(t2_acc.loc["PGD-L2"], "robust"),
+    f"PGD-L∞ {cfg.cifar_eps:g} (%)": interval_cells(t2_acc.loc["PGD-L∞"], "robust"),
 }).loc[list(t2_models)].rename_axis(f"randomized network, σ = {cfg.table2_sigma:g}")
-eot_gap = 100 * (t2_acc.loc[("PGD-L∞", plain_name), "robust"] - t2_acc.loc[("PGD-L∞", eot_name), "robust"])
+eot_gap = defenses.eot_gap(t2_acc, cfg)
 glue("table2_sigma", f"{cfg.table2_sigma:g}", display=False)
 glue("eot_gap", f"{abs(eot_gap):.1f} points {'above' if eot_gap >= 0 else 'below'}", display=False)
 display_table(defenses.REPORT_TABLE_2, {c: (f"report: {c} (%)", "{:.1f}") for c in defenses.REPORT_TABLE_2})
@@ -482,8 +460,7 @@ table_2
 
 # %% tags=["remove-input"]
 noise_rows = pd.concat([plan.result("noise attack mnist", device), plan.result("noise attack cifar", device)])
-noise_attack = pd.concat({name: noise_summary(g) for name, g in noise_rows.groupby("model", sort=False)},
-                         names=["model"]).reset_index(level=1, drop=True)
+noise_attack = defenses.noise_attack_table(noise_rows)
 glue("attack_noise_sigma", f"{cfg.attack_noise_sigma:g}", display=False)
 glue("noise_attack_draws", str(cfg.noise_attack_draws), display=False)
 display_table(noise_attack[["mean_accuracy", "mean_low", "mean_high", "worst_accuracy", "worst_low", "worst_high"]],
@@ -505,20 +482,14 @@ display_table(noise_attack[["mean_accuracy", "mean_low", "mean_high", "worst_acc
 # %% tags=["remove-input"]
 dn_info, = plan.records("denoiser").values()
 d_threat = ThreatModel("linf", cfg.denoiser_eps)
-dn_fgsm = plan.result("denoiser fgsm", device)
-dn_runs = {
-    "no denoiser, FGSM": dn_fgsm[dn_fgsm.model == "no denoiser"],
-    "(a) denoiser, FGSM crafted on the classifier": plan.result("denoiser transfer", device),
-    "(b) denoiser, adaptive FGSM": dn_fgsm[dn_fgsm.model == "denoiser"],
-    f"(b) denoiser, adaptive APGD-CE ({cfg.apgd_steps} steps)": plan.result("denoiser apgd", device),
-}
-dn_acc = defenses.summary(pd.concat(dn_runs, names=["evaluation"]).reset_index(level=0), by="evaluation")
+dn_runs = defenses.denoiser_runs(plan, cfg, device)
+dn_acc = robustness_summary(pd.concat(dn_runs, names=["evaluation"]).reset_index(level=0), by="evaluation")
 glue("denoiser_arch", f"{cfg.denoiser_depth} hidden layers of {cfg.denoiser_width} channels", display=False)
 glue("denoiser_threat", str(d_threat), display=False)
 glue("denoiser_scale", f"{dn_info['metrics']['train_examples']:,} training images ({cfg.denoiser_epochs} epochs; "
      f"mean squared error {dn_info['metrics']['adversarial_mse']:.5f} before, "
      f"{dn_info['metrics']['train_mse']:.5f} after)", display=False)
-pd.DataFrame({"clean (%)": defenses.cells(dn_acc, "clean"), "robust (%)": defenses.cells(dn_acc, "robust")}
+pd.DataFrame({"clean (%)": interval_cells(dn_acc, "clean"), "robust (%)": interval_cells(dn_acc, "robust")}
              ).loc[list(dn_runs)]
 
 # %% [markdown]
@@ -543,7 +514,6 @@ pd.DataFrame({"clean (%)": defenses.cells(dn_acc, "clean"), "robust (%)": defens
 # VGG, to show what a failing audit looks like.
 
 # %% tags=["remove-input"]
-randomized_name = f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}"
 audits = pd.concat([plan.result("audit mnist", device), plan.result("audit cifar", device)], ignore_index=True)
 verdicts = defenses.audit_table(audits)
 glue("audit_n", str(cfg.audit_n), display=False)
@@ -555,7 +525,7 @@ verdicts
 # verdict for the Table 2 randomized network:
 
 # %% tags=["remove-input"]
-audits[audits.model == randomized_name].set_index("check")[["verdict", "evidence"]]
+audits[audits.model == defenses.randomized_name(cfg)].set_index("check")[["verdict", "evidence"]]
 
 # %% [markdown]
 # Where the robust evaluations of this chapter escalated, and how far the cascade alone overstated
@@ -578,6 +548,7 @@ defenses.escalations({"MNIST-scale": plan.result("mnist_robust", device),
 scatter = defenses.tradeoff_points([(dataset_name, mnist_rows[mnist_rows.norm == "linf"], ""),
                                      ("CIFAR-10", cifar_rows, "VGG "), ("CIFAR-10", cap_rows, "")])
 ax = plotting.tradeoff_scatter(scatter, title="Clean against robust accuracy of every model (L∞ ensemble)")
+infos = defenses.training_records(plan, cfg)
 display_table(defenses.training_cost(infos),
               {"method": ("method", None), "epochs": ("epochs", None), "examples": ("training examples", "{:,}"),
                "seconds": ("wall time", "{:.0f} s"), "forwards": ("forward passes", "{:,}"),
@@ -592,16 +563,8 @@ display_table(defenses.training_cost(infos),
 # the denoiser.
 
 # %% tags=["remove-input"]
-closing = {**{f"VGG {k}": (cifar_rows[cifar_rows.model == k], f"ensemble, {cifar_linf}",
-                           infos[f"CIFAR-10: {k}"]["metrics"]["train_seconds"]) for k in ctrained},
-           f"randomized VGG, σ = {cfg.table2_sigma:g}": (
-               t2_rows[(t2_rows.model == eot_name) & (t2_rows.label == "PGD-L∞")],
-               f"EOT-PGD ({cfg.eot_draws} draws), {cifar_linf}",
-               infos[f"CIFAR-10: noise σ = {cfg.table2_sigma:g}"]["metrics"]["train_seconds"]),
-           "DnCNN + base VGG": (dn_runs[list(dn_runs)[-1]], f"adaptive APGD-CE, {d_threat}",
-                                dn_info["metrics"]["train_seconds"]
-                                + infos["CIFAR-10: base"]["metrics"]["train_seconds"])}
-defenses.comparison(closing)
+defenses.comparison(defenses.closing_entries(cfg, cifar_rows, t2_rows, dn_runs, infos,
+                                             dn_info["metrics"]["train_seconds"]))
 
 # %% [markdown]
 # Every adversarial method pays its attack's passes on every batch (the relative cost in the

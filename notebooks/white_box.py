@@ -149,7 +149,7 @@ cfg.table()
 
 # %% tags=["remove-input"]
 mnist_info = plan.model_table(cfg.dataset)
-test = plan.evaluations["clean"].data.load(device)
+test = plan.data("clean", device)
 clean_acc = accuracy(plan.result("clean", device), "correct", by="model").set_index("model")
 mnist_info.assign(**{"clean accuracy": [format_accuracy(clean_acc.loc[n]) for n in mnist_info.index]})
 
@@ -293,7 +293,7 @@ fig = plotting.transfer_heatmap(transfer, title=f"PGD transfer, {threat}")
 # PGD spend the L∞ budget everywhere; DeepFool and CW change fewer pixels by less.
 
 # %% tags=["remove-input"]
-grid_set = plan.evaluations["grid fgsm"].data.load(device)
+grid_set = plan.data("grid fgsm", device)
 fig = plotting.attack_grid(plan.result("grid fgsm", device), grid_set, n=cfg.n_show)
 
 # %% tags=["remove-input"]
@@ -320,7 +320,7 @@ fig = plotting.attack_grid(plan.result("grid cw", device), grid_set, n=cfg.n_sho
 glue("vgg_name", f"{cfg.cifar_model.upper()} at width {cfg.cifar_width:g}", display=False)
 glue("cifar_eps_linf", f"{cfg.cifar_eps_linf:.4g}", display=False)
 glue("cifar_eps_l2", f"{cfg.cifar_eps_l2:.4g}", display=False)
-ctest = plan.evaluations["cifar_fgsm"].data.load(device)
+ctest = plan.data("cifar_fgsm", device)
 cifar_runs = {label: plan.result(name, device) for label, name in [
     ("FGSM L∞", "cifar_fgsm"), ("PGD L∞", "cifar_pgd_linf"), ("PGD L2", "cifar_pgd_l2"), ("APGD-CE L∞", "cifar_apgd")]}
 cifar_table = pd.concat(
@@ -344,5 +344,5 @@ fig = plotting.accuracy_panels(accuracy(cifar_curves, by=["norm", "attack", "eps
                                title=f"{cfg.cifar_model} on CIFAR-10 (n = {len(ctest)})")
 
 # %% tags=["remove-input"]
-fig = plotting.attack_grid(plan.result("cifar grid pgd", device), plan.evaluations["cifar grid pgd"].data.load(device),
+fig = plotting.attack_grid(plan.result("cifar grid pgd", device), plan.data("cifar grid pgd", device),
                           n=cfg.n_show)

@@ -120,7 +120,7 @@ cfg = chapter_config("your-model", globals())
 pd.set_option("display.max_colwidth", 200)
 device = advlab.default_device()
 plan = your_model.plan(cfg)  # loads and probes the model: a file that cannot be used fails here
-model = plan.evaluations["robust"].models[your_model.YOURS]
+model = your_model.model_of(plan)
 spec = dataset_spec(cfg.dataset)
 cfg.table()
 
@@ -217,7 +217,7 @@ your_model.audit_findings(audit)
 # ## Certificates
 
 # %% tags=["remove-input"]
-bound_tables = {k: plan.result(k, device) for k in plan.evaluations if k.startswith("bounds ")}
+bound_tables = your_model.bound_tables(plan, device)
 bounds = your_model.bound_summary(bound_tables, cfg)
 Markdown(your_model.bounds_text(bounds, bound_tables))
 
@@ -225,7 +225,7 @@ Markdown(your_model.bounds_text(bounds, bound_tables))
 bounds if isinstance(bounds, pd.DataFrame) else None
 
 # %% tags=["remove-input"]
-smooth = plan.result("smoothing", device) if "smoothing" in plan.evaluations else None
+smooth = your_model.smoothing_rows(plan, device)
 Markdown(your_model.smoothing_text(cfg, smooth))
 
 # %% tags=["remove-input"]

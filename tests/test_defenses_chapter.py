@@ -9,7 +9,7 @@ import torch
 from advlab import ThreatModel, plotting
 from advlab.chapters import defenses, targets, white_box
 from advlab.errors import InputError
-from advlab.evaluate import accuracy, ensemble, robust_evaluation, worst_case
+from advlab.evaluate import accuracy, ensemble, interval_cells, robust_evaluation, robustness_summary, worst_case
 from advlab.training import TrainConfig, load_or_train
 
 pytestmark = pytest.mark.book  # the checkout's chapters, notebooks or README: not in the library's run
@@ -150,9 +150,9 @@ def test_report_attacks_use_step_eps_over_10():
 def test_summary_cells_and_tradeoff_points(pair, small):
     rows = robust_evaluation(pair, small.subset(30, seed=0), ThreatModel("linf", 0.1), steps=5, queries=10,
                              progress=False)
-    s = defenses.summary(rows)
+    s = robustness_summary(rows)
     assert (s.clean_low <= s.clean).all() and (s.robust <= s.clean).all()
-    assert defenses.cells(s, "robust").str.match(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$").all()
+    assert interval_cells(s, "robust").str.match(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$").all()
     pts = defenses.tradeoff_points([("MNIST", rows, ""), ("MNIST", rows, "again ")])
     assert list(pts.index) == ["PGD-L∞", "standard", "again PGD-L∞", "again standard"]
     matplotlib.use("Agg")
@@ -248,7 +248,7 @@ def test_the_reports_eps_is_read_both_ways():
         assert s["threat"] == [*p["threat"], list(dataset_spec("cifar10").std)]
         assert {k: v for k, v in s.items() if k != "threat"} == {k: v for k, v in p.items() if k != "threat"}
     plan = defenses.plan(cfg)
-    assert all(plan.evaluations[f"report ×std {label} {norm} {eps:g}"] == e for (label, norm, eps), e in std.items())
+    assert all(plan.evaluations["report ×std", *k] == e for k, e in std.items())
     with pytest.raises(InputError, match="reading"):
         defenses.report_evaluations(cfg, reading="both")
 

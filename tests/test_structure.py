@@ -75,6 +75,20 @@ def test_notebooks_compute_nothing(chapter):
     assert not found, f"{chapter} computes outside its plan: {sorted(found)}"
 
 
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_notebooks_write_no_evaluation_names(chapter):
+    """A notebook reads its plan through handles (``plan.result(name)``, ``plan.tables(group)``,
+    ``plan.data(name)``): it never builds a name from its parts nor opens the plan's declarations."""
+    for _, body in _code_cells(ROOT / "notebooks" / CHAPTERS[chapter].notebook):
+        for node in ast.walk(ast.parse(body)):
+            if isinstance(node, ast.Attribute) and node.attr == "evaluations":
+                raise AssertionError(f"{chapter} reads the plan's declarations:\n{body}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("result", "tables", "data") and node.args
+                    and isinstance(node.args[0], ast.JoinedStr)):
+                raise AssertionError(f"{chapter} writes an evaluation's name:\n{body}")
+
+
 def test_the_kernel_check_sees_calls():
     tree = ast.parse("from advlab.evaluate import evaluate_attack\nfrom advlab.training import load_or_train\n"
                      "rows = evaluate.sweep(m, d)\nfig = plotting.attack_grid(rows, d)")
@@ -251,3 +265,43 @@ def test_the_circle_check_sees_a_lazy_circle(tmp_path):
     loop.write_text(loop.read_text() + "\n\ndef _late():\n    from .checkpoint import load_or_train\n"
                     "    return load_or_train\n")
     assert ["advlab.training.checkpoint", "advlab.training.loop"] in import_cycles(pkg)
+
+
+def test_chapters_do_not_import_chapters():
+    """A chapter reads another's models through the registry (``chapters.book_models``) and shares
+    generic tables through ``advlab.evaluate``: an edit to one chapter never re-executes another."""
+    from advlab import source
+    chapters = {c.notebook.removesuffix(".py") for c in CHAPTERS.values()}
+    for name in chapters:
+        module = f"advlab.chapters.{name}"
+        path = PKG / "chapters" / f"{name}.py"
+        imported = source.imports(ast.parse(path.read_text()), module, False)
+        assert not {m.rsplit(".", 1)[-1] for m in imported if m.startswith("advlab.chapters.")} & (chapters - {name}), \
+            name
+        deps = {f.relative_to(PKG).as_posix() for f in execution.chapter_dependencies(CHAPTERS_BY_MODULE[name], ROOT)}
+        assert not {f"chapters/{c}.py" for c in chapters - {name}} & deps, name
+
+
+CHAPTERS_BY_MODULE = {c.notebook.removesuffix(".py"): n for n, c in CHAPTERS.items()}
+
+
+def test_what_a_computation_needs_is_followed_by_name(tmp_path):
+    """``source.needed``: a name imported from a package is followed to the module defining it (the
+    package's other modules are not needed); a registry brings every module registering into it,
+    whichever way it calls the registrar."""
+    from advlab import source
+    pkg = tmp_path / "advlab"
+    (pkg / "parts").mkdir(parents=True)
+    files = {"__init__.py": "", "reg.py": "REG = {}\n\ndef register(name):\n    def deco(fn):\n"
+                                          "        REG[name] = fn\n        return fn\n    return deco\n",
+             "a.py": "from . import reg\n\n@reg.register('a')\ndef a():\n    return 1\n",
+             "b.py": "from .reg import register\n\n@register('b')\ndef b():\n    return 2\n",
+             "parts/__init__.py": "from .x import f\nfrom .y import g\n", "parts/x.py": "def f():\n    return 3\n",
+             "parts/y.py": "from ..reg import REG\n\ndef g():\n    return REG\n",
+             "user.py": "from .parts import f\n\ndef run():\n    from .reg import REG\n    return f(), REG\n"}
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    needed = {f.relative_to(pkg).as_posix() for f in source.needed(["advlab.user"], pkg)}
+    assert needed == {"__init__.py", "user.py", "parts/__init__.py", "parts/x.py", "reg.py", "a.py", "b.py"}
+    assert "parts/y.py" not in needed and "parts/y.py" in {f.relative_to(pkg).as_posix() for f in
+                                                           source.dependencies(["advlab.user"], pkg)}

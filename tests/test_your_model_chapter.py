@@ -155,15 +155,13 @@ def test_a_model_brought_three_ways_runs_end_to_end(files, way, mnist_model, mni
         assert (mnist_model(data.images()).argmax(1).numpy() == clean.pred.to_numpy()).all()
     card = your_model.card_table(plan.result("card", progress=False), cfg, model)
     assert card.loc["parameters"].iat[0] == f"{sum(p.numel() for p in mnist_model.parameters()):,}"
-    bounds = your_model.bound_summary({k: plan.result(k, progress=False) for k in plan.evaluations
-                                       if k.startswith("bounds ")}, cfg)
+    bounds = your_model.bound_summary(your_model.bound_tables(plan), cfg)
     if way == "torchscript":  # fx cannot follow a TorchScript module: said, not skipped
         assert "TorchScript" in bounds
     else:  # the small CNN's 37,760 ReLUs are over the profile's crown_max_relus: IBP runs, CROWN says why not
         assert bounds.loc[("linf 0.1", "IBP"), "n"] == cfg.n_test
         assert bounds.loc[("linf 0.1", "CROWN"), "certified (%)"] == "not run (crown_max_relus)"
-        assert "37,760 ReLUs" in your_model.bounds_text(bounds, {k: plan.result(k, progress=False)
-                                                                 for k in plan.evaluations if k.startswith("bounds ")})
+        assert "37,760 ReLUs" in your_model.bounds_text(bounds, your_model.bound_tables(plan))
     text = your_model.verdict(cfg, plan.result("card", progress=False), plan.result("robust", progress=False),
                               plan.result("audit", progress=False), bounds)
     assert "L∞ ε = 0.1" in text and "L2 ε = 1" in text and "upper bounds" in text
@@ -349,11 +347,11 @@ def test_a_certifiable_model_gets_sound_certificates(tmp_path):
         torch.save(build_model("conv_small", "mnist").state_dict(), path)
     cfg = _cfg(model=str(path), architecture="conv_small", threats=["linf 0.002"], certificates=["ibp", "crown"])
     plan = your_model.plan(cfg)
-    tables = {k: plan.result(k, progress=False) for k in plan.evaluations if k.startswith("bounds ")}
+    tables = your_model.bound_tables(plan)
     summary = your_model.bound_summary(tables, cfg)
     assert list(summary.index) == [("linf 0.002", "IBP"), ("linf 0.002", "CROWN")]
     robust = plan.result("robust", progress=False).set_index("example")
-    bounds = tables["bounds linf 0.002"].set_index("example")
+    bounds = tables["linf", 0.002].set_index("example")
     certified = bounds.index[bounds.ibp | bounds.crown]
     assert len(certified) > 0 and robust.loc[certified, "robust"].all()
     assert "Certificates prove lower bounds" in your_model.verdict(
@@ -388,12 +386,12 @@ def test_a_readers_residual_cifar_model_is_certified(files, tmp_path):
     cfg = _cfg(model=str(path), architecture="reader_nets:TinyResNet", dataset="cifar10", normalization="dataset",
                threats=["linf 0.001", "l2 0.05"], certificates=["ibp", "crown"])
     plan = your_model.plan(cfg)
-    tables = {k: plan.result(k, progress=False) for k in plan.evaluations if k.startswith("bounds ")}
+    tables = your_model.bound_tables(plan)
     summary = your_model.bound_summary(tables, cfg)
     assert list(summary.index) == [(t, m) for t in cfg.threats for m in ("IBP", "CROWN")]
     assert (summary.xs("CROWN", level="method").certified > 0).all()
     assert (summary.xs("CROWN", level="method").certified >= summary.xs("IBP", level="method").certified).all()
-    model = plan.evaluations["bounds linf 0.001"].models[your_model.YOURS].build("cpu", None)
+    model = plan.evaluations["bounds", "linf", 0.001].models[your_model.YOURS].build("cpu", None)
     for threat, t in zip(cfg.threats, tables.values()):
         ok = t.example[t.crown].to_numpy()
         data = load_dataset("cifar10", "test").examples(ok)

@@ -76,6 +76,20 @@ def chapter_plan(chapter: str, cfg: Config):
     return module.plan(cfg)
 
 
+def book_models(profile: str, shared: Mapping[str, Any], dataset: str) -> dict:
+    """The book's trained models a reader may name ``CHAPTER/NAME``: every chapter module's
+    ``reader_models(cfg)``, its configuration resolved at ``profile`` with the ``shared`` values it takes
+    as parameters (seed, epochs, data sizes), kept where they classify ``dataset``. Found through the
+    registry, so no chapter imports another."""
+    found = {}
+    for ch in _registry().values():
+        module = importlib.import_module(f"{__name__}.{ch.notebook.removesuffix('.py')}")
+        if callable(getattr(module, "reader_models", None)):
+            cfg = ch.resolve(profile, {k: v for k, v in shared.items() if k in ch.params})
+            found.update({f"{ch.name}/{k}": c for k, c in module.reader_models(cfg).items()})
+    return {k: c for k, c in found.items() if c.dataset == dataset}
+
+
 def chapter_config(chapter: str, namespace: Mapping[str, Any]) -> Config:
     """Validate a notebook's parameters (its ``globals()``) for ``chapter``.
 
@@ -93,4 +107,4 @@ def chapter_config(chapter: str, namespace: Mapping[str, Any]) -> Config:
     return ch.resolve(profile, plain)
 
 
-__all__ = ["CHAPTERS", "chapter_config", "chapter_names", "chapter_plan", "get_chapter"]
+__all__ = ["CHAPTERS", "book_models", "chapter_config", "chapter_names", "chapter_plan", "get_chapter"]

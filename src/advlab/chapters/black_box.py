@@ -153,26 +153,26 @@ def plan(cfg: Config) -> Plan:
                 evaluations={
         "clean mnist": ev("clean", mnist, test),
         "clean cifar": ev("clean", vgg, ctest),
-        **{f"cifar {label}": ev("attack", vgg, ctest, attack=name, threat=cifar_threat, budget=cfg.queries, **params)
+        **{("cifar", label): ev("attack", vgg, ctest, attack=name, threat=cifar_threat, budget=cfg.queries, **params)
            for label, (name, params) in score_attacks(cfg).items()},
         "mnist NES": ev("attack", mnist, test, attack=nes, threat=mnist_threat, budget=cfg.queries, **nes_params),
         "cifar APGD": ev("attack", vgg, ctest, attack="apgd", threat=cifar_threat, steps=cfg.apgd_steps),
-        **{f"onepixel {k}": ev("attack", vgg, pixel_set, attack="onepixel", pixels=k, output="probs",
+        **{("onepixel", k): ev("attack", vgg, pixel_set, attack="onepixel", pixels=k, output="probs",
                                population=cfg.onepixel_population, generations=cfg.onepixel_generations,
                                keep_inputs=cfg.n_show)
            for k in cfg.onepixel_pixels},
         "noise": noise,
         "noise PGD-L2": ev("matched_sweep", vgg, ctest, inputs={"noise": noise},
                            attacks={"pgd": {"steps": cfg.pgd_steps}}, norm="l2", eps_grid=cfg.noise_l2_grid),
-        **{f"transfer {label}": ev("transfer", surrogates, test, attack=name, threat=mnist_threat, **params)
+        **{("transfer", label): ev("transfer", surrogates, test, attack=name, threat=mnist_threat, **params)
            for label, (name, params) in transfer_attacks(cfg).items()},
-        **{f"hsja {b}": ev("attack", vgg, hsja_set, attack="hsja", budget=b, output="label") for b in cfg.hsja_budgets},
+        **{("hsja", b): ev("attack", vgg, hsja_set, attack="hsja", budget=b, output="label") for b in cfg.hsja_budgets},
         "white-box norms": ev("minimal_norms", vgg, hsja_set, attacks=white_box_norms(cfg)),
-        "squeezed PGD": ev("attack", wrapped["squeezed"], ctest, attack="pgd", threat=cifar_threat,
-                           steps=cfg.pgd_steps),
-        "squeezed PGD + BPDA": ev("attack", wrapped["squeezed + BPDA"], ctest, attack="pgd", threat=cifar_threat,
-                                  steps=cfg.pgd_steps),
-        **{f"squeezed {label}": ev("attack", wrapped["squeezed"], ctest, attack=name, threat=cifar_threat,
+        ("squeezed", "PGD"): ev("attack", wrapped["squeezed"], ctest, attack="pgd", threat=cifar_threat,
+                                steps=cfg.pgd_steps),
+        ("squeezed", "PGD + BPDA"): ev("attack", wrapped["squeezed + BPDA"], ctest, attack="pgd",
+                                       threat=cifar_threat, steps=cfg.pgd_steps),
+        **{("squeezed", label): ev("attack", wrapped["squeezed"], ctest, attack=name, threat=cifar_threat,
                                    budget=cfg.queries, **params)
            for label, (name, params) in score_attacks(cfg).items() if label != "NES"},
     })

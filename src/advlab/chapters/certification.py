@@ -18,7 +18,7 @@ from ..certify import bound_spec
 from ..certify.bounds import ALPHA_STEPS  # noqa: F401  (the notebook states it)
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..errors import InputError
-from ..evaluate import clopper_pearson, nearest, value_interval
+from ..evaluate import certified_curve, nearest, rate, value_interval
 from ..results import DataSpec, Evaluation, Plan, RandomNet
 from ..threat import ThreatModel
 from ..training import TrainConfig
@@ -225,11 +225,6 @@ def sandwich_rows(tables: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _rate(k: int, n: int) -> dict:
-    lo, hi = clopper_pearson(k, n)
-    return {"accuracy": k / n if n else np.nan, "ci_low": lo, "ci_high": hi, "n": n}
-
-
 def sandwich_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Certified (IBP, CROWN, both α-CROWNs where run, any of them) ≤ exact ≤ attacked accuracy with 95% intervals, per
     architecture, training and ε (long format: one row per bound). The exact accuracy counts only the
@@ -241,11 +236,11 @@ def sandwich_summary(rows: pd.DataFrame) -> pd.DataFrame:
             if col not in g or g[col].isna().all():  # a method not run on this architecture
                 continue
             out.append({"architecture": arch, "training": training, "eps": eps, "bound": bound,
-                        **_rate(int(g[col].sum()), len(g))})
+                        **rate(int(g[col].sum()), len(g))})
         decided = g[g["exact"].notna()]
         if len(decided):
             out.append({"architecture": arch, "training": training, "eps": eps, "bound": "exact (MILP)",
-                        **_rate(int((decided["exact"] == "robust").sum()), len(decided)),
+                        **rate(int((decided["exact"] == "robust").sum()), len(decided)),
                         "undecided": int((decided["exact"] == "undecided").sum())})
     return pd.DataFrame(out)
 
@@ -393,7 +388,7 @@ def cnn_comparison(smooth_rows: dict, bound_rows: dict, dataset: str) -> pd.Data
         row = {"σ": s, "L2 radius": r}
         for label, hits in (("IBP", b["ibp"]), ("CROWN", b["crown"]),
                             ("smoothing (CERTIFY)", smooth["correct"] & (smooth["radius"] >= r))):
-            k = _rate(int(hits.sum()), len(b))
+            k = rate(int(hits.sum()), len(b))
             row[f"{label} (%)"] = value_interval(k["accuracy"], k["ci_low"], k["ci_high"])
         row["n"] = len(b)
         out.append(row)
@@ -410,25 +405,16 @@ def plan(cfg: Config) -> Plan:
                    for (arch, training, eps), evs in sandwich_evaluations(cfg).items() for part, ev in evs.items()}
     evaluations.update({f"smoothing {ds} σ={s:g}": ev for (ds, s), ev in smoothing_evaluations(cfg).items()})
     evaluations.update({f"SmoothAdv {ds} σ={s:g}": ev for (ds, s), ev in smoothadv_evaluations(cfg).items()})
-    evaluations.update({f"bounds small CNN σ={s:g} L2 {r:g}": ev for (s, r), ev in cnn_bound_evaluations(cfg).items()})
+    evaluations.update({("small CNN bounds", s, r): ev for (s, r), ev in cnn_bound_evaluations(cfg).items()})
     evaluations["bound cost"] = bound_cost_evaluation(cfg)
     return Plan(trainings=trainings, evaluations=evaluations)
-
-
-def certified_curve(rows: pd.DataFrame, radii) -> pd.DataFrame:
-    """Certified accuracy at every radius with 95% intervals: correct and certified at radius ≥ r."""
-    out = []
-    for r in radii:
-        k = int((rows["correct"] & (rows["radius"] >= r)).sum())
-        out.append({"radius": r, **_rate(k, len(rows))})
-    return pd.DataFrame(out)
 
 
 def empirical_curve(rows: pd.DataFrame) -> pd.DataFrame:
     """The smoothed classifier's accuracy under SmoothAdv at every attack radius, from the rows of
     :func:`smoothadv_evaluations` (its prediction by PREDICT equal to the label; abstentions count
     as errors), with 95% intervals."""
-    return pd.DataFrame([{"radius": r, **_rate(int(g["correct"].sum()), len(g))}
+    return pd.DataFrame([{"radius": r, **rate(int(g["correct"].sum()), len(g))}
                          for r, g in rows.groupby("radius", sort=True)])
 
 

@@ -13,8 +13,10 @@ import pandas as pd
 from ..checks import check_choice
 from ..config import ALL, Chapter, Config, Param, Relation
 from ..data import dataset_spec
-from ..evaluate import accuracy, clopper_pearson, overstatement, value_interval
+from ..evaluate import (cascade_description, clopper_pearson, interval_cells, noise_summary, overstatement,
+                        rho_adv_summary, robustness_summary)
 from ..results import DataSpec, Evaluation, ModelSpec, Plan
+from ..threat import ThreatModel
 from ..training import CO_DROP, CO_FLOOR, CO_GAP, TrainConfig
 from ..training.denoiser import DenoiserConfig
 from . import targets
@@ -22,7 +24,6 @@ from . import targets
 # Published references the chapter sets its numbers beside (accuracy in %).
 MADRY_MNIST = {"clean": 98.5, "autoattack": 88.5}  # Madry et al.'s public MNIST model, L∞ 0.3 (RobustBench)
 WONG_MNIST_FGSM_RS = 88.8  # Wong et al. 2020, FGSM-RS, PGD-50 with 10 restarts, L∞ 0.3
-SURROGATE = "attacker's surrogate"  # the model the adaptive evaluation transfers from (targets.surrogate_config)
 NO_NOISE = 0.0  # the σ of the randomized-network study's noise-free control
 OVERFITTING_RULE = {"drop": CO_DROP, "floor": CO_FLOOR, "gap": CO_GAP}  # the training monitor's, for the prose
 REPORT_TABLE_2 = pd.DataFrame(  # the VGG-19 report's Table 2: its randomized network, σ = 0.06
@@ -113,36 +114,31 @@ CHAPTER = Chapter(
     },
     base="quick",
     profiles={
-        "quick": dict(**targets.PROFILES["quick"], mnist_model="small_cnn", mnist_adv_epochs=3,
-                      mnist_adv_subset=7000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0, train_steps=3,
-                      trades_beta=6.0, monitor=300, co_eps=0.3, co_epochs=3, cifar_adv_epochs=3,
+        "quick": dict(**targets.PROFILES["quick"], **targets.EVALUATION_PROFILES["quick"], mnist_model="small_cnn",
+                      mnist_adv_epochs=3, mnist_adv_subset=7000, mnist_adv_lr=0.1, mnist_eps=0.3, mnist_eps_l2=2.0,
+                      train_steps=3, trades_beta=6.0, monitor=300, co_eps=0.3, co_epochs=3, cifar_adv_epochs=3,
                       cifar_adv_subset=25000, cifar_train_steps=2, cifar_eps=0.06, cifar_eps_l2=0.5, adv_fraction=0.5,
                       vgg_depths=[11, 19], widths=[0.0625, 0.125], finetune_epochs=2, finetune_subset=3000,
-                      finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=100, n_test=100,
-                      cifar_n_test=120, apgd_steps=50, apgd_targets=3, square_queries=1000, escalation_queries=5000,
-                      eps_grid=[0.0, 0.03, 0.06, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0], batch_size=200,
-                      noise_sigmas=[0.06, 0.1], table2_sigma=0.06, eot_draws=8, vote_draws=9,
-                      attack_noise_sigma=0.1, noise_attack_draws=10, denoiser_depth=5, denoiser_width=32,
-                      denoiser_epochs=2, denoiser_subset=2000, denoiser_eps=0.05, audit_n=40, audit_steps=8,
-                      squeeze_bits=3),
-        "smoke": dict(**targets.PROFILES["smoke"], mnist_adv_epochs=1, mnist_adv_subset=2000, train_steps=2,
-                      monitor=200, co_epochs=1, cifar_adv_epochs=1, cifar_adv_subset=1000, cifar_train_steps=2,
-                      vgg_depths=[11, 13], widths=[0.125], finetune_epochs=1, finetune_subset=1000,
-                      finetune_scales=[1.0, 3.0], n_minimal=40, n_test=40, cifar_n_test=40, apgd_steps=10,
-                      square_queries=1000, escalation_queries=2000, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5],
-                      noise_sigmas=[0.06],
-                      eot_draws=2, vote_draws=3, noise_attack_draws=3, denoiser_depth=2, denoiser_width=8,
-                      denoiser_epochs=1, denoiser_subset=500, audit_n=20, audit_steps=3),
-        "paper": dict(**targets.PROFILES["paper"], mnist_adv_epochs=20, mnist_adv_subset=ALL, train_steps=20,
-                      monitor=1000, co_epochs=20, cifar_adv_epochs=30, cifar_adv_subset=ALL, cifar_train_steps=10,
-                      vgg_depths=[11, 13, 16, 19], widths=[0.25, 0.5, 1.0, 2.0], finetune_epochs=5,
-                      finetune_subset=ALL, finetune_scales=[1.0, 2.0, 3.0], n_minimal=1000, n_test=1000,
-                      cifar_n_test=1000, apgd_steps=100, apgd_targets=9, square_queries=5000,
-                      escalation_queries=20000,
+                      finetune_scales=[1.0, 3.0], finetune_fgsm_eps=0.1, n_minimal=100, cifar_n_test=120,
+                      eps_grid=[0.0, 0.03, 0.06, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0], noise_sigmas=[0.06, 0.1],
+                      table2_sigma=0.06, vote_draws=9, attack_noise_sigma=0.1, noise_attack_draws=10,
+                      denoiser_depth=5, denoiser_width=32, denoiser_epochs=2, denoiser_subset=2000,
+                      denoiser_eps=0.05, squeeze_bits=3),
+        "smoke": dict(**targets.PROFILES["smoke"], **targets.EVALUATION_PROFILES["smoke"], mnist_adv_epochs=1,
+                      mnist_adv_subset=2000, train_steps=2, monitor=200, co_epochs=1, cifar_adv_epochs=1,
+                      cifar_adv_subset=1000, cifar_train_steps=2, vgg_depths=[11, 13], widths=[0.125],
+                      finetune_epochs=1, finetune_subset=1000, finetune_scales=[1.0, 3.0], n_minimal=40,
+                      cifar_n_test=40, eps_grid=[0.0, 0.06], l2_grid=[0.0, 0.5], noise_sigmas=[0.06], vote_draws=3,
+                      noise_attack_draws=3, denoiser_depth=2, denoiser_width=8, denoiser_epochs=1,
+                      denoiser_subset=500),
+        "paper": dict(**targets.PROFILES["paper"], **targets.EVALUATION_PROFILES["paper"], mnist_adv_epochs=20,
+                      mnist_adv_subset=ALL, train_steps=20, monitor=1000, co_epochs=20, cifar_adv_epochs=30,
+                      cifar_adv_subset=ALL, cifar_train_steps=10, vgg_depths=[11, 13, 16, 19],
+                      widths=[0.25, 0.5, 1.0, 2.0], finetune_epochs=5, finetune_subset=ALL,
+                      finetune_scales=[1.0, 2.0, 3.0], n_minimal=1000, cifar_n_test=1000,
                       eps_grid=[0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1], l2_grid=[0.0, 0.25, 0.5, 1.0, 1.5],
-                      noise_sigmas=[0.01, 0.03, 0.06, 0.1, 0.2], eot_draws=32, vote_draws=33, noise_attack_draws=100,
-                      denoiser_depth=10, denoiser_width=64, denoiser_epochs=10, denoiser_subset=ALL, audit_n=500,
-                      audit_steps=20),
+                      noise_sigmas=[0.01, 0.03, 0.06, 0.1, 0.2], vote_draws=33, noise_attack_draws=100,
+                      denoiser_depth=10, denoiser_width=64, denoiser_epochs=10, denoiser_subset=ALL),
     },
     relations=(
         Relation(("n_minimal", "n_test"), lambda c: c.n_minimal <= c.n_test,
@@ -182,6 +178,12 @@ def mnist_configs(cfg: Config) -> dict[str, TrainConfig]:
         "mixed (alternate)": _mnist(cfg, "mixed", {"eps_linf": e, "eps_l2": e2, "steps": k,
                                                    "strategy": "alternate"}),
     }
+
+
+def reader_models(cfg: Config) -> dict[str, TrainConfig]:
+    """The models a reader may name ``book:defenses/NAME``: the MNIST-scale models of Madry's setting
+    and the VGG-19 report's four."""
+    return {**mnist_configs(cfg), **cifar_configs(cfg)}
 
 
 def overfitting_configs(cfg: Config) -> dict[str, TrainConfig]:
@@ -291,12 +293,12 @@ def report_table(cfg: Config, cifar_acc: pd.DataFrame, report_acc: pd.DataFrame,
     ensemble's accuracy when ``cifar_acc`` is the ensemble's :func:`summary` and ``units`` is empty:
     the ensemble runs in pixel units only)."""
     out = pd.DataFrame({
-        "clean (%)": cells(cifar_acc, "clean"),
-        f"FGSM, L∞ {cfg.cifar_eps:g}{units} (%)": cells(report_acc.loc["FGSM"], "robust"),
-        f"PGD-L2 {cfg.cifar_eps_l2:g}{units} (%)": cells(report_acc.loc["PGD-L2"], "robust"),
-        f"PGD-L∞ {cfg.cifar_eps:g}{units} (%)": cells(report_acc.loc["PGD-L∞"], "robust")})
+        "clean (%)": interval_cells(cifar_acc, "clean"),
+        f"FGSM, L∞ {cfg.cifar_eps:g}{units} (%)": interval_cells(report_acc.loc["FGSM"], "robust"),
+        f"PGD-L2 {cfg.cifar_eps_l2:g}{units} (%)": interval_cells(report_acc.loc["PGD-L2"], "robust"),
+        f"PGD-L∞ {cfg.cifar_eps:g}{units} (%)": interval_cells(report_acc.loc["PGD-L∞"], "robust")})
     if not units:
-        out[f"ensemble, L∞ {cfg.cifar_eps:g} (%)"] = cells(cifar_acc, "robust")
+        out[f"ensemble, L∞ {cfg.cifar_eps:g} (%)"] = interval_cells(cifar_acc, "robust")
     return out.rename_axis("model")
 
 
@@ -348,40 +350,114 @@ def audit_models(cfg: Config) -> tuple[dict, dict]:
     mnist = {f"{name}: {k}": c for k, c in mnist_configs(cfg).items()}
     cifar10 = {**{f"CIFAR-10: {k}": c for k, c in cifar.items()},
                **{f"CIFAR-10: noise σ = {s:g}": c for s, c in noise_configs(cfg).items() if s},
-               f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}": table2_models(cfg)["one draw, plain attacks"],
+               randomized_name(cfg): table2_models(cfg)["one draw, plain attacks"],
                "CIFAR-10: DnCNN + base": denoiser_models(cfg)["denoiser"],
                f"planted: {cfg.squeeze_bits}-bit squeezing + base VGG": ModelSpec(
                    cifar["base"], [["bits", {"bits": cfg.squeeze_bits}]])}
     return mnist, cifar10
 
 
+def randomized_name(cfg: Config) -> str:
+    """The audit's name of Table 2's randomized network."""
+    return f"CIFAR-10: randomized, σ = {cfg.table2_sigma:g}"
+
+
 def report_rows(tables: dict) -> pd.DataFrame:
-    """The tables of :func:`report_evaluations` as one, ``label`` naming the attack."""
+    """The tables of :func:`report_evaluations` (the plan's groups ``report``, ``report ×std``,
+    ``table2``, by (label, norm, ε)) as one, ``label`` naming the attack."""
     return pd.concat([t.assign(label=label) for (label, _, _), t in tables.items()], ignore_index=True)
 
 
-def summary(rows: pd.DataFrame, by="model") -> pd.DataFrame:
-    """Clean and robust accuracy with their 95% intervals per group of per-example rows:
-    ``clean``, ``clean_low``, ``clean_high``, ``robust``, ``robust_low``, ``robust_high``, ``n``."""
-    by = [by] if isinstance(by, str) else list(by)
-    c = accuracy(rows, "clean_correct", by=by).set_index(by)
-    r = accuracy(rows, by=by).set_index(by)
-    return pd.DataFrame({"clean": c["accuracy"], "clean_low": c["ci_low"], "clean_high": c["ci_high"],
-                         "robust": r["accuracy"], "robust_low": r["ci_low"], "robust_high": r["ci_high"],
-                         "n": r["n"]})
+def at_budget(report: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The rows of the report's attacks at Table 1's budgets (L∞ ``cifar_eps``, L2 ``cifar_eps_l2``), out of
+    Figure 4's grids."""
+    return report[((report.norm == "linf") & (report.eps == cfg.cifar_eps))
+                  | ((report.norm == "l2") & (report.eps == cfg.cifar_eps_l2))]
 
 
-def cells(table: pd.DataFrame, column: str, digits: int = 1) -> pd.Series:
-    """'61.5 [54.4, 68.3]' (percent) for every row of a :func:`summary` column."""
-    return pd.Series([value_interval(v, lo, hi, digits) for v, lo, hi in
-                      zip(table[column], table[f"{column}_low"], table[f"{column}_high"])], index=table.index)
+def madry_gap(linf_acc: pd.DataFrame) -> float:
+    """Points by which Madry's public model under AutoAttack is above this run's PGD-trained model
+    (:func:`~advlab.evaluate.robustness_summary` at L∞, by model); negative when this run is above."""
+    return MADRY_MNIST["autoattack"] - 100 * linf_acc.loc["PGD-L∞", "robust"]
+
+
+def overfitting_table(records: dict) -> pd.DataFrame:
+    """The catastrophic-overfitting runs from their training records' held-out histories: best and last
+    held-out accuracies (%), the monitor's verdict and the epoch the checkpoint kept."""
+    co = {name: info["metrics"] for name, info in records.items()}
+    return pd.DataFrame({
+        "best held-out PGD-10 (%)": [100 * max(h["holdout_pgd"] for h in m["history"]) for m in co.values()],
+        "last epoch's held-out PGD-10 (%)": [100 * m["history"][-1]["holdout_pgd"] for m in co.values()],
+        "last epoch's held-out FGSM (%)": [100 * m["history"][-1]["holdout_fgsm"] for m in co.values()],
+        "last epoch's held-out clean (%)": [100 * m["history"][-1]["holdout_clean"] for m in co.values()],
+        "catastrophic overfitting": ["yes, epoch " + str(m["overfitting_epoch"]) if m["catastrophic_overfitting"]
+                                     else "no" for m in co.values()],
+        "kept epoch": [m["best_epoch"] for m in co.values()],
+    }, index=pd.Index(list(co), name="training")).round(1)
+
+
+def finetune_rho(rows: pd.DataFrame) -> pd.DataFrame:
+    """ρ_adv per fine-tuned model (:func:`~advlab.evaluate.rho_adv_summary`) with ``rho_change``, DeepFool's
+    ρ_adv relative to the model before fine-tuning."""
+    rho = rho_adv_summary(rows)
+    return rho.assign(rho_change=rho["rho_deepfool"] / rho.loc["base", "rho_deepfool"] - 1)
+
+
+def eot_gap(t2_acc: pd.DataFrame, cfg: Config) -> float:
+    """Points of PGD-L∞ accuracy the plain attack on single draws leaves above EOT on Table 2's randomized
+    network (``t2_acc``: :func:`~advlab.evaluate.robustness_summary` by (label, model))."""
+    _, plain, eot = list(table2_models(cfg))
+    return 100 * (t2_acc.loc[("PGD-L∞", plain), "robust"] - t2_acc.loc[("PGD-L∞", eot), "robust"])
+
+
+def denoiser_runs(plan: Plan, cfg: Config, device=None) -> dict[str, pd.DataFrame]:
+    """The denoiser section's rows by setting: no denoiser, (a) FGSM crafted on the classifier then denoised,
+    (b) the adaptive FGSM and APGD-CE through denoiser and classifier."""
+    fgsm = plan.result("denoiser fgsm", device)
+    return {"no denoiser, FGSM": fgsm[fgsm.model == "no denoiser"],
+            "(a) denoiser, FGSM crafted on the classifier": plan.result("denoiser transfer", device),
+            "(b) denoiser, adaptive FGSM": fgsm[fgsm.model == "denoiser"],
+            f"(b) denoiser, adaptive APGD-CE ({cfg.apgd_steps} steps)": plan.result("denoiser apgd", device)}
+
+
+def noise_attack_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The Gaussian-noise attack per model: mean accuracy over draws and the worst draw, with intervals."""
+    return pd.concat({name: noise_summary(g) for name, g in rows.groupby("model", sort=False)},
+                     names=["model"]).reset_index(level=1, drop=True)
+
+
+def training_records(plan: Plan, cfg: Config) -> dict[str, dict]:
+    """Every trained model's record by display name, in the chapter's order (the cost table's rows)."""
+    name = dataset_spec(cfg.dataset).title
+    out = {f"{name}: {k}": info for k, info in plan.records("MNIST").items()}
+    out.update({f"CIFAR-10: {k}": info for k, info in plan.records("CIFAR-10").items()})
+    out.update({f"CIFAR-10: {k} PGD-L∞": info for k, info in plan.records("capacity").items()})
+    out.update({f"{name}: MLP fine-tuned, {k}": info for k, info in plan.records("fine-tuning").items() if k != "base"})
+    out.update({f"CIFAR-10: noise {s}": info for s, info in plan.records("noise").items()})
+    return out
+
+
+def closing_entries(cfg: Config, cifar_rows: pd.DataFrame, t2_rows: pd.DataFrame, dn_runs: dict,
+                    records: dict, denoiser_seconds: float) -> dict:
+    """The closing comparison's entries (:func:`comparison`): each trained VGG under the ensemble, the
+    randomized VGG under EOT-PGD, the denoised pipeline under the adaptive APGD-CE."""
+    cifar_linf, d_threat = ThreatModel("linf", cfg.cifar_eps), ThreatModel("linf", cfg.denoiser_eps)
+    eot_name = list(table2_models(cfg))[-1]
+    seconds = {k: info["metrics"]["train_seconds"] for k, info in records.items()}
+    return {**{f"VGG {k}": (cifar_rows[cifar_rows.model == k], f"ensemble, {cifar_linf}", seconds[f"CIFAR-10: {k}"])
+               for k in cifar_configs(cfg)},
+            f"randomized VGG, σ = {cfg.table2_sigma:g}": (
+                t2_rows[(t2_rows.model == eot_name) & (t2_rows.label == "PGD-L∞")],
+                f"EOT-PGD ({cfg.eot_draws} draws), {cifar_linf}", seconds[f"CIFAR-10: noise σ = {cfg.table2_sigma:g}"]),
+            "DnCNN + base VGG": (dn_runs[list(dn_runs)[-1]], f"adaptive APGD-CE, {d_threat}",
+                                 denoiser_seconds + seconds["CIFAR-10: base"])}
 
 
 def tradeoff_points(runs) -> pd.DataFrame:
     """One :func:`summary` row per model for the trade-off scatter. ``runs`` is a sequence of
     ``(dataset label, rows, prefix)``; the prefix tells the models of one run from another's, and
     a model that appears twice keeps its first row."""
-    out = pd.concat([summary(rows).assign(dataset=label).rename(index=lambda m, p=prefix: f"{p}{m}")
+    out = pd.concat([robustness_summary(rows).assign(dataset=label).rename(index=lambda m, p=prefix: f"{p}{m}")
                      for label, rows, prefix in runs])
     return out[~out.index.duplicated()]
 
@@ -414,14 +490,9 @@ def noise_accuracy(rows: pd.DataFrame, vote_draws: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def cascade_text(cfg: Config, escalation: bool = True) -> str:
-    """The evaluation's cascade and budgets in words (and its escalation, with ``escalation``)."""
-    text = (f"APGD-CE with {cfg.apgd_steps} iterations, APGD-T towards the {cfg.apgd_targets} highest other "
-            f"classes with {cfg.apgd_steps} each, then Square with {cfg.square_queries:,} queries per example")
-    if escalation:
-        text += (f", escalated where gradients mislead to BPDA, transfer and Square with "
-                 f"{cfg.escalation_queries:,} queries")
-    return text
+def cascade_text(cfg: Config) -> str:
+    """The evaluation's cascade, budgets and escalation in words."""
+    return cascade_description(cfg.apgd_steps, cfg.apgd_targets, cfg.square_queries, cfg.escalation_queries)
 
 
 def escalations(tables: dict) -> pd.DataFrame:
@@ -447,8 +518,9 @@ def comparison(entries: dict) -> pd.DataFrame:
     with ``clean_correct`` and ``robust``, the attack that produced them, and the training time."""
     out = []
     for name, (rows, attack, seconds) in entries.items():
-        s = summary(rows.assign(model=name))
-        out.append({"defense": name, "clean (%)": cells(s, "clean").iloc[0], "robust (%)": cells(s, "robust").iloc[0],
+        s = robustness_summary(rows.assign(model=name))
+        out.append({"defense": name, "clean (%)": interval_cells(s, "clean").iloc[0],
+                    "robust (%)": interval_cells(s, "robust").iloc[0],
                     "strongest honest attack": attack, "training time": f"{seconds:.0f} s"})
     return pd.DataFrame(out).set_index("defense")
 
@@ -474,7 +546,8 @@ def plan(cfg: Config) -> Plan:
     test = DataSpec(cfg.dataset, n=cfg.n_test, seed=cfg.seed)
     ctest = DataSpec("cifar10", n=cfg.cifar_n_test, seed=cfg.seed)
     ensemble = {"steps": cfg.apgd_steps, "targets": cfg.apgd_targets, "queries": cfg.square_queries,
-                "escalation_queries": cfg.escalation_queries, "eot_draws": cfg.eot_draws, "surrogate": SURROGATE}
+                "escalation_queries": cfg.escalation_queries, "eot_draws": cfg.eot_draws,
+                "surrogate": targets.SURROGATE}
     cifar_linf = [["linf", cfg.cifar_eps]]
     d_threat = ["linf", cfg.denoiser_eps]
     denoised = denoiser_models(cfg)
@@ -484,29 +557,29 @@ def plan(cfg: Config) -> Plan:
         return Evaluation(kind, models_, data, params, seed=cfg.seed, block=block)
 
     def attacker(models_, data):  # the surrogate the evaluation transfers from rides along, never evaluated
-        return {**models_, SURROGATE: targets.surrogate_config(cfg, data.dataset)}
+        return {**models_, targets.SURROGATE: targets.surrogate_config(cfg, data.dataset)}
 
     def robust(models_, data, threats):
         return ev("robust", attacker(models_, data), data, threats=threats, **ensemble)
 
     def audit(models_, data, threat):
         return ev("audit", attacker(models_, data), data.within(cfg.audit_n), block=cfg.audit_n, threat=threat,
-                  steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws, surrogate=SURROGATE)
+                  steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws,
+                  surrogate=targets.SURROGATE)
 
     noise_attack = {"sigmas": [cfg.attack_noise_sigma], "draws": cfg.noise_attack_draws}
     return Plan(trainings=trainings, evaluations={
         "mnist_robust": robust(mnist, test, [["linf", cfg.mnist_eps], ["l2", cfg.mnist_eps_l2]]),
         "cifar_robust": robust(cifar, ctest, cifar_linf),
         "capacity_robust": robust(capacity, ctest, cifar_linf),
-        **{f"report {label} {norm} {eps:g}": e for (label, norm, eps), e in report_evaluations(cfg).items()},
-        **{f"report ×std {label} {norm} {eps:g}": e
-           for (label, norm, eps), e in report_evaluations(cfg, reading="normalised").items()},
+        **{("report", *k): e for k, e in report_evaluations(cfg).items()},
+        **{("report ×std", *k): e for k, e in report_evaluations(cfg, reading="normalised").items()},
         "finetune rho_adv": ev("rho_adv", finetune_configs(cfg), test.within(cfg.n_minimal), block=cfg.n_minimal,
                                deepfool={}, fgsm_rate=0.9),
         "noise vote": ev("noise_vote", {f"σ = {s:g}": c for s, c in noise.items()}, ctest,
                          sigmas={f"σ = {s:g}": s for s in noise}, draws=cfg.vote_draws),
-        **{f"table2 {label} {norm} {eps:g}": e for (label, norm, eps), e in report_evaluations(
-            cfg, table2_models(cfg), ([cfg.cifar_eps], [cfg.cifar_eps_l2])).items()},
+        **{("table2", *k): e for k, e in report_evaluations(cfg, table2_models(cfg),
+                                                             ([cfg.cifar_eps], [cfg.cifar_eps_l2])).items()},
         "noise attack mnist": ev("noise", audit_mnist, test, **noise_attack),
         "noise attack cifar": ev("noise", {k: c for k, c in audit_cifar.items() if isinstance(c, TrainConfig)},
                                  ctest, **noise_attack),

@@ -10,6 +10,9 @@ from ..config import ALL, Config, Param
 from ..training import TrainConfig
 
 MNIST_MODELS = ("mlp", "small_cnn", "lenet5")
+#: The name of the attacker's surrogate in an adaptive evaluation's models (:func:`surrogate_config`): it
+#: rides along to be transferred from, never evaluated.
+SURROGATE = "attacker's surrogate"
 
 PARAMS = {
     "seed": Param(int, "seed of training, subsets and random starts", minimum=0),
@@ -30,6 +33,18 @@ PROFILES = {
     "smoke": dict(mnist_epochs=1, mnist_train_subset=4000, cifar_model="vgg11", cifar_epochs=1,
                   cifar_train_subset=2000),
     "paper": dict(mnist_epochs=10, cifar_width=1.0, cifar_epochs=30),
+}
+
+
+# The adaptive evaluation's budgets, profile by profile, shared by the chapters that judge models with it
+# (defenses, your model): the same profile attacks every model of the book equally hard.
+EVALUATION_PROFILES = {
+    "quick": dict(n_test=100, apgd_steps=50, apgd_targets=3, square_queries=1000, escalation_queries=5000,
+                  batch_size=200, audit_n=40, audit_steps=8, eot_draws=8),
+    "smoke": dict(n_test=40, apgd_steps=10, square_queries=1000, escalation_queries=2000, audit_n=20, audit_steps=3,
+                  eot_draws=2),
+    "paper": dict(n_test=1000, apgd_steps=100, apgd_targets=9, square_queries=5000, escalation_queries=20000,
+                  audit_n=500, audit_steps=20, eot_draws=32),
 }
 
 

@@ -77,6 +77,11 @@ def cw_params(cfg: Config) -> dict:
             "initial_const": cfg.cw_initial_const}
 
 
+def reader_models(cfg: Config) -> dict:
+    """The models a reader may name ``book:white-box/NAME``: the standard MLP, small CNN, LeNet-5 and VGG."""
+    return {**targets.mnist_configs(cfg), **targets.cifar_configs(cfg)}
+
+
 def plan(cfg: Config) -> Plan:
     """The chapter's trainings and per-example evaluations (what ``advlab precompute`` fills)."""
     mnist, cifar = targets.mnist_configs(cfg), targets.cifar_configs(cfg)

@@ -20,13 +20,14 @@ import pandas as pd
 from ..config import Chapter, Config, Param, Relation
 from ..data import dataset_spec
 from ..errors import InputError
-from ..evaluate import accuracy, value_interval
-from ..evaluate.adaptive import overstatement
+from ..evaluate import (accuracy, cascade_description, certified_curve, interval_cells, overstatement,
+                        robustness_summary, value_interval)
 from ..evaluate.audit import CHECKS, PROBE_N, conclusive
 from ..models.external import ARCHITECTURES
 from ..results import DataSpec, Evaluation, ModelFile, ModelSpec, Plan, threat_of
 from ..training import TrainConfig
-from . import certification, defenses, targets
+from . import book_models as registered_book_models
+from . import targets
 
 YOURS = "your model"
 BOOK = "book:"
@@ -53,8 +54,6 @@ def _threats_ok(cfg) -> bool:
     except InputError:
         return False
 
-
-_d = defenses.CHAPTER.profiles  # the robust evaluation's budgets are the defenses chapter's, profile by profile
 
 CHAPTER = Chapter(
     name="your-model",
@@ -113,22 +112,14 @@ CHAPTER = Chapter(
         "quick": dict(model="book:defenses/PGD-L∞", architecture="book", model_options="{}", normalization="none",
                       norm_mean=[0.0], norm_std=[1.0], dataset="mnist",
                       **{k: v for k, v in targets.PROFILES["quick"].items() if k != "dataset"},
+                      **targets.EVALUATION_PROFILES["quick"],
                       references=["white-box/small_cnn", "defenses/TRADES"], threats=["linf 0.3", "l2 2"],
-                      n_clean=2000, **{k: _d["quick"][k] for k in ("n_test", "apgd_steps", "apgd_targets",
-                                                                   "square_queries", "escalation_queries",
-                                                                   "batch_size")},
-                      n_minimal=100, deepfool_steps=50, cw_steps=100, cw_search_steps=5,
-                      audit_n=_d["quick"]["audit_n"], audit_steps=_d["quick"]["audit_steps"],
-                      eot_draws=_d["quick"]["eot_draws"], certificates=["ibp", "crown", "smoothing"],
-                      crown_max_relus=20000,
+                      n_clean=2000, n_minimal=100, deepfool_steps=50, cw_steps=100, cw_search_steps=5,
+                      certificates=["ibp", "crown", "smoothing"], crown_max_relus=20000,
                       smoothing_sigma=0.25, smoothing_n0=100, smoothing_n=1000, smoothing_alpha=0.001, n_smooth=100),
-        "smoke": dict(**targets.PROFILES["smoke"], n_clean=500,
-                      **{k: _d["smoke"][k] for k in ("n_test", "apgd_steps", "square_queries", "escalation_queries",
-                                                     "audit_n", "audit_steps", "eot_draws")},
+        "smoke": dict(**targets.PROFILES["smoke"], **targets.EVALUATION_PROFILES["smoke"], n_clean=500,
                       n_minimal=30, cw_steps=20, cw_search_steps=2, smoothing_n=200, n_smooth=20),
-        "paper": dict(**targets.PROFILES["paper"], n_clean=10000,
-                      **{k: _d["paper"][k] for k in ("n_test", "apgd_steps", "apgd_targets", "square_queries",
-                                                     "escalation_queries", "audit_n", "audit_steps", "eot_draws")},
+        "paper": dict(**targets.PROFILES["paper"], **targets.EVALUATION_PROFILES["paper"], n_clean=10000,
                       n_minimal=1000, cw_steps=1000, cw_search_steps=9, smoothing_n=100000, n_smooth=500,
                       crown_max_relus=200000),
     },
@@ -153,18 +144,15 @@ CHAPTER = Chapter(
 
 
 # -- the model ----------------------------------------------------------------------------------------
+SHARED = ("seed", "mnist_epochs", "mnist_train_subset", "cifar_model", "cifar_width", "cifar_epochs",
+          "cifar_train_subset")  # the book's recipes at this page's values
+
+
 def book_models(cfg: Config) -> dict[str, TrainConfig]:
-    """The book's trained models a reader can name ``book:CHAPTER/NAME``, at this profile's recipes:
-    the white-box chapter's standard models and the defenses chapter's, on ``cfg.dataset``."""
-    shared = {k: cfg[k] for k in ("seed", "mnist_epochs", "mnist_train_subset", "cifar_model", "cifar_width",
-                                  "cifar_epochs", "cifar_train_subset")}
-    if cfg.dataset != "cifar10":
-        shared["dataset"] = cfg.dataset
-    dcfg = defenses.CHAPTER.resolve(cfg.profile, shared)
-    chapters = {"white-box": {**targets.mnist_configs(dcfg), **targets.cifar_configs(dcfg)},
-                "defenses": {**defenses.mnist_configs(dcfg), **defenses.cifar_configs(dcfg)}}
-    found = {f"{ch}/{k}": c for ch, models in chapters.items() for k, c in models.items()}
-    return {k: c for k, c in found.items() if c.dataset == cfg.dataset}
+    """The book's trained models a reader can name ``book:CHAPTER/NAME`` on ``cfg.dataset``, at this
+    profile's recipes (each chapter's ``reader_models``, found through the chapter registry)."""
+    shared = {k: cfg[k] for k in SHARED} | ({"dataset": cfg.dataset} if cfg.dataset != "cifar10" else {})
+    return registered_book_models(cfg.profile, shared, cfg.dataset)
 
 
 def book_model(cfg: Config, name: str) -> TrainConfig:
@@ -206,11 +194,7 @@ def check(cfg: Config) -> None:
 
 def surrogate(cfg: Config) -> TrainConfig:
     """The attacker's surrogate the evaluation transfers from: the book's standard model of the dataset."""
-    shared = {k: cfg[k] for k in ("seed", "mnist_epochs", "mnist_train_subset", "cifar_model", "cifar_width",
-                                  "cifar_epochs", "cifar_train_subset")}
-    if cfg.dataset != "cifar10":
-        shared["dataset"] = cfg.dataset
-    return targets.surrogate_config(defenses.CHAPTER.resolve(cfg.profile, shared), cfg.dataset)
+    return targets.surrogate_config(cfg, cfg.dataset)
 
 
 def references(cfg: Config) -> dict[str, TrainConfig]:
@@ -237,30 +221,30 @@ def plan(cfg: Config) -> Plan:
     def ev(kind, models_, data, block=cfg.batch_size, **params):
         return Evaluation(kind, models_, data, params, seed=cfg.seed, block=block)
 
-    attacker = {**model, defenses.SURROGATE: surrogate(cfg)}  # rides along, never evaluated
+    attacker = {**model, targets.SURROGATE: surrogate(cfg)}  # rides along, never evaluated
     evaluations = {
         "card": ev("model_card", model, test.within(min(PROBE_N, cfg.n_test))),
         "clean": ev("clean", model, DataSpec(cfg.dataset, n=cfg.n_clean, seed=cfg.seed)),
         "robust": ev("robust", attacker, test, threats=ts, steps=cfg.apgd_steps, targets=cfg.apgd_targets,
                      queries=cfg.square_queries, escalation_queries=cfg.escalation_queries, eot_draws=cfg.eot_draws,
-                     surrogate=defenses.SURROGATE),
+                     surrogate=targets.SURROGATE),
         "minimal_norms": ev("minimal_norms", model, test.within(cfg.n_minimal), attacks=minimal_attacks(cfg)),
         "audit": ev("audit", attacker, test.within(cfg.audit_n), block=cfg.audit_n, threat=ts[0],
                     steps=cfg.audit_steps, queries=cfg.square_queries, draws=cfg.eot_draws,
-                    surrogate=defenses.SURROGATE),
+                    surrogate=targets.SURROGATE),
     }
     if refs:  # a table of their own: cached whatever model the reader brings
         evaluations["reference minimal_norms"] = ev("minimal_norms", refs, test.within(cfg.n_minimal),
                                                     attacks=minimal_attacks(cfg))
     methods = [m for m in ("ibp", "crown") if m in cfg.certificates]
     if methods:
-        evaluations.update({f"bounds {n} {e:g}": ev("bounds", model, test, threat=[n, e], methods=methods,
+        evaluations.update({("bounds", n, e): ev("bounds", model, test, threat=[n, e], methods=methods,
                                                     unsupported="skip", max_relus=cfg.crown_max_relus)
                             for n, e in ts})
     if "smoothing" in cfg.certificates:
         evaluations["smoothing"] = ev("smoothing", model, test.within(cfg.n_smooth), sigma=cfg.smoothing_sigma,
                                       n0=cfg.smoothing_n0, n=cfg.smoothing_n, alpha=cfg.smoothing_alpha)
-    trained = {f"reference {k}": c for k, c in refs.items()} | {"surrogate": attacker[defenses.SURROGATE]}
+    trained = {f"reference {k}": c for k, c in refs.items()} | {"surrogate": attacker[targets.SURROGATE]}
     if isinstance(model[YOURS], TrainConfig):
         trained[YOURS] = model[YOURS]
     return Plan(trainings=trained, evaluations=evaluations)
@@ -287,6 +271,16 @@ def gradient_text(rows: pd.DataFrame) -> str:
 
 def pct(v: float, lo: float, hi: float) -> str:
     return value_interval(v, lo, hi)
+
+
+def model_of(plan: Plan):
+    """The model under study as the plan declares it (a recipe, or the file, maybe behind EOT)."""
+    return plan.evaluations["robust"].models[YOURS]
+
+
+def smoothing_rows(plan: Plan, device=None) -> pd.DataFrame | None:
+    """Randomized smoothing's table, or None when not asked for."""
+    return plan.result("smoothing", device) if "smoothing" in plan.evaluations else None
 
 
 def card_table(card: pd.DataFrame, cfg: Config, model) -> pd.DataFrame:
@@ -324,8 +318,8 @@ def per_class(rows: pd.DataFrame, column: str, classes, by=()) -> pd.DataFrame:
 
 def robust_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Clean and robust accuracy per threat (the union last), with 95% intervals."""
-    s = defenses.summary(rows, by="threat").loc[list(dict.fromkeys(rows.threat))]
-    return s.assign(**{"clean (%)": defenses.cells(s, "clean"), "robust (%)": defenses.cells(s, "robust")})
+    s = robustness_summary(rows, by="threat").loc[list(dict.fromkeys(rows.threat))]
+    return s.assign(**{"clean (%)": interval_cells(s, "clean"), "robust (%)": interval_cells(s, "robust")})
 
 
 def broken_by(rows: pd.DataFrame) -> pd.DataFrame:
@@ -346,6 +340,12 @@ def audit_findings(audit: pd.DataFrame) -> pd.DataFrame:
                          "evidence": audit.evidence.to_numpy()}, index=pd.Index(audit.check, name="check"))
 
 
+def bound_tables(plan: Plan, device=None) -> dict:
+    """The certificates' tables by (norm, ε), none if not asked for."""
+    return plan.tables("bounds", device) if any(isinstance(n, tuple) and n[0] == "bounds" for n in plan.evaluations) \
+        else {}
+
+
 def bound_summary(tables: dict, cfg: Config) -> pd.DataFrame | str:
     """Certified accuracy per threat and method with 95% intervals (a table), or why there is none
     (a string): not asked for, or an operation bound propagation does not support. A method left out
@@ -356,9 +356,9 @@ def bound_summary(tables: dict, cfg: Config) -> pd.DataFrame | str:
     if "unsupported" in first.columns:
         return str(first.unsupported.iat[0])
     out = {}
-    for name, t in tables.items():
+    for (norm, eps), t in tables.items():
         for m in ("ibp", "crown"):
-            row = (name.removeprefix("bounds "), m.upper())
+            row = (f"{norm} {eps:g}", m.upper())
             if m in t.columns:
                 a = accuracy(t, m).iloc[0]
                 out[row] = {"n": int(a.n), "certified (%)": pct(a.accuracy, a.ci_low, a.ci_high),
@@ -395,7 +395,7 @@ def smoothing_summary(rows: pd.DataFrame | None, cfg: Config) -> pd.DataFrame | 
     """Certified accuracy of the smoothed classifier at L2 radii 0, σ/2 and σ (correct, radius ≥ r)."""
     if rows is None:
         return None
-    c = certification.certified_curve(rows, [f * cfg.smoothing_sigma for f in SMOOTHING_RADII])
+    c = certified_curve(rows, [f * cfg.smoothing_sigma for f in SMOOTHING_RADII])
     return pd.DataFrame({"L2 radius": c.radius, "n": c.n,
                          "certified (%)": [pct(a, lo, hi) for a, lo, hi in zip(c.accuracy, c.ci_low, c.ci_high)]}
                         ).set_index("L2 radius")
@@ -448,7 +448,7 @@ def verdict(cfg: Config, card: pd.DataFrame, robust: pd.DataFrame, audit: pd.Dat
 
 def cascade_text(cfg: Config) -> str:
     """The first cascade and its budgets, in words."""
-    return defenses.cascade_text(cfg, escalation=False)
+    return cascade_description(cfg.apgd_steps, cfg.apgd_targets, cfg.square_queries)
 
 
 def overstatement_table(robust: pd.DataFrame) -> pd.DataFrame:

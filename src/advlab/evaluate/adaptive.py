@@ -284,6 +284,16 @@ def cascade(threat: ThreatModel, *, steps: int = 100, restarts: int = 1, targets
             "Square": ("square", {"budget": queries, "output": "logits"})}
 
 
+def cascade_description(steps: int, targets: int, queries: int, escalation_queries: int | None = None) -> str:
+    """The cascade and its budgets in words, for a page (and its escalation, given ``escalation_queries``)."""
+    text = (f"APGD-CE with {steps} iterations, APGD-T towards the {targets} highest other classes with {steps} "
+            f"each, then Square with {queries:,} queries per example")
+    if escalation_queries is not None:
+        text += (f", escalated where gradients mislead to BPDA, transfer and Square with {escalation_queries:,} "
+                 "queries")
+    return text
+
+
 def escalation(threat: ThreatModel, found: MaskingProbe, model, *, steps: int, targets: int, queries: int,
                surrogate=None, eot_draws: int = 1) -> dict:
     """The attacks masked gradients call for, each crafted on a differentiable stand-in and judged on the

@@ -1,7 +1,11 @@
-"""Display tables: accuracies in percent with their intervals, floats rendered as fixed strings."""
+"""Display tables: accuracies in percent with their intervals, floats rendered as fixed strings, and
+the summaries several chapters share (clean and robust accuracy per group, certified accuracy by radius)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+
+from .stats import accuracy, clopper_pearson
 
 
 def accuracy_table(acc: pd.DataFrame, index=("attack", "eps"), digits: int = 1) -> pd.DataFrame:
@@ -62,3 +66,34 @@ def display_table(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
         else:
             out[label] = df[col] if fmt is None else [fmt.format(v) for v in df[col]]
     return out
+
+
+def robustness_summary(rows: pd.DataFrame, by="model") -> pd.DataFrame:
+    """Clean and robust accuracy with their 95% intervals per group of per-example rows:
+    ``clean``, ``clean_low``, ``clean_high``, ``robust``, ``robust_low``, ``robust_high``, ``n``."""
+    by = [by] if isinstance(by, str) else list(by)
+    c = accuracy(rows, "clean_correct", by=by).set_index(by)
+    r = accuracy(rows, by=by).set_index(by)
+    return pd.DataFrame({"clean": c["accuracy"], "clean_low": c["ci_low"], "clean_high": c["ci_high"],
+                         "robust": r["accuracy"], "robust_low": r["ci_low"], "robust_high": r["ci_high"],
+                         "n": r["n"]})
+
+
+def interval_cells(table: pd.DataFrame, column: str, digits: int = 1) -> pd.Series:
+    """'61.5 [54.4, 68.3]' (percent) for every row of a :func:`robustness_summary` column (or any
+    ``column``, ``column_low``, ``column_high`` triple)."""
+    return pd.Series([value_interval(v, lo, hi, digits) for v, lo, hi in
+                      zip(table[column], table[f"{column}_low"], table[f"{column}_high"])], index=table.index)
+
+
+def rate(k: int, n: int) -> dict:
+    """``accuracy`` k/n with its 95% Clopper-Pearson ``ci_low``, ``ci_high`` and ``n``."""
+    lo, hi = clopper_pearson(k, n)
+    return {"accuracy": k / n if n else np.nan, "ci_low": lo, "ci_high": hi, "n": n}
+
+
+def certified_curve(rows: pd.DataFrame, radii) -> pd.DataFrame:
+    """Certified accuracy at every radius with 95% intervals, from rows with ``correct`` and ``radius``
+    (randomized smoothing's): correct and certified at radius ≥ r."""
+    return pd.DataFrame([{"radius": r, **rate(int((rows["correct"] & (rows["radius"] >= r)).sum()), len(rows))}
+                         for r in radii])

@@ -16,6 +16,11 @@ from ..training.denoiser import DenoiserConfig, load_or_train_denoiser
 from .engine import load_or_evaluate
 from .spec import Evaluation, ModelSpec, requirements, source_of
 
+def label(name: str | tuple) -> str:
+    """An evaluation's name as a line shows it: ``("report", "FGSM", "linf", 0.03)`` -> 'report FGSM linf 0.03'."""
+    return " ".join(f"{p:g}" if isinstance(p, float) else str(p) for p in name) if isinstance(name, tuple) else name
+
+
 @dataclass
 class Plan:
     """What a chapter computes for one configuration: models to train and tables to evaluate.
@@ -25,7 +30,8 @@ class Plan:
     """
 
     trainings: dict[str, TrainConfig] = field(default_factory=dict)
-    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    #: by name: a string, or ``(group, *key)`` for a family of evaluations read together (:meth:`tables`)
+    evaluations: dict[str | tuple, Evaluation] = field(default_factory=dict)
 
     def __post_init__(self):
         self.check()
@@ -57,15 +63,37 @@ class Plan:
                                                     f"{getattr(spec.source, 'model', 'its model')}", spec.front))
         return dict(out.values())
 
-    def result(self, name: str | Evaluation, device=None, progress: bool = True) -> pd.DataFrame:
+    def result(self, name: str | tuple | Evaluation, device=None, progress: bool = True) -> pd.DataFrame:
         """The table of the planned evaluation ``name`` (or of ``name`` itself, an Evaluation that
         must be one of this plan's): from the cache, or computed and stored."""
         if isinstance(name, Evaluation):
             if name not in self.evaluations.values():
                 raise InputError(f"this {name.kind} evaluation is not in the plan: declare it in the chapter's plan")
             return load_or_evaluate(name, device=device, progress=progress)
-        check_choice(name, self.evaluations, "planned evaluation")
+        if name not in self.evaluations:
+            check_choice(label(name), [label(n) for n in self.evaluations], "planned evaluation")
         return load_or_evaluate(self.evaluations[name], device=device, progress=progress)
+
+    def data(self, name: str | tuple, device=None):
+        """The examples (a :class:`~advlab.data.Dataset`) of the planned evaluation ``name``: what a page
+        draws beside its tables (the images of an example grid) comes from the same subset."""
+        if name not in self.evaluations:
+            check_choice(label(name), [label(n) for n in self.evaluations], "planned evaluation")
+        return self.evaluations[name].data.load(device)
+
+    def group(self, group: str) -> dict:
+        """The planned evaluations named ``(group, *key)``, by ``key`` (its one value, or the tuple of them)."""
+        found = {(n[1] if len(n) == 2 else n[1:]): ev for n, ev in self.evaluations.items()
+                 if isinstance(n, tuple) and n[0] == group}
+        if not found:
+            groups = sorted({n[0] for n in self.evaluations if isinstance(n, tuple)})
+            raise InputError(f"no planned evaluations in group {group!r}; groups: {', '.join(groups) or 'none'}")
+        return found
+
+    def tables(self, group: str, device=None, progress: bool = True) -> dict:
+        """The tables of a family of evaluations, declared in the plan under names ``(group, *key)``
+        (e.g. ``("report", label, norm, eps)``), by ``key``: a notebook reads them without writing a name."""
+        return {k: load_or_evaluate(ev, device=device, progress=progress) for k, ev in self.group(group).items()}
 
     def _group(self, group: str) -> dict:
         out = {full[len(group) + 1:]: cfg for full, cfg in {**self.trainings, **self.all_denoisers()}.items()
@@ -105,7 +133,7 @@ class Plan:
                  "cached": c.checkpoint_path(cache_root).exists()} for n, c in self.all_trainings().items()]
         rows += [{"item": n, "what": f"train a {c.depth}-layer DnCNN on {c.classifier.model}'s {c.attack}",
                   "cached": c.checkpoint_path(cache_root).exists()} for n, c in self.all_denoisers().items()]
-        rows += [{"item": n, "what": f"{ev.kind} on {ev.data.dataset} ({len(ev.models)} model(s))",
+        rows += [{"item": label(n), "what": f"{ev.kind} on {ev.data.dataset} ({len(ev.models)} model(s))",
                   "cached": ev.path(cache_root).exists()} for n, ev in self.evaluations.items()]
         return pd.DataFrame(rows)
 
