@@ -35,12 +35,15 @@ def module_name(path: Path, package: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
-    """Module names (advlab.*) imported anywhere in ``tree``, relative ones resolved."""
-    out = set()
-    for node in ast.walk(tree):
+def _import_targets(tree, current: str, is_package: bool, top_only: bool = False):
+    """(module, name or None, local name) per advlab import: ``import m as a`` -> (m, None, a),
+    ``from m import n as a`` -> (m, n, a); relative imports resolved."""
+    nodes = tree.body if top_only else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
+            for a in node.names:
+                if a.name.split(".")[0] == "advlab":
+                    yield a.name, None, a.asname or a.name
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 pkg = current.split(".") if is_package else current.split(".")[:-1]
@@ -48,9 +51,19 @@ def imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
                 base = ".".join(pkg + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
-    return {m for m in out if m.split(".")[0] == "advlab"}
+            if base.split(".")[0] == "advlab":
+                for a in node.names:
+                    yield base, a.name, a.asname or a.name
+
+
+def imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
+    """Module names (advlab.*) imported anywhere in ``tree``, relative ones resolved."""
+    out = set()
+    for base, name, _ in _import_targets(tree, current, is_package):
+        out.add(base)
+        if name:
+            out.add(f"{base}.{name}")  # `from pkg import submodule`
+    return out
 
 
 def dependencies(modules: Iterable[str], package: Path = PACKAGE) -> list[Path]:
@@ -98,27 +111,6 @@ def _parse(path: Path):
 
 def _is_package(path: Path) -> bool:
     return path.name == "__init__.py"
-
-
-def _import_targets(tree, current: str, is_package: bool, top_only: bool = False):
-    """(module, name or None, local name) per advlab import: ``import m as a`` -> (m, None, a),
-    ``from m import n as a`` -> (m, n, a); relative imports resolved."""
-    nodes = tree.body if top_only else ast.walk(tree)
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.split(".")[0] == "advlab":
-                    yield a.name, None, a.asname or a.name
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                pkg = current.split(".") if is_package else current.split(".")[:-1]
-                pkg = pkg[:len(pkg) - node.level + 1]
-                base = ".".join(pkg + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            if base.split(".")[0] == "advlab":
-                for a in node.names:
-                    yield base, a.name, a.asname or a.name
 
 
 def _registrars(tree) -> set[str]:
