@@ -58,7 +58,7 @@ KINDS_PACKAGE = "advlab.results.kinds"
 def kernel_hash(kind: str) -> str:
     """Hash of the code a table of evaluation kind ``kind`` can run (syntax trees, so comments do not
     count): the engine and the kind's own module, with what they import followed by name
-    (:func:`advlab.source.needed`), so an edit recomputes exactly the tables it can change: the MILP's
+    (``advlab.source.needed``), so an edit recomputes exactly the tables it can change: the MILP's
     module keys the MILP's tables, not the attacks'."""
     return _kernel_hash(EVALUATION_KINDS[kind].fn.__module__)
 
