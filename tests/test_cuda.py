@@ -37,6 +37,7 @@ SMALL = ThreatModel("linf", 0.01)  # what CROWN certifies on a standard-trained 
 # (threat, parameters) per registered attack, small budgets; a new attack without a row fails below
 CASES = {
     "fgsm": (LINF, {}), "pgd": (LINF, {"steps": 10}), "apgd": (LINF, {"steps": 20}),
+    "apgd-t": (LINF, {"steps": 10, "targets": 3}),
     "mifgsm": (LINF, {"steps": 10}), "deepfool": (None, {"steps": 20}),
     "cw": (None, {"steps": 30, "binary_search_steps": 2, "initial_const": 1.0}),
     "square": (LINF, {"budget": 200}), "nes": (LINF, {"budget": 200}), "nattack": (LINF, {"budget": 200}),
@@ -46,7 +47,8 @@ CASES = {
 
 METHOD_PARAMS = {"standard": {}, "noise": {"sigma": 0.3}, "pgd": {"norm": "linf", "eps": 0.1, "steps": 3},
                  "fgsm": {"eps": 0.1}, "fgsm_rs": {"eps": 0.1}, "mixed": {"eps_linf": 0.1, "eps_l2": 1.0, "steps": 3},
-                 "trades": {"eps": 0.1, "steps": 3}, "ibp": {"eps": 0.1}, "deepfool": {"steps": 5}}
+                 "trades": {"eps": 0.1, "steps": 3}, "ibp": {"eps": 0.1}, "crown_ibp": {"eps": 0.1},
+                 "deepfool": {"steps": 5}}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_training_method_on_cuda_matches_cpu(method, tmp_path, monkeypatch):
     against 70.2% in one H100 run, within 3 points in another)."""
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     params = METHOD_PARAMS[method]
-    cfg = TrainConfig(dataset="mnist", model="small_cnn" if method != "ibp" else "conv_small", epochs=1,
+    cfg = TrainConfig(dataset="mnist", model="small_cnn" if method not in ("ibp", "crown_ibp") else "conv_small", epochs=1,
                       train_subset=2000, eval_subset=500, batch_size=100, schedule="cyclic", method=method,
                       method_params=params)
     acc = {}
