@@ -422,13 +422,14 @@ def test_plan_reads_only_what_it_declares(tmp_path, monkeypatch, mnist_model):
 
 
 def test_a_render_only_run_never_trains_a_denoiser(tmp_path, monkeypatch):
-    from advlab.results import ModelSpec
+    from advlab.results import DenoisedModel, ModelSpec
     from advlab.training.denoiser import DenoiserConfig
 
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     monkeypatch.setenv(CACHED_ONLY_ENV, "1")
     dn = DenoiserConfig(classifier=MODEL, eps=0.1, depth=2, width=8, epochs=1, train_subset=64)
-    plan = Plan(evaluations={"dn": Evaluation("clean", {"dn": ModelSpec(MODEL, front=dn)},
+    squeezed = ModelSpec(DenoisedModel(dn), [["bits", {"bits": 3}]])  # wrappers go on any source
+    plan = Plan(evaluations={"dn": Evaluation("clean", {"dn": DenoisedModel(dn), "squeezed dn": squeezed},
                                               DataSpec("mnist", n=8))})
     assert list(plan.all_denoisers().values()) == [dn]
     with pytest.raises(CacheMiss, match="no cached denoiser"):

@@ -15,7 +15,7 @@ from ..config import ALL, Chapter, Config, Param, Relation
 from ..data import dataset_spec
 from ..evaluate import (cascade_description, clopper_pearson, interval_cells, noise_summary, overstatement,
                         rho_adv_summary, robustness_summary)
-from ..results import DataSpec, Evaluation, ModelSpec, Plan
+from ..results import DataSpec, DenoisedModel, Evaluation, ModelSpec, Plan
 from ..threat import ThreatModel
 from ..training import CO_DROP, CO_FLOOR, CO_GAP, TrainConfig
 from ..training.denoiser import DenoiserConfig
@@ -339,7 +339,7 @@ def table2_models(cfg: Config) -> dict:
 def denoiser_models(cfg: Config) -> dict:
     """The denoiser section's models: the base VGG alone and behind the DnCNN."""
     base = cifar_configs(cfg)["base"]
-    return {"no denoiser": base, "denoiser": ModelSpec(base, front=denoiser_config(cfg))}
+    return {"no denoiser": base, "denoiser": DenoisedModel(denoiser_config(cfg))}
 
 
 def audit_models(cfg: Config) -> tuple[dict, dict]:

@@ -21,12 +21,12 @@ notebook reads its results through the plan and ``advlab precompute`` fills the 
 from . import kinds  # noqa: F401  (registers the evaluation kinds)
 from .engine import load_or_evaluate, load_result
 from .plan import Plan
-from .spec import (EVALUATION_KINDS, RESULT_FORMAT, WRAPPERS, DataSpec, Evaluation, Kind, ModelFile, ModelSource,
-                   ModelSpec, RandomNet, Trained, block_seed, kernel_hash, per_model, register_kind, requirements,
-                   source_of, threat_of, timing_columns)
+from .spec import (EVALUATION_KINDS, RESULT_FORMAT, WRAPPERS, DataSpec, DenoisedModel, Evaluation, Kind, ModelFile,
+                   ModelSource, ModelSpec, RandomNet, Trained, block_seed, kernel_hash, per_model, register_kind,
+                   requirements, source_of, threat_of, timing_columns)
 from .table import decode_table, encode_table, table_digest
 
-__all__ = ["EVALUATION_KINDS", "RESULT_FORMAT", "WRAPPERS", "DataSpec", "Evaluation", "Kind", "ModelFile",
-           "ModelSource", "ModelSpec", "Plan", "RandomNet", "Trained", "requirements", "source_of", "block_seed",
-           "decode_table", "encode_table", "kernel_hash", "load_or_evaluate", "load_result", "per_model",
+__all__ = ["EVALUATION_KINDS", "RESULT_FORMAT", "WRAPPERS", "DataSpec", "DenoisedModel", "Evaluation", "Kind",
+           "ModelFile", "ModelSource", "ModelSpec", "Plan", "RandomNet", "Trained", "requirements", "source_of",
+           "block_seed", "decode_table", "encode_table", "kernel_hash", "load_or_evaluate", "load_result", "per_model",
            "register_kind", "table_digest", "threat_of", "timing_columns"]

@@ -15,7 +15,6 @@ from ..errors import AdvlabError, InputError
 from ..precision import Policy
 from ..progress import bar
 from ..timing import Stopwatch
-from ..training.denoiser import load_or_train_denoiser
 from .spec import EVALUATION_KINDS, Evaluation, ModelSpec, block_seed, source_of
 from ..store import load_or_make, read_valid
 from .table import decode_table, read_table, save_table, table_record
@@ -27,9 +26,7 @@ def _models(ev: Evaluation, device, progress: bool, cache_root=None) -> dict:
         source = source_of(spec.source if isinstance(spec, ModelSpec) else spec)
         model = Policy(ev.precision).model(source.build(device, cache_root=cache_root, progress=progress))
         if isinstance(spec, ModelSpec):
-            front = spec.front and load_or_train_denoiser(spec.front, device=device, cache_root=cache_root,
-                                                          progress=progress)[0]
-            model = spec.build(model, front=front)
+            model = spec.build(model)
         out[name] = model
     return out
 

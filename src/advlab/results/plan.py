@@ -54,13 +54,14 @@ class Plan:
                 for n, c in self._group(group).items()}
 
     def all_denoisers(self) -> dict[str, DenoiserConfig]:
-        """The denoisers the evaluations put in front of their models (by key: each once)."""
+        """The denoisers the evaluations' models require (by key: each once)."""
         out = {}
         for ev in self.evaluations.values():
             for spec in ev.models.values():
-                if isinstance(spec, ModelSpec) and spec.front is not None:
-                    out.setdefault(spec.front.key, (f"denoiser {spec.front.depth}x{spec.front.width} on "
-                                                    f"{getattr(spec.source, 'model', 'its model')}", spec.front))
+                for need in requirements(spec):
+                    if isinstance(need, DenoiserConfig):
+                        out.setdefault(need.key, (f"denoiser {need.depth}x{need.width} on {need.classifier.model}",
+                                                  need))
         return dict(out.values())
 
     def result(self, name: str | tuple | Evaluation, device=None, progress: bool = True) -> pd.DataFrame:

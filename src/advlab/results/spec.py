@@ -31,7 +31,7 @@ from ..models import build_model, external, model_options
 from ..precision import PRECISIONS
 from ..threat import ThreatModel
 from ..training import TrainConfig, load_or_train
-from ..training.denoiser import DenoiserConfig
+from ..training.denoiser import DenoiserConfig, load_or_train_denoiser
 
 #: The format of result tables, part of every key: bumped when old tables would mean something else.
 RESULT_FORMAT = 1
@@ -111,8 +111,9 @@ class DataSpec:
 @runtime_checkable
 class ModelSource(Protocol):
     """Where an evaluation's network comes from: a trained configuration (:class:`Trained`, what a
-    :class:`~advlab.training.TrainConfig` stands for), a reader's file (:class:`ModelFile`) or seeded
-    untrained weights (:class:`RandomNet`). The engine and the plan ask these, never the class:
+    :class:`~advlab.training.TrainConfig` stands for), a reader's file (:class:`ModelFile`), seeded
+    untrained weights (:class:`RandomNet`) or a trained denoiser in front of its classifier
+    (:class:`DenoisedModel`). The engine and the plan ask these, never the class:
 
     - ``key``: what the network is, in every result's key;
     - ``dataset``: the dataset it classifies;
@@ -171,6 +172,41 @@ class Trained:
         return load_or_train(self.config, device=device, cache_root=cache_root, progress=progress)[0]
 
 
+@dataclass(frozen=True)
+class DenoisedModel:
+    """A :class:`~advlab.training.DenoiserConfig`'s DnCNN in front of the classifier it was trained
+    on, as a :class:`ModelSource`: both are trained when built (or loaded from the cache)."""
+
+    denoiser: DenoiserConfig
+
+    def __post_init__(self):
+        if not isinstance(self.denoiser, DenoiserConfig):
+            raise InputError(f"DenoisedModel takes a DenoiserConfig, got {type(self.denoiser).__name__}")
+
+    @property
+    def key(self) -> str:
+        """The denoiser's key (which holds its classifier's)."""
+        return config_key({"denoised": self.denoiser.key})
+
+    @property
+    def dataset(self) -> str:
+        """The classifier's dataset."""
+        return self.denoiser.classifier.dataset
+
+    def requires(self) -> tuple:
+        """The classifier, then the denoiser trained on its adversarial examples."""
+        return (self.denoiser.classifier, self.denoiser)
+
+    def check(self) -> None:
+        """Nothing to load: the configurations are checked when they are made."""
+
+    def build(self, device, cache_root=None, progress: bool = True) -> torch.nn.Module:
+        """The pipeline denoiser → classifier (eval mode), each trained now only if not cached."""
+        front = load_or_train_denoiser(self.denoiser, device=device, cache_root=cache_root, progress=progress)[0]
+        model = load_or_train(self.denoiser.classifier, device=device, cache_root=cache_root, progress=progress)[0]
+        return Denoised(front, model).eval()
+
+
 def source_of(model) -> ModelSource:
     """``model`` as a :class:`ModelSource` (a TrainConfig becomes :class:`Trained`), or an error naming what
     an evaluation takes."""
@@ -184,9 +220,7 @@ def source_of(model) -> ModelSource:
 
 def requirements(model) -> tuple:
     """What must be trained before ``model`` (a source or a :class:`ModelSpec`) can be built."""
-    if isinstance(model, ModelSpec):
-        return source_of(model.source).requires() + ((model.front,) if model.front is not None else ())
-    return source_of(model).requires()
+    return source_of(model.source if isinstance(model, ModelSpec) else model).requires()
 
 
 def _wrapper_fns() -> dict:
@@ -206,7 +240,8 @@ WRAPPERS = {"bits": "input bit-depth reduction (feature squeezing) to `bits` bit
 @dataclass(frozen=True)
 class ModelSpec:
     """A model from any source (a :class:`~advlab.training.TrainConfig`, a :class:`ModelFile`, a
-    :class:`RandomNet`, any :class:`ModelSource`) with declared wrappers in front of it: ``wrappers``
+    :class:`RandomNet`, a :class:`DenoisedModel`, any :class:`ModelSource`) with declared wrappers in
+    front of it: ``wrappers``
     is a sequence of ``[name, {params}]`` applied innermost first (e.g. ``[["noise", {"sigma": 0.1}],
     ["eot", {"draws": 8}]]``).
 
@@ -216,14 +251,11 @@ class ModelSpec:
 
     source: object
     wrappers: tuple = ()
-    front: DenoiserConfig | None = None  # a denoiser in front of the model (Denoised), before the wrappers
 
     def __post_init__(self):
         if isinstance(self.source, ModelSpec):
             raise InputError("ModelSpec.source is the bare model: put every wrapper in one ModelSpec")
         source_of(self.source)  # a TrainConfig or a model source, else an error naming them
-        if self.front is not None and not isinstance(self.front, DenoiserConfig):
-            raise InputError(f"ModelSpec.front must be a DenoiserConfig, got {type(self.front).__name__}")
         norm = []
         for w in self.wrappers:
             name, params = (w, {}) if isinstance(w, str) else (w[0], dict(w[1]) if len(w) > 1 else {})
@@ -243,17 +275,14 @@ class ModelSpec:
 
     @property
     def key(self) -> str:
-        """The recipe's key: the source's, its wrappers in order and the denoiser in front."""
-        return config_key({"model": self.source.key, "wrappers": [[n, p] for n, p in self.wrappers],
-                           **({"front": self.front.key} if self.front else {})})
+        """The recipe's key: the source's and its wrappers in order."""
+        return config_key({"model": self.source.key, "wrappers": [[n, p] for n, p in self.wrappers]})
 
-    def build(self, model, check_only: bool = False, front=None):
-        """``model`` (the source's network) behind the trained denoiser ``front`` if declared, with the
-        wrappers applied; ``check_only`` validates the wrappers' parameters on a stand-in."""
+    def build(self, model, check_only: bool = False):
+        """``model`` (the source's network) with the wrappers applied; ``check_only`` validates the
+        wrappers' parameters on a stand-in."""
         fns = _wrapper_fns()
         m = torch.nn.Identity() if check_only else model
-        if front is not None:
-            m = Denoised(front, m)
         for name, params in self.wrappers:
             try:
                 m = fns[name](m, **params)
