@@ -341,3 +341,42 @@ def test_milp_proves_robust_examples_alpha_crown_cannot_certify():
         if row.verdict == "not robust":
             with torch.no_grad():
                 assert net(row.counterexample).argmax(1).item() != int(y[i])
+
+
+def _deep_mlp(seed=0, width=32, depth=3, inputs=20):
+    g = torch.Generator().manual_seed(seed)
+    sizes = [inputs] + [width] * depth
+    mods = []
+    for a, b in zip(sizes, sizes[1:]):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    net = nn.Sequential(*mods, nn.Linear(width, 10))
+    with torch.no_grad():
+        for m in net[::2]:
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2 / m.in_features) ** 0.5)
+            m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return net.eval()
+
+
+def test_alpha_crown_optimises_intermediate_bounds_the_reference_already_wins(monkeypatch):
+    """An intermediate bound re-optimised by α-CROWN is intersected with CROWN's; where CROWN's wins,
+    even by float rounding (patched and dense passes differ by that much), its slopes must still
+    receive a gradient, or they never leave their start. Tightening every CROWN box by 1e-6 (as
+    rounding might) may not take away the published variant's gain over the final-layer one."""
+    from advlab.certify import bounds
+    net = _deep_mlp()
+    g = torch.Generator().manual_seed(1)
+    x, threat = torch.rand(6, 20, generator=g), ThreatModel("linf", 0.08)
+    y = net(x).argmax(1)
+    gain = {m: (margin_bounds(net, x, y, threat, method=m, upper=False).lower
+                - margin_bounds(net, x, y, threat, method="crown", upper=False).lower).mean().item()
+            for m in ("alpha_crown_final", "alpha_crown")}
+    assert gain["alpha_crown"] > 1.2 * gain["alpha_crown_final"] > 0  # the intermediate slopes matter here
+    tighten = bounds._tighten
+
+    def rounded(*args, **kwargs):
+        lo, hi = tighten(*args, **kwargs)
+        return lo + 1e-6, hi - 1e-6
+    monkeypatch.setattr(bounds, "_tighten", rounded)
+    shifted = (margin_bounds(net, x, y, threat, method="alpha_crown", upper=False).lower
+               - margin_bounds(net, x, y, threat, method="crown", upper=False).lower).mean().item()
+    assert shifted > gain["alpha_crown_final"] + 0.9 * (gain["alpha_crown"] - gain["alpha_crown_final"])

@@ -709,8 +709,10 @@ def _optimise_slice(p: _Pass, x, ball, c, targets: dict, before: dict, steps: in
                                                        _rows(idx, math.prod(shape), shape, x), j, True,
                                                        relax_hi=relax_for(j, 1))
                     flat_lo, flat_hi = lo.reshape(b, -1).clone(), hi.reshape(b, -1).clone()
-                    flat_lo[:, idx] = torch.maximum(flat_lo[:, idx], _concretize(a_lo, b_lo, *p.boxes[0], -1, ball))
-                    flat_hi[:, idx] = torch.minimum(flat_hi[:, idx], _concretize(a_hi, b_hi, *p.boxes[0], +1, ball))
+                    flat_lo[:, idx] = _through(torch.maximum, flat_lo[:, idx],
+                                               _concretize(a_lo, b_lo, *p.boxes[0], -1, ball))
+                    flat_hi[:, idx] = _through(torch.minimum, flat_hi[:, idx],
+                                               _concretize(a_hi, b_hi, *p.boxes[0], +1, ball))
                     boxes[j] = flat_lo.view(b, *shape), flat_hi.view(b, *shape)
                     best_boxes[j] = (torch.maximum(best_boxes[j][0], boxes[j][0].detach()),
                                      torch.minimum(best_boxes[j][1], boxes[j][1].detach()))
@@ -726,6 +728,14 @@ def _optimise_slice(p: _Pass, x, ball, c, targets: dict, before: dict, steps: in
                 for a in alphas.values():
                     a.clamp_(0, 1)
     return best, best_boxes, {r: alphas[(out, r, 0)] for r in relus}
+
+
+def _through(pick, ref, new):
+    """The tighter of a reference bound and a re-optimised one, differentiated as the re-optimised
+    one (auto_LiRPA's choice): where the reference wins, even by float rounding, a plain min/max would
+    pass no gradient, and that neuron's slopes would never leave their start. new − new.detach() is
+    exactly zero, so the value is the tighter bound to the bit (new + (pick − new) could round past it)."""
+    return pick(ref, new).detach() + (new - new.detach())
 
 
 @strictly_fp32
