@@ -216,13 +216,30 @@ class _Chain(nn.Module):
         return self.fc(h.flatten(1))
 
 
+class _PoolChain(nn.Module):
+    """Non-overlapping max pooling inside a convolution chain: square and rectangular windows, maps
+    whose sides the window does not divide."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1), nn.Conv2d(6, 4, 2)
+        self.fc = nn.Linear(4 * 2 * 2, 10)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.c1(x)), 2)
+        h = nn.functional.max_pool2d(torch.relu(self.c2(h)), (2, 3))
+        return self.fc(F.relu(self.c3(h)).flatten(1))
+
+
 @pytest.mark.parametrize("norm, eps", [("linf", 0.03), ("l2", 0.3)])
 def test_patches_give_the_dense_passes_bounds(norm, eps, monkeypatch):
-    """On convolution chains the intermediate bounds are computed in patches (each neuron's window of
-    the image); they equal the dense backward passes' to float rounding, every neuron and every margin."""
+    """On convolution chains (max pooling among them) the intermediate bounds are computed in patches
+    (each neuron's window of the image); they equal the dense backward passes' to float rounding,
+    every neuron and every margin."""
     from advlab.certify import bounds
     torch.manual_seed(0)
-    nets = [(_randomise_bn(_Chain(), 3), (3, 16, 15)), (build_model("conv_small", "mnist").eval(), (1, 28, 28))]
+    nets = [(_randomise_bn(_Chain(), 3), (3, 16, 15)), (build_model("conv_small", "mnist").eval(), (1, 28, 28)),
+            (_PoolChain().eval(), (3, 13, 19)), (build_model("small_cnn", "mnist", width=0.25).eval(), (1, 28, 28))]
     used = []
     real = bounds._patch_bounds
     monkeypatch.setattr(bounds, "_patch_bounds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])

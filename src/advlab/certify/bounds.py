@@ -20,8 +20,9 @@ is an error that names it and its module path, before any work.
   otherwise (CROWN's adaptive choice). Max pooling's lower line is the window's input with the
   largest lower bound; its upper line is that input when it dominates the window, else the largest
   upper bound. The pre-activation bounds l, u of every nonlinearity are themselves computed this way,
-  node by node, for the neurons the box leaves open, and intersected with the box. The final bound is
-  the better, per row, of CROWN's and the interval bound from those boxes.
+  node by node, for the neurons the box leaves open (all of them where max pooling reads the node,
+  directly or after a ReLU: its lines use every input's box), and intersected with the box. The
+  final bound is the better, per row, of CROWN's and the interval bound from those boxes.
 - **α-CROWN** (Xu et al. 2021) optimises the lower slopes of the unstable ReLUs (any slope in
   [0, 1] is sound) by projected Adam, ``alpha_steps`` steps (:data:`ALPHA_STEPS` by default):
   ``"alpha_crown"`` as published, with separate slopes for every intermediate node's bounds, which
@@ -419,7 +420,10 @@ def _forward(graph, x, threat, ball, crown: bool) -> _Pass:
         exact = mixing.get(j, 2) <= 1 and (ball is None or j in rows)
         kinds = {graph.nodes[r].op for r in readers[j]} & set(NONLINEAR)
         if kinds and n.op not in NONLINEAR and not exact and (crown or (ball is not None and j in linear)):
-            box[j] = _tighten(p, j, x, threat, ball, *box[j], every=("maxpool" in kinds))
+            # max pooling's lines read every neuron's box, stable ones too (directly or after a ReLU)
+            pooled = "maxpool" in kinds or any(graph.nodes[q].op == "maxpool" for r in readers[j]
+                                               if graph.nodes[r].op == "relu" for q in readers[r])
+            box[j] = _tighten(p, j, x, threat, ball, *box[j], every=pooled)
     return p
 
 
@@ -481,13 +485,17 @@ def _tighten(p: _Pass, j: int, x, threat, ball, lo, hi, every: bool):
 # cost the window's size, not the image's: on Wong & Kolter's ConvNet 10-12x fewer elements.
 def _chain(graph: Graph, j: int) -> list | None:
     """Nodes j, ..., 1 when the path from the input to node j is a chain of 2-d convolutions (zero
-    padding, no groups or dilation), per-channel affine maps and ReLUs; None otherwise."""
+    padding, no groups or dilation), per-channel affine maps, ReLUs and non-overlapping max pooling
+    (kernel = stride, no padding or dilation); None otherwise."""
     out, i = [], j
     while i != 0:
         n = graph.nodes[i]
-        if len(n.inputs) != 1 or n.op not in ("relu", "affine"):
+        if len(n.inputs) != 1 or n.op not in ("relu", "affine", "maxpool"):
             return None
-        if n.op == "affine":
+        if n.op == "maxpool":
+            if n.fn.kernel != n.fn.stride or n.fn.padding != (0, 0) or n.fn.dilation != (1, 1):
+                return None
+        elif n.op == "affine":
             m = n.fn
             conv = (isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros"
                     and isinstance(m.padding, tuple) and m.dilation == (1, 1))
@@ -544,10 +552,12 @@ def _patch_bounds(p: _Pass, j: int, x, ball, channels: torch.Tensor | None = Non
     geometry = []  # the window on each node's input, walking down
     for i in chain:
         m = p.graph.nodes[i].fn
-        if isinstance(m, nn.Conv2d):
-            k = tuple((k[d] - 1) * m.stride[d] + m.kernel_size[d] for d in (0, 1))
-            pad = tuple(pad[d] * m.stride[d] + m.padding[d] for d in (0, 1))
-            stride = tuple(stride[d] * m.stride[d] for d in (0, 1))
+        if isinstance(m, (nn.Conv2d, MaxPool)):
+            size, step, edge = (m.kernel_size, m.stride, m.padding) if isinstance(m, nn.Conv2d) else \
+                (m.kernel, m.stride, m.padding)
+            k = tuple((k[d] - 1) * step[d] + size[d] for d in (0, 1))
+            pad = tuple(pad[d] * step[d] + edge[d] for d in (0, 1))
+            stride = tuple(stride[d] * step[d] for d in (0, 1))
             _, h, w = p.shapes[p.graph.nodes[i].inputs[0]]
             if k[0] * k[1] * 2 > h * w or (h + 2 * pad[0] - k[0]) // stride[0] + 1 != hj \
                     or (w + 2 * pad[1] - k[1]) // stride[1] + 1 != wj:
@@ -573,6 +583,10 @@ def _patch_bounds(p: _Pass, j: int, x, ball, channels: torch.Tensor | None = Non
                 pos, neg = a_hi.clamp(min=0), a_hi.clamp(max=0)
                 d_hi = d_hi + (pos * ub).sum((3, 4, 5))
                 a_hi = pos * us + neg * ls
+            elif node.op == "maxpool":
+                (a_lo, d), (a_hi, e) = (_patch_pool(p.relax[i], a, shape, cur_pad, cur_stride, lower)
+                                        for a, lower in ((a_lo, True), (a_hi, False)))
+                d_lo, d_hi = d_lo + d, d_hi + e
             elif isinstance(m, nn.Conv2d):
                 if m.bias is not None:
                     d_lo = d_lo + (a_lo.sum((4, 5)) * m.bias).sum(3)
@@ -605,6 +619,26 @@ def _patch_bounds(p: _Pass, j: int, x, ball, channels: torch.Tensor | None = Non
         lows.append(low.expand(b, -1, -1))
         highs.append(high.expand(b, -1, -1))
     return torch.cat(lows, 1).view(b, cj, hj, wj), torch.cat(highs, 1).view(b, cj, hj, wj)
+
+
+def _patch_pool(lines: _PoolLines, a, shape, pad, stride, lower: bool):
+    """Patches (N, R, L, C, kh, kw) on a non-overlapping max pooling's output ↦ patches on its input
+    (window kh·sh × kw·sw) and the constant, through the pooling's lines as :func:`_back_pool` takes them."""
+    b, c, kk, _ = lines.pick.shape
+    pool = lines.pool
+    out_hw = [(n - k) // s + 1 for n, k, s in zip(lines.padded, pool.kernel, pool.stride)]
+    exact = _unfold(lines.exact.to(a.dtype).view(b, c, *out_hw), shape, pad, stride)
+    top = _unfold(lines.top.view(b, c, *out_hw), shape, pad, stride)
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    on_line, off_line = (pos, neg) if lower else (neg, pos)
+    coef = on_line + off_line * exact
+    const = (off_line * (1 - exact) * top).sum((3, 4, 5))
+    (sh, sw), (kh, kw) = pool.kernel, shape
+    u = F.unfold(lines.pick.view(b, c * kk, *out_hw), shape, padding=pad, stride=stride)
+    pick = u.view(b, c, sh, sw, kh, kw, -1).permute(0, 6, 1, 4, 2, 5, 3).reshape(b, 1, -1, c, kh * sh, kw * sw)
+    coef = coef[..., :, None, :, None].expand(*coef.shape[:4], kh, sh, kw, sw).reshape(*coef.shape[:4], kh * sh,
+                                                                                         kw * sw)
+    return coef * pick, const
 
 
 def _rows(part, size, shape, x):
