@@ -584,7 +584,8 @@ def _patch_bounds(p: _Pass, j: int, x, ball, channels: torch.Tensor | None = Non
                 d_hi = d_hi + (pos * ub).sum((3, 4, 5))
                 a_hi = pos * us + neg * ls
             elif node.op == "maxpool":
-                (a_lo, d), (a_hi, e) = (_patch_pool(p.relax[i], a, shape, cur_pad, cur_stride, lower)
+                (a_lo, d), (a_hi, e) = (_patch_pool(p.relax[i], p.shapes[i][1:], a, shape, cur_pad, cur_stride,
+                                                    lower)
                                         for a, lower in ((a_lo, True), (a_hi, False)))
                 d_lo, d_hi = d_lo + d, d_hi + e
             elif isinstance(m, nn.Conv2d):
@@ -621,12 +622,12 @@ def _patch_bounds(p: _Pass, j: int, x, ball, channels: torch.Tensor | None = Non
     return torch.cat(lows, 1).view(b, cj, hj, wj), torch.cat(highs, 1).view(b, cj, hj, wj)
 
 
-def _patch_pool(lines: _PoolLines, a, shape, pad, stride, lower: bool):
-    """Patches (N, R, L, C, kh, kw) on a non-overlapping max pooling's output ↦ patches on its input
-    (window kh·sh × kw·sw) and the constant, through the pooling's lines as :func:`_back_pool` takes them."""
+def _patch_pool(lines: _PoolLines, out_hw, a, shape, pad, stride, lower: bool):
+    """Patches (N, R, L, C, kh, kw) on a non-overlapping max pooling's output (``out_hw`` its map) ↦
+    patches on its input (window kh·sh × kw·sw) and the constant, through the pooling's lines as
+    :func:`_back_pool` takes them."""
     b, c, kk, _ = lines.pick.shape
     pool = lines.pool
-    out_hw = [(n - k) // s + 1 for n, k, s in zip(lines.padded, pool.kernel, pool.stride)]
     exact = _unfold(lines.exact.to(a.dtype).view(b, c, *out_hw), shape, pad, stride)
     top = _unfold(lines.top.view(b, c, *out_hw), shape, pad, stride)
     pos, neg = a.clamp(min=0), a.clamp(max=0)
